@@ -1,0 +1,287 @@
+//! The configuration model: the `deployment.toml`-style rule file (SPEC B1, C4) and the
+//! users file, loaded strictly. Every load error names file, line, column and key.
+//!
+//! This module only reads and shapes TOML; [`crate::policy`] turns the rules into a
+//! lookup index, and the layer builder turns the rest into handlers.
+
+mod error;
+mod users;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+pub use toml::Spanned;
+
+pub use error::{ConfigError, SourceMap};
+pub use users::{load_users, load_users_file};
+
+/// A parsed rule file. Rules keep their source positions so that the policy compiler can
+/// report errors at the offending key.
+///
+/// ```
+/// use tower_secure::config::Deployment;
+///
+/// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+///     [[resource.access_control]]
+///     context = "/api/health"
+///     secure = false
+/// "#)?;
+/// assert_eq!(deployment.resource.access_control.len(), 1);
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    /// `[resource]`: the access-control rules.
+    pub resource: ResourceConfig,
+    /// `[authentication]`: realm, handler priorities, Basic settings.
+    pub authentication: AuthenticationConfig,
+    /// `[cors]`: how CORS preflight requests are treated (SPEC E2).
+    pub cors: CorsConfig,
+    /// `[[scope]]`: scope definitions (SPEC C4).
+    pub scopes: Vec<Spanned<ScopeConfig>>,
+    /// Where the text came from, for error positions.
+    pub source: SourceMap,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentFile {
+    #[serde(default)]
+    resource: ResourceConfig,
+    #[serde(default)]
+    authentication: AuthenticationConfig,
+    #[serde(default)]
+    cors: CorsConfig,
+    #[serde(default)]
+    scope: Vec<Spanned<ScopeConfig>>,
+}
+
+impl Deployment {
+    /// Parses rule-file text; `file` names it in errors.
+    pub fn from_toml_str(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let source = SourceMap::new(file, text);
+        let parsed: DeploymentFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
+        Ok(Self {
+            resource: parsed.resource,
+            authentication: parsed.authentication,
+            cors: parsed.cors,
+            scopes: parsed.scope,
+            source,
+        })
+    }
+
+    /// Reads and parses a rule file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let (name, text) = read_file(path.as_ref())?;
+        Self::from_toml_str(&name, &text)
+    }
+}
+
+impl Default for Deployment {
+    /// No rules: everything needs an authenticated caller.
+    fn default() -> Self {
+        Self {
+            resource: ResourceConfig::default(),
+            authentication: AuthenticationConfig::default(),
+            cors: CorsConfig::default(),
+            scopes: Vec::new(),
+            source: SourceMap::new("<default>", ""),
+        }
+    }
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let name = path.display().to_string();
+    std::fs::read_to_string(path).map(|text| (name.clone(), text)).map_err(|e| ConfigError {
+        file: name.into(),
+        line: 0,
+        column: 0,
+        key: None,
+        message: format!("cannot read the file: {e}"),
+    })
+}
+
+/// `[resource]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceConfig {
+    /// `[[resource.access_control]]` tables, in file order (order does not matter: the
+    /// most specific rule wins, SPEC B4).
+    #[serde(default)]
+    pub access_control: Vec<Spanned<RuleConfig>>,
+}
+
+/// One `[[resource.access_control]]` table, as written (SPEC B1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// The path pattern (SPEC B3).
+    pub context: Spanned<String>,
+    /// `false` opens the resource to anonymous callers. Default `true`.
+    #[serde(default = "default_true")]
+    pub secure: bool,
+    /// `all` (default), one method or a list.
+    #[serde(default)]
+    pub http_method: Option<Spanned<OneOrMany>>,
+    /// Permissions the caller must hold.
+    #[serde(default)]
+    pub permissions: Option<Spanned<OneOrMany>>,
+    /// Scopes the caller's token must carry (`scopes` is accepted too).
+    #[serde(default, alias = "scopes")]
+    pub scope: Option<Spanned<OneOrMany>>,
+    /// Handlers allowed to authenticate callers of this resource. Default: all.
+    #[serde(default)]
+    pub allowed_auth_handlers: Option<Spanned<OneOrMany>>,
+    /// `true` replaces a handler's compile-time rule instead of adding to it (SPEC B5).
+    #[serde(default, rename = "override")]
+    pub override_compiled: bool,
+    /// `all` (default) or `any` of `permissions`.
+    #[serde(default)]
+    pub permissions_match: MatchMode,
+    /// `all` (default) or `any` of `scope`.
+    #[serde(default)]
+    pub scopes_match: MatchMode,
+    /// Callers of other tenants: `false` (default), `true`, or a list of tenants.
+    #[serde(default)]
+    pub cross_tenant: Option<Spanned<CrossTenantConfig>>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Whether all or any of a list must hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchMode {
+    /// Every item must hold.
+    #[default]
+    All,
+    /// At least one item must hold.
+    Any,
+}
+
+/// `cross_tenant = true | false | ["tenant", ...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "`true`, `false` or a list of tenant names")]
+pub enum CrossTenantConfig {
+    /// All or no other tenants.
+    Flag(bool),
+    /// These tenants.
+    Tenants(Vec<String>),
+}
+
+/// A string or a list of strings (`http_method = "GET"` or `["GET", "POST"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OneOrMany(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct OneOrManyVisitor;
+        impl<'de> Visitor<'de> for OneOrManyVisitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany(items))
+            }
+        }
+        deserializer.deserialize_any(OneOrManyVisitor)
+    }
+}
+
+/// `[authentication]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthenticationConfig {
+    /// The realm in `WWW-Authenticate` challenges. Default `tower-secure`.
+    #[serde(default = "default_realm")]
+    pub realm: String,
+    /// Handler priorities by name (higher is asked first), overriding the handlers' own.
+    #[serde(default)]
+    pub priorities: BTreeMap<String, Spanned<i32>>,
+    /// `[authentication.basic]`.
+    #[serde(default)]
+    pub basic: BasicConfig,
+}
+
+impl Default for AuthenticationConfig {
+    fn default() -> Self {
+        Self { realm: default_realm(), priorities: BTreeMap::new(), basic: BasicConfig::default() }
+    }
+}
+
+fn default_realm() -> String {
+    "tower-secure".to_owned()
+}
+
+/// `[authentication.basic]`: the verification cache, lockout and hashing throttle (SPEC A4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BasicConfig {
+    /// How long a verified credential is trusted without re-hashing. Default 300.
+    pub cache_ttl_seconds: u64,
+    /// How many verified credentials are cached at most. Default 10,000.
+    pub cache_capacity: usize,
+    /// Failed attempts before an account is locked; 0 turns lockout off. Default 5.
+    pub max_failed_attempts: u32,
+    /// How long a locked account stays locked. Default 300.
+    pub lockout_seconds: u64,
+    /// How many usernames the failure counter tracks at most. Default 100,000.
+    pub lockout_capacity: usize,
+    /// Password hashes computed at once (each on the blocking pool). Default 1.
+    pub max_concurrent_hashes: usize,
+    /// Uncached verifications allowed per second across all callers; more wait briefly,
+    /// then get 429. This keeps a wrong-password flood from starving cached traffic.
+    /// Default 20.
+    pub hashes_per_second: u32,
+}
+
+impl Default for BasicConfig {
+    fn default() -> Self {
+        Self {
+            cache_ttl_seconds: 300,
+            cache_capacity: 10_000,
+            max_failed_attempts: 5,
+            lockout_seconds: 300,
+            lockout_capacity: 100_000,
+            max_concurrent_hashes: 1,
+            hashes_per_second: 20,
+        }
+    }
+}
+
+/// `[cors]` (SPEC E2).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// `true` authenticates CORS preflight requests like any other. Default `false`: a
+    /// preflight carries no credentials by the Fetch standard and passes to the CORS layer.
+    #[serde(default)]
+    pub authenticate_preflight: bool,
+}
+
+/// One `[[scope]]` table (SPEC C4).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// The scope name.
+    pub name: Spanned<String>,
+    /// Permissions the scope is bound to.
+    #[serde(default)]
+    pub permissions: Vec<Spanned<String>>,
+    /// Roles that may receive the scope.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}

@@ -1,0 +1,14 @@
+//! Who a caller is: the [`Principal`], qualified user names, the permission tree and
+//! the [`UserStore`] trait with its in-memory implementation.
+//!
+//! This is the ground floor of the crate: it imports no other module of it.
+
+mod name;
+mod permission;
+mod principal;
+mod store;
+
+pub use name::{NameError, QualifiedName, PRIMARY_DOMAIN, SUPER_TENANT};
+pub use permission::{Permission, PermissionError, PermissionSet};
+pub use principal::{Principal, PrincipalBuilder};
+pub use store::{InMemoryUserStore, UserRecord, UserStore, UserStoreError};

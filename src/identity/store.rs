@@ -1,0 +1,105 @@
+// User stores: where users, their password hashes, roles and permissions come from.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{PermissionSet, QualifiedName};
+
+/// A user as a store knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The user's qualified name.
+    pub name: QualifiedName,
+    /// The password as a PHC string (`$argon2id$...`), or `None` for users that cannot
+    /// log in with a password (certificate-only users, for example).
+    pub password_hash: Option<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// The permissions the roles grant.
+    pub permissions: PermissionSet,
+    /// A disabled user cannot authenticate by any means.
+    pub disabled: bool,
+}
+
+/// A user store failed (the backend is down, timed out, answered nonsense). The request
+/// fails closed with 503; the message goes to the log, never to the caller.
+#[derive(Debug, thiserror::Error)]
+#[error("user store failure: {0}")]
+pub struct UserStoreError(pub String);
+
+/// Where users come from. Implement it to plug in LDAP, a database or a remote service.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use tower_secure::identity::{QualifiedName, UserRecord, UserStore, UserStoreError};
+///
+/// struct NobodyStore;
+///
+/// #[async_trait]
+/// impl UserStore for NobodyStore {
+///     async fn find_user(&self, _name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
+///         Ok(None)
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Looks a user up; `Ok(None)` when there is no such user.
+    async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError>;
+}
+
+/// A user store held in memory, usually loaded from a users file with
+/// [`crate::config::load_users`].
+///
+/// ```
+/// use tower_secure::identity::{InMemoryUserStore, QualifiedName, UserRecord};
+///
+/// let alex = UserRecord {
+///     name: QualifiedName::parse("alex")?,
+///     password_hash: None,
+///     roles: vec![],
+///     permissions: Default::default(),
+///     disabled: false,
+/// };
+/// let store = InMemoryUserStore::new([alex]);
+/// assert_eq!(store.len(), 1);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct InMemoryUserStore {
+    users: Arc<HashMap<QualifiedName, UserRecord>>,
+}
+
+impl InMemoryUserStore {
+    /// A store holding these users (a later record with the same name replaces an earlier one).
+    pub fn new(users: impl IntoIterator<Item = UserRecord>) -> Self {
+        let users = users.into_iter().map(|u| (u.name.clone(), u)).collect();
+        Self { users: Arc::new(users) }
+    }
+
+    /// How many users the store holds.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// True when the store holds no user.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+#[async_trait]
+impl UserStore for InMemoryUserStore {
+    async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
+        Ok(self.users.get(name).cloned())
+    }
+}
+
+#[async_trait]
+impl<T: UserStore + ?Sized> UserStore for Arc<T> {
+    async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
+        (**self).find_user(name).await
+    }
+}

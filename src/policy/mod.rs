@@ -1,0 +1,289 @@
+//! What applies to a request: canonical paths, the `context` pattern language, rules and
+//! the index that finds the most specific one (SPEC B1-B4, E1-E2, F1-F3), and the scope
+//! definitions (SPEC C4).
+//!
+//! Matching knows nothing of credentials: this module imports neither `authn` nor `authz`.
+
+mod index;
+mod path;
+mod pattern;
+mod rule;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::Method;
+
+pub use path::{CanonicalPath, PathError, MAX_PATH_BYTES, MAX_SEGMENTS};
+pub use rule::{CrossTenant, Methods, Rule, RuleOrigin, STANDARD_METHODS};
+
+pub(crate) use index::LookupError;
+use index::RuleIndex;
+use pattern::Pattern;
+
+use crate::config::{ConfigError, CrossTenantConfig, Deployment, OneOrMany, RuleConfig, Spanned};
+use crate::identity::Permission;
+
+/// The names of the built-in authentication handlers.
+pub const BUILT_IN_HANDLERS: [&str; 3] = ["oauth2", "basic", "client_cert"];
+
+/// A scope definition (SPEC C4): the permissions it is bound to and the roles that may
+/// receive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeDefinition {
+    /// The scope name.
+    pub name: String,
+    /// Permissions the scope is bound to.
+    pub permissions: Vec<Permission>,
+    /// Roles that may receive the scope.
+    pub roles: Vec<String>,
+}
+
+/// The compiled rules of one configuration version: looked up per request, replaced
+/// whole on reload.
+///
+/// ```
+/// use http::Method;
+/// use tower_secure::config::Deployment;
+/// use tower_secure::policy::{CanonicalPath, Policy};
+///
+/// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+///     [[resource.access_control]]
+///     context = "/api/**"
+///     permissions = ["/permission/admin"]
+///
+///     [[resource.access_control]]
+///     context = "/api/health"
+///     secure = false
+/// "#)?;
+/// let policy = Policy::compile(&deployment)?;
+/// let rule = policy.lookup(&Method::GET, &CanonicalPath::parse("/api/health").unwrap()).unwrap();
+/// assert!(!rule.is_secure());
+/// let rule = policy.lookup(&Method::GET, &CanonicalPath::parse("/elsewhere").unwrap()).unwrap();
+/// assert!(rule.is_secure());
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Debug)]
+pub struct Policy {
+    rules: Vec<Arc<Rule>>,
+    index: RuleIndex,
+    secure_default: Arc<Rule>,
+    scopes: HashMap<String, ScopeDefinition>,
+}
+
+impl Policy {
+    /// Compiles a deployment, checking handler names against the built-in ones.
+    pub fn compile(deployment: &Deployment) -> Result<Self, ConfigError> {
+        Self::compile_with_handlers(deployment, &BUILT_IN_HANDLERS)
+    }
+
+    /// Compiles a deployment; `allowed_auth_handlers` may only name `handlers`.
+    pub fn compile_with_handlers(deployment: &Deployment, handlers: &[&str]) -> Result<Self, ConfigError> {
+        let source = &deployment.source;
+        let mut rules = Vec::with_capacity(deployment.resource.access_control.len());
+        for (id, table) in deployment.resource.access_control.iter().enumerate() {
+            let rule = compile_rule(id, table, deployment, handlers)?;
+            rules.push(Arc::new(rule));
+        }
+        check_ties(&rules, deployment)?;
+        let index = RuleIndex::build(&rules).map_err(|e| ConfigError {
+            file: source.file().clone(),
+            line: 0,
+            column: 0,
+            key: Some("context".to_owned()),
+            message: format!("the regex patterns together are too large: {e}"),
+        })?;
+        let scopes = compile_scopes(deployment)?;
+        Ok(Self { rules, index, secure_default: Arc::new(Rule::secure_default()), scopes })
+    }
+
+    /// The rule for a request: the most specific matching rule, or the secure default.
+    /// `HEAD` is looked up as `GET` (SPEC E2).
+    pub fn lookup(&self, method: &Method, path: &CanonicalPath) -> Result<&Arc<Rule>, LookupFailure> {
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        match self.index.lookup(&self.rules, method, path) {
+            Ok(Some(rule)) => Ok(rule),
+            Ok(None) => Ok(&self.secure_default),
+            Err(LookupError::MethodNotAllowed) => Err(LookupFailure::MethodNotAllowed),
+            Err(LookupError::Ambiguous) => Err(LookupFailure::Ambiguous),
+        }
+    }
+
+    /// Every rule, in file order.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    /// The scope definition called `name`.
+    pub fn scope(&self, name: &str) -> Option<&ScopeDefinition> {
+        self.scopes.get(name)
+    }
+
+    /// Every scope definition.
+    pub fn scopes(&self) -> impl Iterator<Item = &ScopeDefinition> {
+        self.scopes.values()
+    }
+}
+
+/// Why [`Policy::lookup`] chose no rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupFailure {
+    /// The method is not one `all` stands for, and no matching rule names it (405).
+    MethodNotAllowed,
+    /// Two `regex:` rules of equal rank match the path (a configuration error; 500).
+    Ambiguous,
+}
+
+fn compile_rule(id: usize, table: &Spanned<RuleConfig>, deployment: &Deployment, handlers: &[&str]) -> Result<Rule, ConfigError> {
+    let source = &deployment.source;
+    let config = table.get_ref();
+    let context = config.context.get_ref();
+    let pattern = Pattern::parse(context).map_err(|m| source.error(config.context.span(), "context", m))?;
+    let methods = match &config.http_method {
+        None => rule::Methods::All,
+        Some(methods) => parse_methods(methods).map_err(|m| source.error(methods.span(), "http_method", m))?,
+    };
+    let permissions = match &config.permissions {
+        None => Vec::new(),
+        Some(list) => list
+            .get_ref()
+            .0
+            .iter()
+            .map(|p| Permission::parse(p).map_err(|e| source.error(list.span(), "permissions", format!("`{p}`: {e}"))))
+            .collect::<Result<_, _>>()?,
+    };
+    let scopes = match &config.scope {
+        None => Vec::new(),
+        Some(list) => {
+            check_scope_names(&list.get_ref().0).map_err(|m| source.error(list.span(), "scope", m))?;
+            list.get_ref().0.clone()
+        }
+    };
+    let allowed_auth_handlers = match &config.allowed_auth_handlers {
+        None => None,
+        Some(list) => Some(check_handlers(&list.get_ref().0, handlers).map_err(|m| source.error(list.span(), "allowed_auth_handlers", m))?),
+    };
+    if !config.secure && (!permissions.is_empty() || !scopes.is_empty()) {
+        let message = "an open resource (`secure = false`) cannot require permissions or scopes";
+        return Err(source.error(table.span(), "secure", message));
+    }
+    let cross_tenant = match &config.cross_tenant {
+        None => CrossTenant::Deny,
+        Some(value) => match value.get_ref() {
+            CrossTenantConfig::Flag(false) => CrossTenant::Deny,
+            CrossTenantConfig::Flag(true) => CrossTenant::Any,
+            CrossTenantConfig::Tenants(list) if list.iter().any(|t| t.trim().is_empty()) => {
+                return Err(source.error(value.span(), "cross_tenant", "tenant names must not be empty"));
+            }
+            CrossTenantConfig::Tenants(list) => CrossTenant::Tenants(list.iter().map(|t| t.to_lowercase()).collect()),
+        },
+    };
+    let (line, _) = source.position(table.span().start);
+    Ok(Rule {
+        id,
+        context: context.clone(),
+        pattern,
+        methods,
+        secure: config.secure,
+        permissions,
+        permissions_match: config.permissions_match,
+        scopes,
+        scopes_match: config.scopes_match,
+        allowed_auth_handlers,
+        override_compiled: config.override_compiled,
+        cross_tenant,
+        origin: RuleOrigin::File { file: source.file().clone(), line },
+    })
+}
+
+fn parse_methods(methods: &Spanned<OneOrMany>) -> Result<rule::Methods, String> {
+    let names = &methods.get_ref().0;
+    if names.is_empty() {
+        return Err("list at least one method, or write \"all\"".to_owned());
+    }
+    if names.iter().any(|n| n.eq_ignore_ascii_case("all")) {
+        return match names.len() {
+            1 => Ok(rule::Methods::All),
+            _ => Err("\"all\" cannot be combined with other methods".to_owned()),
+        };
+    }
+    let mut list = Vec::with_capacity(names.len());
+    for name in names {
+        let method = Method::from_bytes(name.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("`{}` is not an HTTP method", name.escape_debug()))?;
+        if method == Method::HEAD {
+            return Err("HEAD is checked as GET: list GET instead".to_owned());
+        }
+        if list.contains(&method) {
+            return Err(format!("`{method}` is listed twice"));
+        }
+        list.push(method);
+    }
+    Ok(rule::Methods::Only(list))
+}
+
+/// Scope names are RFC 6749 scope tokens: printable ASCII without space, `"` or `\`.
+fn check_scope_names(names: &[String]) -> Result<(), String> {
+    let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+    match names.iter().find(|s| !valid(s)) {
+        Some(bad) => Err(format!("`{}` is not a scope token (non-empty, printable, no space, quote or backslash)", bad.escape_debug())),
+        None if names.is_empty() => Err("an empty scope list requires nothing: leave the key out".to_owned()),
+        None => Ok(()),
+    }
+}
+
+fn check_handlers(names: &[String], known: &[&str]) -> Result<Vec<String>, String> {
+    if names.is_empty() {
+        return Err("an empty list allows no handler: leave the key out to allow all".to_owned());
+    }
+    match names.iter().find(|n| !known.contains(&n.as_str())) {
+        Some(unknown) => Err(format!("no authentication handler is called `{}` (known: {})", unknown.escape_debug(), known.join(", "))),
+        None => Ok(names.to_vec()),
+    }
+}
+
+/// Two rules equally specific for the same method that can match the same path are a
+/// load error (SPEC B4): file order must never decide who gets in.
+fn check_ties(rules: &[Arc<Rule>], deployment: &Deployment) -> Result<(), ConfigError> {
+    let mut groups: HashMap<_, Vec<&Arc<Rule>>> = HashMap::new();
+    for rule in rules {
+        let shape = match &rule.pattern {
+            Pattern::Segments { segments, rest } => (segments.len(), *rest),
+            Pattern::Regex(_) => (0, false),
+        };
+        groups.entry((rule.rank(), shape)).or_default().push(rule);
+    }
+    for group in groups.values() {
+        for (i, later) in group.iter().enumerate() {
+            if let Some(earlier) = group[..i].iter().find(|e| e.pattern.overlaps(&later.pattern) && e.methods.overlaps(&later.methods)) {
+                let table = &deployment.resource.access_control[later.id];
+                let message = format!(
+                    "`{}` is as specific as `{}` ({}) for the same method: make one more specific or split the methods",
+                    later.context, earlier.context, earlier.origin
+                );
+                return Err(deployment.source.error(table.get_ref().context.span(), "context", message));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn compile_scopes(deployment: &Deployment) -> Result<HashMap<String, ScopeDefinition>, ConfigError> {
+    let source = &deployment.source;
+    let mut scopes = HashMap::new();
+    for table in &deployment.scopes {
+        let config = table.get_ref();
+        let name = config.name.get_ref();
+        check_scope_names(std::slice::from_ref(name)).map_err(|m| source.error(config.name.span(), "name", m))?;
+        let permissions = config
+            .permissions
+            .iter()
+            .map(|p| Permission::parse(p.get_ref()).map_err(|e| source.error(p.span(), "permissions", e.to_string())))
+            .collect::<Result<_, _>>()?;
+        let definition = ScopeDefinition { name: name.clone(), permissions, roles: config.roles.clone() };
+        if scopes.insert(name.clone(), definition).is_some() {
+            return Err(source.error(config.name.span(), "name", "this scope is defined twice"));
+        }
+    }
+    Ok(scopes)
+}

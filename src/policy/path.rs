@@ -1,0 +1,221 @@
+// Canonical request paths (SPEC E1, F1, F18): refuse every non-canonical form before any
+// rule lookup, decode percent-encoding exactly once, split off a leading `/t/{tenant}`.
+
+use std::fmt;
+
+/// Longest request path accepted, in bytes.
+pub const MAX_PATH_BYTES: usize = 4096;
+/// Most path segments accepted.
+pub const MAX_SEGMENTS: usize = 128;
+
+/// Why a request path was refused (the request gets 400).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PathError {
+    /// The path does not start with `/` (`*`, authority form).
+    #[error("path is not absolute")]
+    NotAbsolute,
+    /// Longer than [`MAX_PATH_BYTES`] or more than [`MAX_SEGMENTS`] segments.
+    #[error("path is too long")]
+    TooLong,
+    /// `//` somewhere in the path.
+    #[error("path has an empty segment")]
+    EmptySegment,
+    /// A `.` or `..` segment, raw or percent-encoded.
+    #[error("path has a dot segment")]
+    DotSegment,
+    /// `;`, `\`, a control character or NUL, raw or encoded.
+    #[error("path has a forbidden character")]
+    ForbiddenCharacter,
+    /// `%2F` or `%5C`: an encoded separator.
+    #[error("path has an encoded separator")]
+    EncodedSeparator,
+    /// `%25`: double encoding.
+    #[error("path is double encoded")]
+    DoubleEncoding,
+    /// `%` not followed by two hex digits.
+    #[error("path has a malformed percent-encoding")]
+    BadEncoding,
+    /// The decoded path is not UTF-8 (including overlong forms).
+    #[error("path is not UTF-8")]
+    NotUtf8,
+}
+
+/// A request path the policy can decide on: decoded once, no dot segments, no empty
+/// segments, no trailing slash (except the root), and split into tenant and rest.
+///
+/// ```
+/// use tower_secure::policy::CanonicalPath;
+///
+/// let path = CanonicalPath::parse("/t/Example.com/api/%61dmin/")?;
+/// assert_eq!(path.tenant(), Some("example.com"));
+/// assert_eq!(path.as_str(), "/api/admin");
+/// assert!(CanonicalPath::parse("/api/../admin").is_err());
+/// assert!(CanonicalPath::parse("/api/%2e%2E/admin").is_err());
+/// # Ok::<(), tower_secure::policy::PathError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalPath {
+    path: String,
+    tenant: Option<String>,
+}
+
+impl CanonicalPath {
+    /// Canonicalises the path part of a request target (no query).
+    pub fn parse(raw: &str) -> Result<Self, PathError> {
+        if raw.len() > MAX_PATH_BYTES {
+            return Err(PathError::TooLong);
+        }
+        let body = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+        // A single trailing slash names the same resource (`/x/` is `/x`).
+        let body = body.strip_suffix('/').unwrap_or(body);
+        let mut decoded = Vec::with_capacity(raw.len());
+        if !body.is_empty() {
+            for (count, segment) in body.split('/').enumerate() {
+                if count >= MAX_SEGMENTS {
+                    return Err(PathError::TooLong);
+                }
+                decoded.push(b'/');
+                let start = decoded.len();
+                decode_segment(segment.as_bytes(), &mut decoded)?;
+                match &decoded[start..] {
+                    b"" => return Err(PathError::EmptySegment),
+                    b"." | b".." => return Err(PathError::DotSegment),
+                    _ => {}
+                }
+            }
+        }
+        if decoded.is_empty() {
+            decoded.push(b'/');
+        }
+        let path = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+        Ok(split_tenant(path))
+    }
+
+    /// The decoded path the rules match on (without the `/t/{tenant}` prefix).
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+
+    /// The tenant named by a leading `/t/{tenant}/`, lower case; `None` for the super tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// The decoded segments of [`CanonicalPath::as_str`].
+    pub fn segments(&self) -> impl Iterator<Item = &str> + Clone {
+        self.path[1..].split('/').filter(|s| !s.is_empty())
+    }
+}
+
+impl fmt::Display for CanonicalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(tenant) = &self.tenant {
+            write!(f, "/t/{tenant}")?;
+        }
+        f.write_str(&self.path)
+    }
+}
+
+/// Only a *leading* `/t/{tenant}` selects a tenant (SPEC C5).
+fn split_tenant(path: String) -> CanonicalPath {
+    if let Some(rest) = path.strip_prefix("/t/") {
+        let (tenant, tail) = rest.split_once('/').map_or((rest, ""), |(t, tail)| (t, tail));
+        let tenant = Some(tenant.to_lowercase());
+        let path = format!("/{tail}");
+        return CanonicalPath { path, tenant };
+    }
+    CanonicalPath { path, tenant: None }
+}
+
+fn decode_segment(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
+    let mut i = 0;
+    while i < raw.len() {
+        let byte = match raw[i] {
+            b'%' => {
+                let hex = raw.get(i + 1..i + 3).ok_or(PathError::BadEncoding)?;
+                i += 2;
+                match (hex_value(hex[0]), hex_value(hex[1])) {
+                    (Some(hi), Some(lo)) => match hi << 4 | lo {
+                        b'/' | b'\\' => return Err(PathError::EncodedSeparator),
+                        b'%' => return Err(PathError::DoubleEncoding),
+                        decoded => decoded,
+                    },
+                    _ => return Err(PathError::BadEncoding),
+                }
+            }
+            b'\\' => return Err(PathError::ForbiddenCharacter),
+            raw_byte => raw_byte,
+        };
+        if byte == b';' || byte < 0x20 || byte == 0x7f {
+            return Err(PathError::ForbiddenCharacter);
+        }
+        out.push(byte);
+        i += 1;
+    }
+    Ok(())
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    (digit as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // SPEC E1: every non-canonical form is refused, with the reason.
+    #[test]
+    fn refuses_non_canonical_forms() {
+        let cases = [
+            ("/a/../b", PathError::DotSegment),
+            ("/a/./b", PathError::DotSegment),
+            ("/a/%2e%2E/b", PathError::DotSegment),
+            ("/a/%2E/b", PathError::DotSegment),
+            ("/a/..;/b", PathError::ForbiddenCharacter),
+            ("/a;x/b", PathError::ForbiddenCharacter),
+            ("/a%3Bx", PathError::ForbiddenCharacter),
+            ("/a%2fb", PathError::EncodedSeparator),
+            ("/a%5Cb", PathError::EncodedSeparator),
+            ("/a\\b", PathError::ForbiddenCharacter),
+            ("/a%252e", PathError::DoubleEncoding),
+            ("/a//b", PathError::EmptySegment),
+            ("//a", PathError::EmptySegment),
+            ("/a%00", PathError::ForbiddenCharacter),
+            ("/a%0d%0a", PathError::ForbiddenCharacter),
+            ("/a%7f", PathError::ForbiddenCharacter),
+            ("/a%zz", PathError::BadEncoding),
+            ("/a%2", PathError::BadEncoding),
+            ("/a%c0%af", PathError::NotUtf8),
+            ("/a%ff", PathError::NotUtf8),
+            ("*", PathError::NotAbsolute),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(CanonicalPath::parse(raw), Err(expected), "{raw}");
+        }
+    }
+
+    // SPEC E1, F18: bounded length.
+    #[test]
+    fn bounds_length_and_segments() {
+        assert_eq!(CanonicalPath::parse(&"/a".repeat(4096)), Err(PathError::TooLong));
+        assert_eq!(CanonicalPath::parse(&"/a".repeat(MAX_SEGMENTS + 1)), Err(PathError::TooLong));
+        assert!(CanonicalPath::parse(&"/a".repeat(MAX_SEGMENTS)).is_ok());
+    }
+
+    // SPEC E1, C5: decoding once, trailing slash, leading tenant only.
+    #[test]
+    fn canonical_forms() {
+        let p = CanonicalPath::parse("/api/%61dmin/").unwrap();
+        assert_eq!((p.as_str(), p.tenant()), ("/api/admin", None));
+        assert_eq!(CanonicalPath::parse("/").unwrap().as_str(), "/");
+        assert_eq!(CanonicalPath::parse("/caf%C3%A9").unwrap().as_str(), "/café");
+        let p = CanonicalPath::parse("/t/EXAMPLE.com/api").unwrap();
+        assert_eq!((p.as_str(), p.tenant()), ("/api", Some("example.com")));
+        let p = CanonicalPath::parse("/api/t/example.com/x").unwrap();
+        assert_eq!((p.as_str(), p.tenant()), ("/api/t/example.com/x", None));
+        let p = CanonicalPath::parse("/t/example.com").unwrap();
+        assert_eq!((p.as_str(), p.tenant()), ("/", Some("example.com")));
+        assert_eq!(p.segments().count(), 0);
+    }
+}
