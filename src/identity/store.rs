@@ -48,6 +48,13 @@ pub struct UserStoreError(pub String);
 pub trait UserStore: Send + Sync + 'static {
     /// Looks a user up; `Ok(None)` when there is no such user.
     async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError>;
+
+    /// A password hash made with the parameters this store's users have. The Basic
+    /// handler verifies a dummy hash with the same parameters for unknown users, so that
+    /// they take as long as a wrong password (SPEC F7). Default: argon2's defaults.
+    fn reference_password_hash(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A user store held in memory, usually loaded from a users file with
@@ -95,11 +102,19 @@ impl UserStore for InMemoryUserStore {
     async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
         Ok(self.users.get(name).cloned())
     }
+
+    fn reference_password_hash(&self) -> Option<String> {
+        self.users.values().find_map(|u| u.password_hash.clone())
+    }
 }
 
 #[async_trait]
 impl<T: UserStore + ?Sized> UserStore for Arc<T> {
     async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
         (**self).find_user(name).await
+    }
+
+    fn reference_password_hash(&self) -> Option<String> {
+        (**self).reference_password_hash()
     }
 }

@@ -5,6 +5,7 @@ use std::cmp::Reverse;
 
 use regex::Regex;
 
+#[cfg(test)]
 use super::CanonicalPath;
 
 const MAX_PATTERN_SEGMENTS: usize = 64;

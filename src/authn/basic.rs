@@ -1,0 +1,345 @@
+// The built-in `basic` handler (SPEC A4, F7): RFC 7617 credentials checked against a
+// user store, with a verification cache, account lockout, a throttle in front of argon2
+// and dummy-hash verification for unknown users.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use async_trait::async_trait;
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use http::HeaderValue;
+use quick_cache::sync::Cache;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::header::{has_scheme, token68};
+use super::AuthenticationHandler;
+use crate::config::BasicConfig;
+use crate::error::{AuthError, AuthErrorKind};
+use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
+
+/// Base64 of a 255-byte user and a 512-byte password, rounded up.
+const MAX_BASIC_TOKEN: usize = 1024;
+/// How long an uncached verification may wait for the throttle before it gets 429.
+const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
+
+/// HTTP Basic authentication against a [`UserStore`] (the `basic` handler).
+///
+/// Usually created by [`crate::SecureLayerBuilder::user_store`]; build it yourself to
+/// share it, or to clear its cache when users change.
+///
+/// ```
+/// use tower_secure::authn::BasicAuthenticator;
+/// use tower_secure::config::{load_users, BasicConfig};
+///
+/// let users = load_users("users.toml", "")?;
+/// let basic = BasicAuthenticator::new(users, &BasicConfig::default());
+/// basic.clear_cache();
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct BasicAuthenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn UserStore>,
+    cache: Cache<QualifiedName, CachedLogin>,
+    cache_ttl: Duration,
+    failures: Cache<QualifiedName, Failures>,
+    max_failed_attempts: u32,
+    lockout: Duration,
+    hashing: Semaphore,
+    throttle: Mutex<Throttle>,
+    proof_key: [u8; 32],
+    dummy_hash: String,
+}
+
+#[derive(Clone)]
+struct CachedLogin {
+    proof: [u8; 32],
+    principal: Principal,
+    expires: Instant,
+}
+
+#[derive(Clone, Copy)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+/// A token bucket in front of argon2: `rate` uncached verifications per second.
+struct Throttle {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Throttle {
+    /// Reserves one verification; `Ok(wait)` to go after `wait`, `Err(retry)` when the
+    /// wait would exceed [`MAX_THROTTLE_WAIT`].
+    fn reserve(&mut self, now: Instant) -> Result<Duration, Duration> {
+        if self.rate <= 0.0 {
+            return Ok(Duration::ZERO);
+        }
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate.max(1.0));
+        self.last = now;
+        let wait = Duration::from_secs_f64(((1.0 - self.tokens) / self.rate).max(0.0));
+        if wait > MAX_THROTTLE_WAIT {
+            return Err(wait);
+        }
+        self.tokens -= 1.0;
+        Ok(wait)
+    }
+}
+
+impl BasicAuthenticator {
+    /// A handler over `store` with the cache, lockout and throttle of `config`.
+    pub fn new(store: impl UserStore, config: &BasicConfig) -> Self {
+        Self::from_arc(Arc::new(store), config)
+    }
+
+    pub(crate) fn from_arc(store: Arc<dyn UserStore>, config: &BasicConfig) -> Self {
+        let mut proof_key = [0u8; 32];
+        // Without OS randomness the key stays zero: proofs are still per-password hashes,
+        // only less resistant to offline guessing from a memory dump; log it loudly.
+        if getrandom::fill(&mut proof_key).is_err() {
+            tracing::error!(target: "tower_secure::audit", "no OS randomness for the credential cache key");
+        }
+        let dummy_hash = dummy_hash(store.reference_password_hash().as_deref());
+        let inner = Inner {
+            store,
+            cache: Cache::new(config.cache_capacity.max(1)),
+            cache_ttl: Duration::from_secs(config.cache_ttl_seconds),
+            failures: Cache::new(config.lockout_capacity.max(1)),
+            max_failed_attempts: config.max_failed_attempts,
+            lockout: Duration::from_secs(config.lockout_seconds),
+            hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
+            throttle: Mutex::new(Throttle {
+                rate: f64::from(config.hashes_per_second),
+                tokens: f64::from(config.hashes_per_second),
+                last: Instant::now(),
+            }),
+            proof_key,
+            dummy_hash,
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Forgets the cached verification of one user (after a password or role change).
+    pub fn invalidate(&self, name: &QualifiedName) {
+        self.inner.cache.remove(name);
+    }
+
+    /// Forgets every cached verification (after the users file is reloaded).
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+
+    /// True while `name` is locked out.
+    pub fn is_locked(&self, name: &QualifiedName) -> bool {
+        self.inner.locked(name, Instant::now())
+    }
+}
+
+impl Inner {
+    /// A proof that the same password was presented: SHA-256 over a per-process random
+    /// key, the length-prefixed canonical name and the password. The name is the cache
+    /// key, so `kim` + `bo:x` and `kimb` + `o:x` never share an entry.
+    fn proof(&self, name: &str, password: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.proof_key);
+        hasher.update((name.len() as u64).to_be_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update(password.as_bytes());
+        hasher.finalize().into()
+    }
+
+    fn cached(&self, name: &QualifiedName, proof: &[u8; 32], now: Instant) -> Option<Principal> {
+        let hit = self.cache.get(name)?;
+        let same_password: bool = hit.proof.ct_eq(proof).into();
+        (same_password && hit.expires > now).then_some(hit.principal)
+    }
+
+    fn locked(&self, name: &QualifiedName, now: Instant) -> bool {
+        self.failures.get(name).and_then(|f| f.locked_until).is_some_and(|until| until > now)
+    }
+
+    fn record_failure(&self, name: &QualifiedName, now: Instant) {
+        if self.max_failed_attempts == 0 {
+            return;
+        }
+        let previous = self.failures.get(name).filter(|f| f.locked_until.is_none_or(|u| u > now));
+        let count = previous.map_or(0, |f| f.count) + 1;
+        let locked_until = (count >= self.max_failed_attempts).then(|| now + self.lockout);
+        self.failures.insert(name.clone(), Failures { count, locked_until });
+        if locked_until.is_some() {
+            self.cache.remove(name);
+            tracing::warn!(target: "tower_secure::audit", user = %name, "account locked after failed attempts");
+        }
+    }
+
+    async fn throttle(&self) -> Result<(), AuthError> {
+        let reserved = self.throttle.lock().unwrap_or_else(PoisonError::into_inner).reserve(Instant::now());
+        match reserved {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Err(retry) => Err(AuthError::new(AuthErrorKind::TooManyRequests, "password verification throttled")
+                .with_retry_after(retry.as_secs().max(1))),
+        }
+    }
+
+    /// Runs argon2 on the blocking pool, at most `max_concurrent_hashes` at once.
+    async fn verify(&self, password: &str, record: Option<&UserRecord>) -> Result<bool, AuthError> {
+        let hash = record.and_then(|r| r.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
+        let password = password.to_owned();
+        let _permit = self.hashing.acquire().await.map_err(|_| AuthError::internal("hash pool closed"))?;
+        let verified = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(|_| AuthError::internal("password verification task failed"))?;
+        Ok(verified && record.is_some_and(|r| r.password_hash.is_some()))
+    }
+
+    async fn authenticate(&self, name: QualifiedName, canonical: &str, password: &str) -> Result<Principal, AuthError> {
+        let proof = self.proof(canonical, password);
+        let now = Instant::now();
+        if let Some(principal) = self.cached(&name, &proof, now) {
+            return Ok(principal);
+        }
+        if self.locked(&name, now) {
+            return Err(AuthError::invalid_credentials("account locked"));
+        }
+        self.throttle().await?;
+        let record = self.store.find_user(&name).await.map_err(|e| {
+            tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
+            AuthError::unavailable("user store failure")
+        })?;
+        let verified = self.verify(password, record.as_ref()).await?;
+        let record = match record {
+            Some(record) if verified => record,
+            Some(_) => {
+                self.record_failure(&name, Instant::now());
+                return Err(AuthError::invalid_credentials("wrong password"));
+            }
+            None => {
+                self.record_failure(&name, Instant::now());
+                return Err(AuthError::invalid_credentials("unknown user"));
+            }
+        };
+        if record.disabled {
+            return Err(AuthError::invalid_credentials("account disabled"));
+        }
+        self.failures.remove(&name);
+        let principal = Principal::builder(record.name, "basic")
+            .roles(record.roles)
+            .permissions(record.permissions)
+            .build();
+        let expires = Instant::now() + self.cache_ttl;
+        self.cache.insert(name, CachedLogin { proof, principal: principal.clone(), expires });
+        Ok(principal)
+    }
+}
+
+/// A hash of a random password with the parameters the store's users have, so that an
+/// unknown user costs the same as a wrong password (SPEC F7).
+fn dummy_hash(reference: Option<&str>) -> String {
+    let params = reference
+        .and_then(|r| PasswordHash::new(r).ok())
+        .and_then(|h| argon2::Params::try_from(&h).ok())
+        .unwrap_or_default();
+    let mut secret = [0u8; 16];
+    let mut salt = [0u8; 16];
+    // A zero secret would only make the dummy guessable, which grants nothing: the
+    // dummy is verified for users that do not exist and never yields a principal.
+    let _ = getrandom::fill(&mut secret).and(getrandom::fill(&mut salt));
+    let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    SaltString::encode_b64(&salt)
+        .ok()
+        .and_then(|salt| argon.hash_password(&secret, &salt).ok().map(|hash| hash.to_string()))
+        // Fallback, a fixed valid argon2id PHC string with minimal parameters.
+        .unwrap_or_else(|| "$argon2id$v=19$m=8,t=1,p=1$ZHVtbXlzYWx0$zWNOvaQWOP5LH6vKlJcSYEP3DM3UO6Yz7cG7BxsMy2g".to_owned())
+}
+
+fn parse_credentials(value: &HeaderValue) -> Result<(String, String), AuthError> {
+    let token = token68(value, MAX_BASIC_TOKEN)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| AuthError::invalid_request("Basic credential is not canonical base64"))?;
+    let text = String::from_utf8(decoded).map_err(|_| AuthError::invalid_request("Basic credential is not UTF-8"))?;
+    let (user, password) = text.split_once(':').ok_or_else(|| AuthError::invalid_request("Basic credential has no ':'"))?;
+    if user.is_empty() {
+        return Err(AuthError::invalid_request("Basic credential has an empty user"));
+    }
+    Ok((user.to_owned(), password.to_owned()))
+}
+
+#[async_trait]
+impl AuthenticationHandler for BasicAuthenticator {
+    fn name(&self) -> &str {
+        "basic"
+    }
+
+    fn default_priority(&self) -> i32 {
+        20
+    }
+
+    fn can_handle(&self, request: &Parts) -> bool {
+        request.headers.get(AUTHORIZATION).is_some_and(|v| has_scheme(v, "Basic"))
+    }
+
+    async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError> {
+        let value = request
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| AuthError::internal("basic handler called without a credential"))?;
+        let (user, password) = parse_credentials(value)?;
+        let name = QualifiedName::parse(&user).map_err(|_| AuthError::invalid_credentials("user name is not a valid name"))?;
+        let canonical = name.to_string();
+        self.inner.authenticate(name, &canonical, &password).await
+    }
+
+    fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {
+        if error.is_some_and(|e| e.kind() != AuthErrorKind::InvalidCredentials) {
+            return None;
+        }
+        let realm = realm.replace(['"', '\\'], "");
+        HeaderValue::from_str(&format!("Basic realm=\"{realm}\", charset=\"UTF-8\"")).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // SPEC A4: the cache key is the name, the proof covers name and password, so a
+    // different split of the same `user:password` text can never hit another's entry.
+    #[test]
+    fn proofs_are_unambiguous() {
+        let basic = BasicAuthenticator::new(crate::identity::InMemoryUserStore::default(), &BasicConfig::default());
+        let inner = &basic.inner;
+        assert_ne!(inner.proof("kim", "bo:x"), inner.proof("kimb", "o:x"));
+        assert_eq!(inner.proof("kim", "bo:x"), inner.proof("kim", "bo:x"));
+    }
+
+    #[test]
+    fn throttle_reserves_and_refuses() {
+        let start = Instant::now();
+        let mut throttle = Throttle { rate: 2.0, tokens: 2.0, last: start };
+        assert_eq!(throttle.reserve(start), Ok(Duration::ZERO));
+        assert_eq!(throttle.reserve(start), Ok(Duration::ZERO));
+        assert_eq!(throttle.reserve(start), Ok(Duration::from_millis(500)));
+        assert!(throttle.reserve(start).is_ok());
+        assert!(throttle.reserve(start).is_err());
+    }
+}

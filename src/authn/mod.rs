@@ -1,0 +1,132 @@
+//! Who is calling: the [`AuthenticationHandler`] trait every handler implements (built-in
+//! or plugin), the strict `Authorization` header parsing they share, and the built-in
+//! `basic` handler (SPEC A1, A2, A4, A10, F4, F6, F7).
+//!
+//! Nothing outside this module knows how a credential is parsed.
+
+mod basic;
+pub mod header;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::request::Parts;
+use http::HeaderValue;
+
+pub use basic::BasicAuthenticator;
+
+use crate::error::AuthError;
+use crate::identity::Principal;
+
+/// Authenticates requests that carry one kind of credential.
+///
+/// Handlers are asked in priority order (highest first); the first whose
+/// [`can_handle`](Self::can_handle) is true authenticates the request, and its answer is
+/// final: a present but invalid credential is 401, the next handler is not tried
+/// (SPEC A2). A handler only ever returns a [`Principal`] or an error, so no handler can
+/// "succeed" without an identity (SPEC E8).
+///
+/// An API-key plugin:
+///
+/// ```
+/// use async_trait::async_trait;
+/// use http::request::Parts;
+/// use tower_secure::authn::AuthenticationHandler;
+/// use tower_secure::identity::{Principal, QualifiedName};
+/// use tower_secure::AuthError;
+///
+/// struct ApiKey;
+///
+/// #[async_trait]
+/// impl AuthenticationHandler for ApiKey {
+///     fn name(&self) -> &str {
+///         "api_key"
+///     }
+///     fn can_handle(&self, request: &Parts) -> bool {
+///         request.headers.contains_key("x-api-key")
+///     }
+///     async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError> {
+///         let key = request.headers.get("x-api-key").map(|v| v.as_bytes());
+///         if key == Some(b"let-me-in".as_slice()) {
+///             let name = QualifiedName::parse("robot").map_err(|_| AuthError::internal("bad name"))?;
+///             Ok(Principal::builder(name, "api_key").build())
+///         } else {
+///             Err(AuthError::invalid_credentials("unknown api key"))
+///         }
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait AuthenticationHandler: Send + Sync + 'static {
+    /// The name used in `allowed_auth_handlers` and `[authentication.priorities]`.
+    fn name(&self) -> &str;
+
+    /// The priority used unless the configuration sets one; higher is asked first.
+    /// Built-ins: `oauth2` 30, `basic` 20, `client_cert` 10. Default 0.
+    fn default_priority(&self) -> i32 {
+        0
+    }
+
+    /// True when the request carries this handler's kind of credential. Must be cheap and
+    /// must not judge validity: a malformed credential of this kind is still "handled"
+    /// (and refused by [`authenticate`](Self::authenticate)).
+    fn can_handle(&self, request: &Parts) -> bool;
+
+    /// Verifies the credential.
+    async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError>;
+
+    /// The `WWW-Authenticate` challenge for this scheme, sent with 401s on resources this
+    /// handler may authenticate; `error` is set when this handler refused the request.
+    fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {
+        let _ = (realm, error);
+        None
+    }
+}
+
+/// A handler with its effective priority.
+#[derive(Clone)]
+pub(crate) struct RegisteredHandler {
+    pub(crate) handler: Arc<dyn AuthenticationHandler>,
+    pub(crate) priority: i32,
+}
+
+impl RegisteredHandler {
+    pub(crate) fn name(&self) -> &str {
+        self.handler.name()
+    }
+
+    pub(crate) fn allowed_by(&self, allowed: Option<&[String]>) -> bool {
+        allowed.is_none_or(|names| names.iter().any(|n| n == self.name()))
+    }
+}
+
+/// Handlers sorted by priority, highest first (registration order breaks ties).
+#[derive(Clone, Default)]
+pub(crate) struct Registry {
+    handlers: Vec<RegisteredHandler>,
+}
+
+impl Registry {
+    pub(crate) fn new(mut handlers: Vec<RegisteredHandler>) -> Self {
+        handlers.sort_by_key(|h| std::cmp::Reverse(h.priority));
+        Self { handlers }
+    }
+
+    pub(crate) fn handlers(&self) -> &[RegisteredHandler] {
+        &self.handlers
+    }
+
+    /// The first allowed handler that can handle the request (SPEC A2).
+    pub(crate) fn select(&self, allowed: Option<&[String]>, request: &Parts) -> Option<usize> {
+        self.handlers.iter().position(|h| h.allowed_by(allowed) && h.handler.can_handle(request))
+    }
+
+    /// One challenge per allowed scheme (SPEC A3).
+    pub(crate) fn challenges(&self, allowed: Option<&[String]>, realm: &str) -> Vec<HeaderValue> {
+        self.handlers
+            .iter()
+            .filter(|h| h.allowed_by(allowed))
+            .filter_map(|h| h.handler.challenge(realm, None))
+            .collect()
+    }
+}

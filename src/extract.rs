@@ -1,0 +1,67 @@
+//! axum extractors: [`Principal`], `Option<Principal>` and [`AuthContext`] (SPEC E7).
+//!
+//! A handler that extracts any of them and is reached without [`crate::SecureLayer`]
+//! fails closed with 500 and a logged error, never open (SPEC E8).
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+
+use crate::error::AuthError;
+use crate::identity::Principal;
+use crate::layer::{AuthContext, AUDIT_TARGET};
+
+fn context(parts: &Parts) -> Result<&AuthContext, Response> {
+    parts.extensions.get::<AuthContext>().ok_or_else(|| {
+        tracing::error!(target: AUDIT_TARGET, path = %parts.uri.path(), "handler reached without SecureLayer: refusing");
+        AuthError::internal("SecureLayer missing").into_response()
+    })
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthContext {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        context(parts).cloned()
+    }
+}
+
+/// The caller. On an open resource reached anonymously this answers 401 with the
+/// resource's challenges; take `Option<Principal>` to accept anonymous callers.
+///
+/// ```
+/// use tower_secure::identity::Principal;
+///
+/// async fn me(principal: Principal) -> String {
+///     principal.name().to_string()
+/// }
+///
+/// async fn hello(principal: Option<Principal>) -> String {
+///     match principal {
+///         Some(p) => format!("hello {}", p.name()),
+///         None => "hello stranger".to_owned(),
+///     }
+/// }
+/// let app: axum::Router = axum::Router::new()
+///     .route("/me", axum::routing::get(me))
+///     .route("/hello", axum::routing::get(hello));
+/// ```
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let context = context(parts)?;
+        match context.principal() {
+            Some(principal) => Ok(principal.clone()),
+            None => Err(context.unauthenticated().map(axum::body::Body::from)),
+        }
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for Principal {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(context(parts)?.principal().cloned())
+    }
+}

@@ -1,0 +1,473 @@
+//! [`SecureLayer`] and [`SecureService`]: the tower middleware. One request, end to end:
+//! canonical path -> rule lookup -> handler selection -> authentication -> authorization
+//! -> [`AuthContext`] in the request extensions -> inner service. The inner service is
+//! only called once the decision is made (SPEC A2, B2, E1, E2, E7, E8, F5, F17).
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::FutureExt as _;
+use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
+use http::request::Parts;
+use http::{HeaderValue, Method, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::authn::header::single_authorization;
+use crate::authn::{RegisteredHandler, Registry};
+use crate::authz::{self, AuthorizationHandler, AuthorizationRequest};
+use crate::error::{AuthError, AuthErrorKind, ErrorResponder, ProblemJson};
+use crate::identity::Principal;
+use crate::policy::{CanonicalPath, LookupFailure, Policy, Rule};
+
+/// The audit target: every decision is one event here (SPEC E4).
+pub const AUDIT_TARGET: &str = "tower_secure::audit";
+
+/// Everything a decision needs, built and validated once by the builder.
+pub(crate) struct Engine {
+    pub(crate) policy: Policy,
+    pub(crate) registry: Registry,
+    pub(crate) authorizers: Vec<Arc<dyn AuthorizationHandler>>,
+    pub(crate) realm: String,
+    pub(crate) authenticate_preflight: bool,
+    pub(crate) responder: Arc<dyn ErrorResponder>,
+    /// `WWW-Authenticate` challenges per rule id, and for the secure default.
+    pub(crate) challenges: Vec<Arc<[HeaderValue]>>,
+    pub(crate) default_challenges: Arc<[HeaderValue]>,
+}
+
+/// What the layer decided about a request, in its extensions for handlers and
+/// extractors: the caller (if any) and the rule that applied.
+#[derive(Clone)]
+pub struct AuthContext {
+    principal: Option<Principal>,
+    rule: Arc<Rule>,
+    tenant: Option<String>,
+    engine: Arc<Engine>,
+}
+
+impl AuthContext {
+    /// The authenticated caller; `None` for an anonymous caller of an open resource.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.principal.as_ref()
+    }
+
+    /// The rule that applied (the secure default when none matched).
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// The tenant of the path (`/t/{tenant}/...`), `None` for the super tenant.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    /// A 401 for this resource, with its challenges and the configured body.
+    pub(crate) fn unauthenticated(&self) -> Response<Bytes> {
+        let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
+        error.to_response(self.engine.challenges_for(&self.rule), &*self.engine.responder)
+    }
+}
+
+impl std::fmt::Debug for AuthContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthContext")
+            .field("principal", &self.principal)
+            .field("rule", &self.rule.to_string())
+            .field("tenant", &self.tenant)
+            .finish()
+    }
+}
+
+/// Secures every request of the wrapped service. Cheap to clone.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tower_secure::config::{load_users, Deployment};
+/// use tower_secure::SecureLayer;
+///
+/// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+///     [[resource.access_control]]
+///     context = "/health"
+///     secure = false
+/// "#)?;
+/// let layer = SecureLayer::builder()
+///     .deployment(deployment)
+///     .user_store(load_users("users.toml", "")?)
+///     .build()?;
+/// let app: Router = Router::new().route("/health", get(|| async { "ok" })).layer(layer);
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct SecureLayer {
+    pub(crate) engine: Arc<Engine>,
+}
+
+impl SecureLayer {
+    /// Starts a builder; see [`crate::SecureLayerBuilder`].
+    pub fn builder() -> crate::SecureLayerBuilder {
+        crate::SecureLayerBuilder::default()
+    }
+
+    /// The compiled policy this layer enforces.
+    pub fn policy(&self) -> &Policy {
+        &self.engine.policy
+    }
+
+    /// The authentication handlers by name, in the order they are asked.
+    pub fn handler_order(&self) -> Vec<(String, i32)> {
+        self.engine.registry.handlers().iter().map(|h| (h.name().to_owned(), h.priority)).collect()
+    }
+}
+
+impl std::fmt::Debug for SecureLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureLayer").field("handlers", &self.handler_order()).finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SecureLayer {
+    type Service = SecureService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SecureService { inner, engine: self.engine.clone() }
+    }
+}
+
+/// The service [`SecureLayer`] wraps around an inner service.
+#[derive(Clone)]
+pub struct SecureService<S> {
+    inner: S,
+    engine: Arc<Engine>,
+}
+
+impl<S> SecureService<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for SecureService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureService").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+type AuthFuture = Pin<Box<dyn Future<Output = (Parts, Result<AuthContext, Response<Bytes>>)> + Send>>;
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SecureService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<SecureBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let state = match self.engine.start(&parts) {
+            Start::Refuse(response) => State::Refused { response: Some(response) },
+            Start::Pass(context) => {
+                let mut request = Request::from_parts(parts, body);
+                request.extensions_mut().insert(context);
+                State::Inner { fut: self.inner.call(request) }
+            }
+            Start::Authenticate { handler, rule, path } => {
+                // Hand the readied service to the future and keep a fresh clone (tower idiom).
+                let fresh = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, fresh);
+                let engine = self.engine.clone();
+                let fut: AuthFuture = Box::pin(async move {
+                    let decision = engine.decide(handler, rule, path, &parts).await;
+                    (parts, decision)
+                });
+                State::Authenticating { fut, inner: Some(ready), body: Some(body) }
+            }
+        };
+        ResponseFuture { state }
+    }
+}
+
+/// The first, synchronous part of a decision.
+enum Start {
+    Refuse(Response<Bytes>),
+    Pass(AuthContext),
+    Authenticate { handler: usize, rule: Arc<Rule>, path: CanonicalPath },
+}
+
+impl Engine {
+    fn start(self: &Arc<Self>, parts: &Parts) -> Start {
+        let path = match CanonicalPath::parse(request_path(parts)) {
+            Ok(path) => path,
+            Err(e) => return Start::Refuse(self.refuse(parts, None, None, None, AuthError::invalid_request(e.to_string()))),
+        };
+        let rule = match self.policy.lookup(&parts.method, &path) {
+            Ok(rule) => rule.clone(),
+            Err(failure) => {
+                let error = match failure {
+                    LookupFailure::MethodNotAllowed => AuthError::new(AuthErrorKind::MethodNotAllowed, "method not allowed by any rule"),
+                    LookupFailure::Ambiguous => AuthError::internal("two regex rules of equal rank match this path"),
+                };
+                return Start::Refuse(self.refuse(parts, Some(&path), None, None, error));
+            }
+        };
+        if !self.authenticate_preflight && is_cors_preflight(parts) {
+            self.audit_allow(parts, &path, &rule, None, "cors preflight");
+            return Start::Pass(self.context(None, rule, path));
+        }
+        if let Err(error) = single_authorization(&parts.headers) {
+            return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error));
+        }
+        match self.registry.select(rule.allowed_auth_handlers(), parts) {
+            Some(handler) => Start::Authenticate { handler, rule, path },
+            None if rule.is_secure() => {
+                let error = AuthError::new(AuthErrorKind::Unauthenticated, "no credential");
+                Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error))
+            }
+            None => {
+                self.audit_allow(parts, &path, &rule, None, "open resource");
+                Start::Pass(self.context(None, rule, path))
+            }
+        }
+    }
+
+    /// Authentication, then (on secured resources) authorization. Plugin panics are
+    /// caught and refused with 500 (SPEC F17).
+    async fn decide(self: Arc<Self>, handler: usize, rule: Arc<Rule>, path: CanonicalPath, parts: &Parts) -> Result<AuthContext, Response<Bytes>> {
+        let registered = &self.registry.handlers()[handler];
+        let outcome = AssertUnwindSafe(registered.handler.authenticate(parts)).catch_unwind().await;
+        let principal = match outcome {
+            Ok(Ok(principal)) => principal,
+            Ok(Err(error)) => return Err(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error)),
+            Err(_) => {
+                let error = AuthError::internal("authentication handler panicked");
+                return Err(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error));
+            }
+        };
+        if rule.is_secure() {
+            if let Err(error) = self.authorize(parts, &path, &rule, &principal).await {
+                let refused = self.refuse_caller(parts, &path, &rule, registered, &principal, error);
+                return Err(refused);
+            }
+        }
+        self.audit_allow(parts, &path, &rule, Some(&principal), "authorized");
+        Ok(self.context(Some(principal), rule, path))
+    }
+
+    async fn authorize(&self, parts: &Parts, path: &CanonicalPath, rule: &Rule, principal: &Principal) -> Result<(), AuthError> {
+        let request = AuthorizationRequest { request: parts, path, rule, principal };
+        authz::check_rule(&self.policy, &request)?;
+        for plugin in &self.authorizers {
+            match AssertUnwindSafe(plugin.authorize(&request)).catch_unwind().await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(AuthError::internal("authorization handler panicked")),
+            }
+        }
+        Ok(())
+    }
+
+    fn context(self: &Arc<Self>, principal: Option<Principal>, rule: Arc<Rule>, path: CanonicalPath) -> AuthContext {
+        let tenant = path.tenant().map(str::to_owned);
+        AuthContext { principal, rule, tenant, engine: self.clone() }
+    }
+
+    pub(crate) fn challenges_for(&self, rule: &Rule) -> &[HeaderValue] {
+        self.challenges.get(rule.id).unwrap_or(&self.default_challenges)
+    }
+
+    /// Builds a refusal and logs it. 401s without a credential carry one challenge per
+    /// allowed scheme; a handler's own refusal carries that handler's challenge.
+    fn refuse(&self, parts: &Parts, path: Option<&CanonicalPath>, rule: Option<&Rule>, handler: Option<&RegisteredHandler>, error: AuthError) -> Response<Bytes> {
+        audit_refusal(parts, path, rule, handler.map(RegisteredHandler::name), None, &error);
+        let challenges: Vec<HeaderValue> = match (error.kind(), handler, rule) {
+            (AuthErrorKind::Unauthenticated, _, Some(rule)) => self.challenges_for(rule).to_vec(),
+            (_, Some(h), _) => h.handler.challenge(&self.realm, Some(&error)).into_iter().collect(),
+            _ => Vec::new(),
+        };
+        error.to_response(&challenges, &*self.responder)
+    }
+
+    fn refuse_caller(&self, parts: &Parts, path: &CanonicalPath, rule: &Rule, handler: &RegisteredHandler, principal: &Principal, error: AuthError) -> Response<Bytes> {
+        audit_refusal(parts, Some(path), Some(rule), Some(handler.name()), Some(principal), &error);
+        let challenge = handler.handler.challenge(&self.realm, Some(&error));
+        error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*self.responder)
+    }
+
+    fn audit_allow(&self, parts: &Parts, path: &CanonicalPath, rule: &Rule, principal: Option<&Principal>, reason: &str) {
+        tracing::info!(
+            target: AUDIT_TARGET,
+            outcome = "allow",
+            method = %parts.method,
+            path = %path,
+            rule = %rule,
+            caller = %principal.map_or_else(|| "-".to_owned(), |p| p.name().to_string()),
+            handler = principal.map_or("-", Principal::authenticated_by),
+            reason,
+        );
+    }
+}
+
+fn audit_refusal(parts: &Parts, path: Option<&CanonicalPath>, rule: Option<&Rule>, handler: Option<&str>, principal: Option<&Principal>, error: &AuthError) {
+    tracing::warn!(
+        target: AUDIT_TARGET,
+        outcome = "deny",
+        status = error.status().as_u16(),
+        method = %parts.method,
+        path = %path.map_or_else(|| "<not canonical>".to_owned(), ToString::to_string),
+        rule = %rule.map_or_else(|| "-".to_owned(), ToString::to_string),
+        caller = %principal.map_or_else(|| "-".to_owned(), |p| p.name().to_string()),
+        handler = handler.unwrap_or("-"),
+        reason = error.reason(),
+    );
+}
+
+/// The full request path: axum's `OriginalUri` when routers are nested (the URI the
+/// inner router sees has its prefix stripped), the request URI otherwise. Never a
+/// rewrite header (SPEC E1).
+fn request_path(parts: &Parts) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
+        return original.0.path();
+    }
+    parts.uri.path()
+}
+
+/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method` (SPEC E2).
+fn is_cors_preflight(parts: &Parts) -> bool {
+    parts.method == Method::OPTIONS && parts.headers.contains_key(ORIGIN) && parts.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+pin_project! {
+    /// The response future of [`SecureService`]: refused, authenticating, or running the
+    /// inner service.
+    pub struct ResponseFuture<F, S, B> {
+        #[pin]
+        state: State<F, S, B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, S, B> {
+        Refused { response: Option<Response<Bytes>> },
+        Authenticating { fut: AuthFuture, inner: Option<S>, body: Option<B> },
+        Inner { #[pin] fut: F },
+    }
+}
+
+impl<F, S, B, ResBody, E> Future for ResponseFuture<F, S, B>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+    S: Service<Request<B>, Response = Response<ResBody>, Error = E, Future = F>,
+{
+    type Output = Result<Response<SecureBody<ResBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Refused { response } => {
+                    let response = response.take().unwrap_or_else(polled_after_completion);
+                    return Poll::Ready(Ok(response.map(SecureBody::rejection)));
+                }
+                StateProj::Authenticating { fut, inner, body } => {
+                    let (parts, decision) = match fut.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(ready) => ready,
+                    };
+                    let (context, mut service, body) = match (decision, inner.take(), body.take()) {
+                        (Ok(context), Some(service), Some(body)) => (context, service, body),
+                        (Err(response), _, _) => return Poll::Ready(Ok(response.map(SecureBody::rejection))),
+                        _ => return Poll::Ready(Ok(polled_after_completion().map(SecureBody::rejection))),
+                    };
+                    let mut request = Request::from_parts(parts, body);
+                    request.extensions_mut().insert(context);
+                    let fut = service.call(request);
+                    this.state.set(State::Inner { fut });
+                }
+                StateProj::Inner { fut } => {
+                    return fut.poll(cx).map(|result| result.map(|response| response.map(SecureBody::inner)));
+                }
+            }
+        }
+    }
+}
+
+/// Only reachable if a caller polls a finished future; answer 500 rather than panic.
+fn polled_after_completion() -> Response<Bytes> {
+    AuthError::internal("response future polled after completion").to_response(&[], &ProblemJson)
+}
+
+pin_project! {
+    /// The response body of [`SecureService`]: the inner service's body, or a refusal.
+    pub struct SecureBody<B> {
+        #[pin]
+        kind: BodyKind<B>,
+    }
+}
+
+pin_project! {
+    #[project = BodyKindProj]
+    enum BodyKind<B> {
+        Inner { #[pin] body: B },
+        Rejection { bytes: Option<Bytes> },
+    }
+}
+
+impl<B> SecureBody<B> {
+    fn inner(body: B) -> Self {
+        Self { kind: BodyKind::Inner { body } }
+    }
+
+    fn rejection(bytes: Bytes) -> Self {
+        Self { kind: BodyKind::Rejection { bytes: Some(bytes) } }
+    }
+}
+
+impl<B: Body<Data = Bytes>> Body for SecureBody<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            BodyKindProj::Inner { body } => body.poll_frame(cx),
+            BodyKindProj::Rejection { bytes } => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            BodyKind::Inner { body } => body.is_end_stream(),
+            BodyKind::Rejection { bytes } => bytes.is_none(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            BodyKind::Inner { body } => body.size_hint(),
+            BodyKind::Rejection { bytes } => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+        }
+    }
+}
