@@ -55,6 +55,7 @@ struct Inner {
     max_failed_attempts: u32,
     lockout: Duration,
     hashing: Semaphore,
+    store_timeout: Duration,
     throttle: Mutex<Throttle>,
     proof_key: [u8; 32],
     dummy_hash: String,
@@ -121,6 +122,7 @@ impl BasicAuthenticator {
             max_failed_attempts: config.max_failed_attempts,
             lockout: Duration::from_secs(config.lockout_seconds),
             hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
+            store_timeout: Duration::from_secs(config.store_timeout_seconds.max(1)),
             throttle: Mutex::new(Throttle {
                 rate: f64::from(config.hashes_per_second),
                 tokens: f64::from(config.hashes_per_second),
@@ -221,10 +223,17 @@ impl Inner {
             return Err(AuthError::invalid_credentials("account locked"));
         }
         self.throttle().await?;
-        let record = self.store.find_user(&name).await.map_err(|e| {
-            tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
-            AuthError::unavailable("user store failure")
-        })?;
+        let record = match tokio::time::timeout(self.store_timeout, self.store.find_user(&name)).await {
+            Ok(Ok(record)) => record,
+            Ok(Err(e)) => {
+                tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
+                return Err(AuthError::unavailable("user store failure").with_retry_after(1));
+            }
+            Err(_) => {
+                tracing::error!(target: "tower_secure::audit", "user store timed out");
+                return Err(AuthError::unavailable("user store timed out").with_retry_after(1));
+            }
+        };
         let verified = self.verify(password, record.as_ref()).await?;
         let record = match record {
             Some(record) if verified => record,

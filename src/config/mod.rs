@@ -246,6 +246,9 @@ pub struct BasicConfig {
     /// then get 429. This keeps a wrong-password flood from starving cached traffic.
     /// Default 20.
     pub hashes_per_second: u32,
+    /// How long a user-store look-up may take before the request fails with 503.
+    /// Default 10.
+    pub store_timeout_seconds: u64,
 }
 
 impl Default for BasicConfig {
@@ -258,6 +261,7 @@ impl Default for BasicConfig {
             lockout_capacity: 100_000,
             max_concurrent_hashes: 1,
             hashes_per_second: 20,
+            store_timeout_seconds: 10,
         }
     }
 }
