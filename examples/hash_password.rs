@@ -7,7 +7,8 @@ use argon2::{Algorithm, Argon2, Params, Version};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let password = std::env::args().nth(1).ok_or("usage: hash_password <password>")?;
-    let params = if std::env::var_os("ARGON2_CHEAP").is_some() { Params::new(8, 1, 1, None)? } else { Params::default() };
+    let params =
+        if std::env::var_os("ARGON2_CHEAP").is_some() { Params::new(8, 1, 1, None)? } else { Params::default() };
     let mut salt = [0u8; 16];
     getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
     let salt = SaltString::encode_b64(&salt)?;

@@ -114,7 +114,10 @@ impl SecureLayerBuilder {
 
 /// Unique names; priorities from the configuration, then the registration, then the
 /// handler's default.
-fn registry(deployment: &Deployment, handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>) -> Result<Registry, ConfigError> {
+fn registry(
+    deployment: &Deployment,
+    handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
+) -> Result<Registry, ConfigError> {
     let source = &deployment.source;
     let priorities = &deployment.authentication.priorities;
     let mut seen = HashSet::new();
@@ -135,7 +138,11 @@ fn registry(deployment: &Deployment, handlers: Vec<(Arc<dyn AuthenticationHandle
         registered.push(RegisteredHandler { handler, priority });
     }
     if let Some((name, value)) = priorities.iter().find(|(name, _)| !seen.contains(name.as_str())) {
-        return Err(source.error(value.span(), name, format!("no authentication handler called `{name}` is registered")));
+        return Err(source.error(
+            value.span(),
+            name,
+            format!("no authentication handler called `{name}` is registered"),
+        ));
     }
     Ok(Registry::new(registered))
 }

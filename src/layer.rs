@@ -220,13 +220,17 @@ impl Engine {
     fn start(self: &Arc<Self>, parts: &Parts) -> Start {
         let path = match CanonicalPath::parse(request_path(parts)) {
             Ok(path) => path,
-            Err(e) => return Start::Refuse(self.refuse(parts, None, None, None, AuthError::invalid_request(e.to_string()))),
+            Err(e) => {
+                return Start::Refuse(self.refuse(parts, None, None, None, AuthError::invalid_request(e.to_string())))
+            }
         };
         let rule = match self.policy.lookup(&parts.method, &path) {
             Ok(rule) => rule.clone(),
             Err(failure) => {
                 let error = match failure {
-                    LookupFailure::MethodNotAllowed => AuthError::new(AuthErrorKind::MethodNotAllowed, "method not allowed by any rule"),
+                    LookupFailure::MethodNotAllowed => {
+                        AuthError::new(AuthErrorKind::MethodNotAllowed, "method not allowed by any rule")
+                    }
                     LookupFailure::Ambiguous => AuthError::internal("two regex rules of equal rank match this path"),
                 };
                 return Start::Refuse(self.refuse(parts, Some(&path), None, None, error));
@@ -254,7 +258,13 @@ impl Engine {
 
     /// Authentication, then (on secured resources) authorization. Plugin panics are
     /// caught and refused with 500 (SPEC F17).
-    async fn decide(self: Arc<Self>, handler: usize, rule: Arc<Rule>, path: CanonicalPath, parts: &Parts) -> Result<AuthContext, Response<Bytes>> {
+    async fn decide(
+        self: Arc<Self>,
+        handler: usize,
+        rule: Arc<Rule>,
+        path: CanonicalPath,
+        parts: &Parts,
+    ) -> Result<AuthContext, Response<Bytes>> {
         let registered = &self.registry.handlers()[handler];
         let outcome = AssertUnwindSafe(registered.handler.authenticate(parts)).catch_unwind().await;
         let principal = match outcome {
@@ -275,7 +285,13 @@ impl Engine {
         Ok(self.context(Some(principal), rule, path))
     }
 
-    async fn authorize(&self, parts: &Parts, path: &CanonicalPath, rule: &Rule, principal: &Principal) -> Result<(), AuthError> {
+    async fn authorize(
+        &self,
+        parts: &Parts,
+        path: &CanonicalPath,
+        rule: &Rule,
+        principal: &Principal,
+    ) -> Result<(), AuthError> {
         let request = AuthorizationRequest { request: parts, path, rule, principal };
         authz::check_rule(&self.policy, &request)?;
         for plugin in &self.authorizers {
@@ -299,7 +315,14 @@ impl Engine {
 
     /// Builds a refusal and logs it. 401s without a credential carry one challenge per
     /// allowed scheme; a handler's own refusal carries that handler's challenge.
-    fn refuse(&self, parts: &Parts, path: Option<&CanonicalPath>, rule: Option<&Rule>, handler: Option<&RegisteredHandler>, error: AuthError) -> Response<Bytes> {
+    fn refuse(
+        &self,
+        parts: &Parts,
+        path: Option<&CanonicalPath>,
+        rule: Option<&Rule>,
+        handler: Option<&RegisteredHandler>,
+        error: AuthError,
+    ) -> Response<Bytes> {
         audit_refusal(parts, path, rule, handler.map(RegisteredHandler::name), None, &error);
         let challenges: Vec<HeaderValue> = match (error.kind(), handler, rule) {
             (AuthErrorKind::Unauthenticated, _, Some(rule)) => self.challenges_for(rule).to_vec(),
@@ -309,13 +332,28 @@ impl Engine {
         error.to_response(&challenges, &*self.responder)
     }
 
-    fn refuse_caller(&self, parts: &Parts, path: &CanonicalPath, rule: &Rule, handler: &RegisteredHandler, principal: &Principal, error: AuthError) -> Response<Bytes> {
+    fn refuse_caller(
+        &self,
+        parts: &Parts,
+        path: &CanonicalPath,
+        rule: &Rule,
+        handler: &RegisteredHandler,
+        principal: &Principal,
+        error: AuthError,
+    ) -> Response<Bytes> {
         audit_refusal(parts, Some(path), Some(rule), Some(handler.name()), Some(principal), &error);
         let challenge = handler.handler.challenge(&self.realm, Some(&error));
         error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*self.responder)
     }
 
-    fn audit_allow(&self, parts: &Parts, path: &CanonicalPath, rule: &Rule, principal: Option<&Principal>, reason: &str) {
+    fn audit_allow(
+        &self,
+        parts: &Parts,
+        path: &CanonicalPath,
+        rule: &Rule,
+        principal: Option<&Principal>,
+        reason: &str,
+    ) {
         tracing::info!(
             target: AUDIT_TARGET,
             outcome = "allow",
@@ -329,7 +367,14 @@ impl Engine {
     }
 }
 
-fn audit_refusal(parts: &Parts, path: Option<&CanonicalPath>, rule: Option<&Rule>, handler: Option<&str>, principal: Option<&Principal>, error: &AuthError) {
+fn audit_refusal(
+    parts: &Parts,
+    path: Option<&CanonicalPath>,
+    rule: Option<&Rule>,
+    handler: Option<&str>,
+    principal: Option<&Principal>,
+    error: &AuthError,
+) {
     tracing::warn!(
         target: AUDIT_TARGET,
         outcome = "deny",
@@ -356,7 +401,9 @@ fn request_path(parts: &Parts) -> &str {
 
 /// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method` (SPEC E2).
 fn is_cors_preflight(parts: &Parts) -> bool {
-    parts.method == Method::OPTIONS && parts.headers.contains_key(ORIGIN) && parts.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+    parts.method == Method::OPTIONS
+        && parts.headers.contains_key(ORIGIN)
+        && parts.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
 }
 
 pin_project! {

@@ -206,7 +206,8 @@ impl Inner {
         let password = password.to_owned();
         let _permit = self.hashing.acquire().await.map_err(|_| AuthError::internal("hash pool closed"))?;
         let verified = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            PasswordHash::new(&hash)
+                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
         .map_err(|_| AuthError::internal("password verification task failed"))?;
@@ -250,10 +251,8 @@ impl Inner {
             return Err(AuthError::invalid_credentials("account disabled"));
         }
         self.failures.remove(&name);
-        let principal = Principal::builder(record.name, "basic")
-            .roles(record.roles)
-            .permissions(record.permissions)
-            .build();
+        let principal =
+            Principal::builder(record.name, "basic").roles(record.roles).permissions(record.permissions).build();
         let expires = Instant::now() + self.cache_ttl;
         self.cache.insert(name, CachedLogin { proof, principal: principal.clone(), expires });
         Ok(principal)
@@ -277,7 +276,9 @@ fn dummy_hash(reference: Option<&str>) -> String {
         .ok()
         .and_then(|salt| argon.hash_password(&secret, &salt).ok().map(|hash| hash.to_string()))
         // Fallback, a fixed valid argon2id PHC string with minimal parameters.
-        .unwrap_or_else(|| "$argon2id$v=19$m=8,t=1,p=1$ZHVtbXlzYWx0$zWNOvaQWOP5LH6vKlJcSYEP3DM3UO6Yz7cG7BxsMy2g".to_owned())
+        .unwrap_or_else(|| {
+            "$argon2id$v=19$m=8,t=1,p=1$ZHVtbXlzYWx0$zWNOvaQWOP5LH6vKlJcSYEP3DM3UO6Yz7cG7BxsMy2g".to_owned()
+        })
 }
 
 fn parse_credentials(value: &HeaderValue) -> Result<(String, String), AuthError> {
@@ -286,7 +287,8 @@ fn parse_credentials(value: &HeaderValue) -> Result<(String, String), AuthError>
         .decode(token)
         .map_err(|_| AuthError::invalid_request("Basic credential is not canonical base64"))?;
     let text = String::from_utf8(decoded).map_err(|_| AuthError::invalid_request("Basic credential is not UTF-8"))?;
-    let (user, password) = text.split_once(':').ok_or_else(|| AuthError::invalid_request("Basic credential has no ':'"))?;
+    let (user, password) =
+        text.split_once(':').ok_or_else(|| AuthError::invalid_request("Basic credential has no ':'"))?;
     if user.is_empty() {
         return Err(AuthError::invalid_request("Basic credential has an empty user"));
     }
@@ -313,7 +315,8 @@ impl AuthenticationHandler for BasicAuthenticator {
             .get(AUTHORIZATION)
             .ok_or_else(|| AuthError::internal("basic handler called without a credential"))?;
         let (user, password) = parse_credentials(value)?;
-        let name = QualifiedName::parse(&user).map_err(|_| AuthError::invalid_credentials("user name is not a valid name"))?;
+        let name =
+            QualifiedName::parse(&user).map_err(|_| AuthError::invalid_credentials("user name is not a valid name"))?;
         let canonical = name.to_string();
         self.inner.authenticate(name, &canonical, &password).await
     }

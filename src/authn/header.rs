@@ -64,8 +64,7 @@ pub fn token68(value: &HeaderValue, max_len: usize) -> Result<&str, AuthError> {
         return Err(AuthError::new(AuthErrorKind::HeaderTooLarge, "credential over the size limit"));
     }
     let body = token.trim_end_matches('=');
-    let well_formed = !body.is_empty()
-        && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
+    let well_formed = !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
     if !well_formed {
         return Err(AuthError::invalid_request("credential is not a token68"));
     }

@@ -57,9 +57,7 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub(crate) fn new(file: &str, text: &str) -> Self {
-        let line_starts = std::iter::once(0)
-            .chain(text.match_indices('\n').map(|(at, _)| at + 1))
-            .collect();
+        let line_starts = std::iter::once(0).chain(text.match_indices('\n').map(|(at, _)| at + 1)).collect();
         Self { file: Arc::from(file), text: Arc::from(text), line_starts }
     }
 
@@ -80,13 +78,7 @@ impl SourceMap {
     /// An error at `span`, about `key`.
     pub fn error(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
         let (line, column) = self.position(span.start);
-        ConfigError {
-            file: self.file.clone(),
-            line,
-            column,
-            key: Some(key.to_owned()),
-            message: message.into(),
-        }
+        ConfigError { file: self.file.clone(), line, column, key: Some(key.to_owned()), message: message.into() }
     }
 
     /// Turns a TOML syntax or shape error into a [`ConfigError`] that names the key.

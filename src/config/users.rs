@@ -62,8 +62,8 @@ pub fn load_users(file: &str, text: &str) -> Result<InMemoryUserStore, ConfigErr
     for role in &parsed.role {
         let mut permissions = PermissionSet::default();
         for p in &role.permissions {
-            let permission = Permission::parse(p.get_ref())
-                .map_err(|e| source.error(p.span(), "permissions", e.to_string()))?;
+            let permission =
+                Permission::parse(p.get_ref()).map_err(|e| source.error(p.span(), "permissions", e.to_string()))?;
             permissions.insert(permission);
         }
         if roles.insert(role.name.get_ref().clone(), permissions).is_some() {

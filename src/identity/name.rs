@@ -104,11 +104,7 @@ impl QualifiedName {
         if !tenant.chars().all(|c| plain(c, ".-")) {
             return Err(NameError::BadTenant);
         }
-        Ok(Self {
-            user: user.to_owned(),
-            domain: domain.to_ascii_uppercase(),
-            tenant: tenant.to_ascii_lowercase(),
-        })
+        Ok(Self { user: user.to_owned(), domain: domain.to_ascii_uppercase(), tenant: tenant.to_ascii_lowercase() })
     }
 
     /// The user part, without domain or tenant.
@@ -168,7 +164,9 @@ mod tests {
 
     #[test]
     fn refuses_bad_names() {
-        for bad in ["", "/alex", "SECONDARY/", "alex@", " alex", "alex ", "al\nex", "a/b/c", "DOM AIN/alex", "alex@ten ant"] {
+        for bad in
+            ["", "/alex", "SECONDARY/", "alex@", " alex", "alex ", "al\nex", "a/b/c", "DOM AIN/alex", "alex@ten ant"]
+        {
             assert!(QualifiedName::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(QualifiedName::parse(&"a".repeat(256)), Err(NameError::TooLong));
@@ -177,9 +175,6 @@ mod tests {
     #[test]
     fn canonical_form_is_unambiguous() {
         assert_eq!(QualifiedName::parse("primary/alex@CARBON.SUPER").unwrap().to_string(), "alex");
-        assert_ne!(
-            QualifiedName::parse("SECONDARY/alex").unwrap(),
-            QualifiedName::parse("alex").unwrap()
-        );
+        assert_ne!(QualifiedName::parse("SECONDARY/alex").unwrap(), QualifiedName::parse("alex").unwrap());
     }
 }

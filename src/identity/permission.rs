@@ -85,11 +85,7 @@ impl PermissionSet {
     /// True when some held permission covers `required`.
     pub fn covers(&self, required: &Permission) -> bool {
         let path = required.as_str();
-        let ancestors = path
-            .match_indices('/')
-            .skip(1)
-            .map(|(at, _)| &path[..at])
-            .chain(std::iter::once(path));
+        let ancestors = path.match_indices('/').skip(1).map(|(at, _)| &path[..at]).chain(std::iter::once(path));
         // `Permission: Borrow<str>` makes each probe a plain set look-up.
         ancestors.into_iter().any(|prefix| self.0.contains(prefix))
     }

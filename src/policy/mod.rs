@@ -134,7 +134,12 @@ pub enum LookupFailure {
     Ambiguous,
 }
 
-fn compile_rule(id: usize, table: &Spanned<RuleConfig>, deployment: &Deployment, handlers: &[&str]) -> Result<Rule, ConfigError> {
+fn compile_rule(
+    id: usize,
+    table: &Spanned<RuleConfig>,
+    deployment: &Deployment,
+    handlers: &[&str],
+) -> Result<Rule, ConfigError> {
     let source = &deployment.source;
     let config = table.get_ref();
     let context = config.context.get_ref();
@@ -161,7 +166,10 @@ fn compile_rule(id: usize, table: &Spanned<RuleConfig>, deployment: &Deployment,
     };
     let allowed_auth_handlers = match &config.allowed_auth_handlers {
         None => None,
-        Some(list) => Some(check_handlers(&list.get_ref().0, handlers).map_err(|m| source.error(list.span(), "allowed_auth_handlers", m))?),
+        Some(list) => Some(
+            check_handlers(&list.get_ref().0, handlers)
+                .map_err(|m| source.error(list.span(), "allowed_auth_handlers", m))?,
+        ),
     };
     if !config.secure && (!permissions.is_empty() || !scopes.is_empty()) {
         let message = "an open resource (`secure = false`) cannot require permissions or scopes";
@@ -226,7 +234,10 @@ fn parse_methods(methods: &Spanned<OneOrMany>) -> Result<rule::Methods, String> 
 fn check_scope_names(names: &[String]) -> Result<(), String> {
     let valid = |s: &str| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
     match names.iter().find(|s| !valid(s)) {
-        Some(bad) => Err(format!("`{}` is not a scope token (non-empty, printable, no space, quote or backslash)", bad.escape_debug())),
+        Some(bad) => Err(format!(
+            "`{}` is not a scope token (non-empty, printable, no space, quote or backslash)",
+            bad.escape_debug()
+        )),
         None if names.is_empty() => Err("an empty scope list requires nothing: leave the key out".to_owned()),
         None => Ok(()),
     }
@@ -237,7 +248,11 @@ fn check_handlers(names: &[String], known: &[&str]) -> Result<Vec<String>, Strin
         return Err("an empty list allows no handler: leave the key out to allow all".to_owned());
     }
     match names.iter().find(|n| !known.contains(&n.as_str())) {
-        Some(unknown) => Err(format!("no authentication handler is called `{}` (known: {})", unknown.escape_debug(), known.join(", "))),
+        Some(unknown) => Err(format!(
+            "no authentication handler is called `{}` (known: {})",
+            unknown.escape_debug(),
+            known.join(", ")
+        )),
         None => Ok(names.to_vec()),
     }
 }
@@ -255,7 +270,9 @@ fn check_ties(rules: &[Arc<Rule>], deployment: &Deployment) -> Result<(), Config
     }
     for group in groups.values() {
         for (i, later) in group.iter().enumerate() {
-            if let Some(earlier) = group[..i].iter().find(|e| e.pattern.overlaps(&later.pattern) && e.methods.overlaps(&later.methods)) {
+            if let Some(earlier) =
+                group[..i].iter().find(|e| e.pattern.overlaps(&later.pattern) && e.methods.overlaps(&later.methods))
+            {
                 let table = &deployment.resource.access_control[later.id];
                 let message = format!(
                     "`{}` is as specific as `{}` ({}) for the same method: make one more specific or split the methods",

@@ -12,15 +12,8 @@ use crate::identity::Permission;
 /// The methods `http_method = "all"` stands for. Any other method (`TRACE`, `CONNECT`,
 /// WebDAV, made-up ones) only matches a rule that names it, and is refused with 405
 /// where none does (SPEC F3).
-pub const STANDARD_METHODS: [Method; 7] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::DELETE,
-    Method::PATCH,
-    Method::OPTIONS,
-];
+pub const STANDARD_METHODS: [Method; 7] =
+    [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS];
 
 /// The methods a rule applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
