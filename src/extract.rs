@@ -11,11 +11,16 @@ use crate::error::AuthError;
 use crate::identity::Principal;
 use crate::layer::{AuthContext, AUDIT_TARGET};
 
+// axum rejections are responses; the size of the error variant is the framework's.
+#[allow(clippy::result_large_err)]
 fn context(parts: &Parts) -> Result<&AuthContext, Response> {
-    parts.extensions.get::<AuthContext>().ok_or_else(|| {
-        tracing::error!(target: AUDIT_TARGET, path = %parts.uri.path(), "handler reached without SecureLayer: refusing");
-        AuthError::internal("SecureLayer missing").into_response()
-    })
+    parts.extensions.get::<AuthContext>().ok_or_else(missing_layer)
+}
+
+#[cold]
+fn missing_layer() -> Response {
+    tracing::error!(target: AUDIT_TARGET, "handler reached without SecureLayer: refusing");
+    AuthError::internal("SecureLayer missing").into_response()
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AuthContext {

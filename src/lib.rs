@@ -1,4 +1,4 @@
-#![doc = "tower-secure (docs in progress)"]
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
