@@ -243,13 +243,19 @@ impl Engine {
         if let Err(error) = single_authorization(&parts.headers) {
             return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error));
         }
-        match self.registry.select(rule.allowed_auth_handlers(), parts) {
-            Some(handler) => Start::Authenticate { handler, rule, path },
-            None if rule.is_secure() => {
+        let selected =
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.registry.select(rule.allowed_auth_handlers(), parts)));
+        match selected {
+            Err(_) => {
+                let error = AuthError::internal("an authentication handler panicked in can_handle");
+                Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error))
+            }
+            Ok(Some(handler)) => Start::Authenticate { handler, rule, path },
+            Ok(None) if rule.is_secure() => {
                 let error = AuthError::new(AuthErrorKind::Unauthenticated, "no credential");
                 Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error))
             }
-            None => {
+            Ok(None) => {
                 self.audit_allow(parts, &path, &rule, None, "open resource");
                 Start::Pass(self.context(None, rule, path))
             }
@@ -326,7 +332,7 @@ impl Engine {
         audit_refusal(parts, path, rule, handler.map(RegisteredHandler::name), None, &error);
         let challenges: Vec<HeaderValue> = match (error.kind(), handler, rule) {
             (AuthErrorKind::Unauthenticated, _, Some(rule)) => self.challenges_for(rule).to_vec(),
-            (_, Some(h), _) => h.handler.challenge(&self.realm, Some(&error)).into_iter().collect(),
+            (_, Some(h), _) => handler_challenge(h, &self.realm, &error).into_iter().collect(),
             _ => Vec::new(),
         };
         error.to_response(&challenges, &*self.responder)
@@ -342,7 +348,7 @@ impl Engine {
         error: AuthError,
     ) -> Response<Bytes> {
         audit_refusal(parts, Some(path), Some(rule), Some(handler.name()), Some(principal), &error);
-        let challenge = handler.handler.challenge(&self.realm, Some(&error));
+        let challenge = handler_challenge(handler, &self.realm, &error);
         error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*self.responder)
     }
 
@@ -365,6 +371,11 @@ impl Engine {
             reason,
         );
     }
+}
+
+/// A handler's challenge for its own refusal; a plugin that panics here gets none.
+fn handler_challenge(handler: &RegisteredHandler, realm: &str, error: &AuthError) -> Option<HeaderValue> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| handler.handler.challenge(realm, Some(error)))).ok().flatten()
 }
 
 fn audit_refusal(

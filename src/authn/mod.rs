@@ -126,7 +126,12 @@ impl Registry {
         self.handlers
             .iter()
             .filter(|h| h.allowed_by(allowed))
-            .filter_map(|h| h.handler.challenge(realm, None))
+            .filter_map(|h| {
+                // Computed once at build; a plugin that panics here simply offers no challenge.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.handler.challenge(realm, None)))
+                    .ok()
+                    .flatten()
+            })
             .collect()
     }
 }

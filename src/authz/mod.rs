@@ -63,7 +63,12 @@ pub(crate) fn check_rule(policy: &Policy, request: &AuthorizationRequest<'_>) ->
     check_tenant(request)?;
     let (rule, principal) = (request.rule, request.principal);
     if !rule.scopes().is_empty() {
-        return check_scopes(policy, rule, principal);
+        check_scopes(policy, rule, principal)?;
+        // A token's scopes were issued against its user's permissions: not re-checked
+        // (SPEC C2). Any other caller must also hold the rule's own permissions (C1).
+        if principal.scopes().is_some() {
+            return Ok(());
+        }
     }
     check_permissions(rule, principal)
 }

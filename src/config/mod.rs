@@ -120,9 +120,9 @@ pub struct ResourceConfig {
 pub struct RuleConfig {
     /// The path pattern (SPEC B3).
     pub context: Spanned<String>,
-    /// `false` opens the resource to anonymous callers. Default `true`.
-    #[serde(default = "default_true")]
-    pub secure: bool,
+    /// `false` opens the resource to anonymous callers. Default `true` (see [`RuleConfig::is_secure`]).
+    #[serde(default)]
+    pub secure: Option<Spanned<bool>>,
     /// `all` (default), one method or a list.
     #[serde(default)]
     pub http_method: Option<Spanned<OneOrMany>>,
@@ -149,8 +149,11 @@ pub struct RuleConfig {
     pub cross_tenant: Option<Spanned<CrossTenantConfig>>,
 }
 
-fn default_true() -> bool {
-    true
+impl RuleConfig {
+    /// The `secure` value, `true` when the key is absent.
+    pub fn is_secure(&self) -> bool {
+        self.secure.as_ref().is_none_or(|s| *s.get_ref())
+    }
 }
 
 /// Whether all or any of a list must hold.

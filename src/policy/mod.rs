@@ -171,9 +171,12 @@ fn compile_rule(
                 .map_err(|m| source.error(list.span(), "allowed_auth_handlers", m))?,
         ),
     };
-    if !config.secure && (!permissions.is_empty() || !scopes.is_empty()) {
-        let message = "an open resource (`secure = false`) cannot require permissions or scopes";
-        return Err(source.error(table.span(), "secure", message));
+    let secure = config.is_secure();
+    if let (false, Some(flag)) = (secure, &config.secure) {
+        if !permissions.is_empty() || !scopes.is_empty() {
+            let message = "an open resource (`secure = false`) cannot require permissions or scopes";
+            return Err(source.error(flag.span(), "secure", message));
+        }
     }
     let cross_tenant = match &config.cross_tenant {
         None => CrossTenant::Deny,
@@ -192,7 +195,7 @@ fn compile_rule(
         context: context.clone(),
         pattern,
         methods,
-        secure: config.secure,
+        secure,
         permissions,
         permissions_match: config.permissions_match,
         scopes,
@@ -248,12 +251,18 @@ fn check_handlers(names: &[String], known: &[&str]) -> Result<Vec<String>, Strin
         return Err("an empty list allows no handler: leave the key out to allow all".to_owned());
     }
     match names.iter().find(|n| !known.contains(&n.as_str())) {
-        Some(unknown) => Err(format!(
-            "no authentication handler is called `{}` (known: {})",
-            unknown.escape_debug(),
-            known.join(", ")
-        )),
+        Some(unknown) => {
+            Err(format!("no authentication handler is called `{}` ({})", unknown.escape_debug(), known.join(", ")))
+        }
         None => Ok(names.to_vec()),
+    }
+}
+
+fn known_list(known: &[&str]) -> String {
+    if known.is_empty() {
+        "no handler is registered".to_owned()
+    } else {
+        format!("registered: {}", known.join(", "))
     }
 }
 

@@ -39,7 +39,8 @@ impl Pattern {
             return Err("a pattern must start with '/' (or be `regex:...`)".to_owned());
         }
         let body = &text[1..];
-        let body = body.strip_suffix('/').unwrap_or(body);
+        // `/x/` is `/x`; `//` keeps its empty segment and is refused below.
+        let body = if body.len() > 1 { body.strip_suffix('/').unwrap_or(body) } else { body };
         let mut segments = Vec::new();
         let mut rest = false;
         if body.is_empty() {

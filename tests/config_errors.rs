@@ -1,0 +1,587 @@
+//! Configuration load errors: every bad rule file, handler setting or users file is
+//! refused at load with the file, line, column and key (SPEC B1, B4, F2).
+
+use tower_secure::config::{load_users, ConfigError, Deployment};
+use tower_secure::policy::{CanonicalPath, Policy};
+use tower_secure::SecureLayer;
+
+const FILE: &str = "deployment.toml";
+
+/// Loads and compiles a rule file.
+fn compile(text: &str) -> Result<Policy, ConfigError> {
+    Deployment::from_toml_str(FILE, text).and_then(|d| Policy::compile(&d))
+}
+
+#[track_caller]
+fn load_error(text: &str) -> ConfigError {
+    match compile(text) {
+        Ok(_) => panic!("this rule file must be refused:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+#[track_caller]
+fn loads(text: &str) -> Policy {
+    compile(text).unwrap_or_else(|e| panic!("this rule file must load: {e}\n{text}"))
+}
+
+/// The 1-based line of the `n`th (0-based) line of `text` containing `needle`.
+#[track_caller]
+fn line_of_nth(text: &str, needle: &str, n: usize) -> usize {
+    let found = text.lines().enumerate().filter(|(_, l)| l.contains(needle)).nth(n);
+    found.unwrap_or_else(|| panic!("{needle:?} #{n} not in the text")).0 + 1
+}
+
+/// The 1-based line of the first line after line `after` containing `needle`.
+#[track_caller]
+fn line_after(text: &str, after: usize, needle: &str) -> usize {
+    let found = text.lines().enumerate().skip(after).find(|(_, l)| l.contains(needle));
+    found.unwrap_or_else(|| panic!("{needle:?} not after line {after}")).0 + 1
+}
+
+#[track_caller]
+fn line_of(text: &str, needle: &str) -> usize {
+    line_of_nth(text, needle, 0)
+}
+
+/// Asserts where and what: file, line, key, message fragments, and that the Display
+/// form is `file:line:col: key `k`: message`.
+#[track_caller]
+fn check(err: &ConfigError, file: &str, line: usize, key: &str, fragments: &[&str]) {
+    assert_eq!(&*err.file, file, "{err}");
+    assert_eq!(err.line, line, "line of {err}");
+    assert_eq!(err.key.as_deref(), Some(key), "key of {err}");
+    assert!(err.column >= 1, "column of {err}");
+    for fragment in fragments {
+        assert!(err.message.contains(fragment), "{err} should say {fragment:?}");
+    }
+    assert_eq!(err.to_string(), format!("{file}:{line}:{}: key `{key}`: {}", err.column, err.message));
+}
+
+/// One rule table with `context` and extra lines.
+fn rule(context: &str, extra: &str) -> String {
+    format!("[[resource.access_control]]\ncontext = \"{context}\"\n{extra}\n")
+}
+
+/// A rule file with a harmless rule first, so that positions are not trivially line 1.
+fn after_a_good_rule(text: &str) -> String {
+    format!("# rules\n\n[[resource.access_control]]\ncontext = \"/health\"\nsecure = false\n\n{text}")
+}
+
+// ---------------------------------------------------------------------------------------
+// B1: the shape of the file
+// ---------------------------------------------------------------------------------------
+
+// SPEC B1: an unknown key in a rule is an error at that key.
+#[test]
+fn unknown_key_in_a_rule() {
+    for bad in ["permision", "method", "http_methods", "Secure", "scope_match"] {
+        let text = after_a_good_rule(&rule("/a", &format!("{bad} = true")));
+        let err = load_error(&text);
+        check(&err, FILE, line_of(&text, &format!("{bad} =")), bad, &["unknown field", bad]);
+        // The message lists what is allowed.
+        assert!(err.message.contains("`context`"), "{err}");
+    }
+}
+
+// SPEC B1: unknown top-level tables and unknown keys of known tables are errors.
+#[test]
+fn unknown_tables_and_keys_outside_rules() {
+    let text = after_a_good_rule("[logging]\nlevel = \"debug\"\n");
+    check(&load_error(&text), FILE, line_of(&text, "[logging]"), "logging", &["unknown field `logging`"]);
+
+    let text = after_a_good_rule("[[resources.access_control]]\ncontext = \"/a\"\n");
+    check(&load_error(&text), FILE, line_of(&text, "[[resources."), "resources", &["unknown field `resources`"]);
+
+    let text = after_a_good_rule("[cors]\nauthenticate_preflights = true\n");
+    let line = line_of(&text, "authenticate_preflights");
+    check(&load_error(&text), FILE, line, "authenticate_preflights", &["unknown field"]);
+
+    let text = after_a_good_rule("[authentication.basic]\ncache_ttl = 5\n");
+    check(&load_error(&text), FILE, line_of(&text, "cache_ttl"), "cache_ttl", &["unknown field"]);
+}
+
+// SPEC B1: a rule without `context` is an error naming `context`, at the rule's table.
+#[test]
+fn missing_context() {
+    let text = after_a_good_rule("[[resource.access_control]]\nsecure = false\nhttp_method = \"GET\"\n");
+    let header = line_of_nth(&text, "[[resource.access_control]]", 1);
+    check(&load_error(&text), FILE, header, "context", &["missing field `context`"]);
+}
+
+// SPEC B1: values of the wrong type are errors at the key.
+#[test]
+fn wrong_types() {
+    let cases = [
+        ("secure = \"yes\"", "secure", "boolean"),
+        ("secure = 1", "secure", "boolean"),
+        ("override = \"true\"", "override", "boolean"),
+        ("http_method = 5", "http_method", "a string or a list of strings"),
+        ("permissions = [1]", "permissions", "string"),
+        ("permissions = { all = true }", "permissions", "a string or a list of strings"),
+        ("permissions_match = \"some\"", "permissions_match", "some"),
+        ("scopes_match = \"none\"", "scopes_match", "none"),
+        ("cross_tenant = \"yes\"", "cross_tenant", "list of tenant names"),
+    ];
+    for (line, key, fragment) in cases {
+        let text = after_a_good_rule(&rule("/a", line));
+        check(&load_error(&text), FILE, line_of(&text, line), key, &[fragment]);
+    }
+    let text = after_a_good_rule("[[resource.access_control]]\ncontext = 5\n");
+    check(&load_error(&text), FILE, line_of(&text, "context = 5"), "context", &["string"]);
+    // `cross_tenant` takes `true`, `false` or a list of non-empty tenant names.
+    let text = after_a_good_rule(&rule("/a", "cross_tenant = [\"\"]"));
+    check(&load_error(&text), FILE, line_of(&text, "cross_tenant"), "cross_tenant", &["empty"]);
+    loads(&rule("/a", "cross_tenant = [\"example.com\"]"));
+    // A single string is a one-item list.
+    let policy = loads(&rule("/a", "permissions = \"/permission/admin\""));
+    let permissions: Vec<&str> = policy.rules()[0].permissions().iter().map(|p| p.as_str()).collect();
+    assert_eq!(permissions, ["/permission/admin"]);
+}
+
+// SPEC B1: a key written twice in one rule is an error at the second.
+#[test]
+fn duplicate_key_in_a_rule() {
+    let text = after_a_good_rule("[[resource.access_control]]\ncontext = \"/a\"\ncontext = \"/b\"\n");
+    check(&load_error(&text), FILE, line_of(&text, "context = \"/b\""), "context", &["duplicate"]);
+}
+
+// SPEC B1: `http_method` must be one method, a non-empty list, or `all` alone; HEAD is
+// checked as GET so listing it is an error; names are case-insensitive.
+#[test]
+fn bad_http_method() {
+    let cases = [
+        ("\"G ET\"", "not an HTTP method"),
+        ("[\"GET\", \"PO ST\"]", "not an HTTP method"),
+        ("\"GET,POST\"", "not an HTTP method"),
+        ("\"\"", "not an HTTP method"),
+        ("\"GET\\n\"", "not an HTTP method"),
+        ("[]", "at least one method"),
+        ("[\"all\", \"GET\"]", "cannot be combined"),
+        ("[\"GET\", \"ALL\"]", "cannot be combined"),
+        ("\"HEAD\"", "HEAD is checked as GET"),
+        ("[\"GET\", \"head\"]", "HEAD is checked as GET"),
+        ("[\"GET\", \"get\"]", "listed twice"),
+    ];
+    for (value, fragment) in cases {
+        let text = after_a_good_rule(&rule("/a", &format!("http_method = {value}")));
+        let err = load_error(&text);
+        check(&err, FILE, line_of(&text, "http_method"), "http_method", &[fragment]);
+    }
+    // Valid forms: one or a list, any case, `all` in any case, extension tokens.
+    for (value, shown) in [
+        ("\"get\"", "GET"),
+        ("[\"Get\", \"post\"]", "GET,POST"),
+        ("\"ALL\"", "all"),
+        ("[\"all\"]", "all"),
+        ("\"GETT\"", "GETT"),
+        ("\"trace\"", "TRACE"),
+    ] {
+        let policy = loads(&rule("/a", &format!("http_method = {value}")));
+        assert_eq!(policy.rules()[0].methods().to_string(), shown, "http_method = {value}");
+    }
+}
+
+// SPEC B1: permissions are absolute paths without empty, dot or trailing segments.
+#[test]
+fn bad_permissions() {
+    let cases = [
+        ("permission/x", "must start with '/'"),
+        ("/permission/admin/", "trailing"),
+        ("/permission//admin", "empty"),
+        ("/permission/../admin", "'..'"),
+        ("/permission/ admin", "white space"),
+        ("", "must start with '/'"),
+    ];
+    for (bad, fragment) in cases {
+        let text = after_a_good_rule(&rule("/a", &format!("permissions = [\"/permission/admin\", \"{bad}\"]")));
+        let err = load_error(&text);
+        check(&err, FILE, line_of(&text, "permissions ="), "permissions", &[fragment]);
+        assert!(err.message.contains(&format!("`{bad}`")), "the message names the bad permission: {err}");
+    }
+    // The same in a [[scope]] definition.
+    let text = after_a_good_rule("[[scope]]\nname = \"read\"\npermissions = [\"permission/x\"]\n");
+    check(&load_error(&text), FILE, line_of(&text, "permissions ="), "permissions", &["must start with '/'"]);
+}
+
+// SPEC B1: scope names are non-empty RFC 6749 scope tokens (`scope` or `scopes`).
+#[test]
+fn bad_scope_names() {
+    for (key, value, fragment) in [
+        ("scope", "[\"\"]", "not a scope token"),
+        ("scope", "[\"read write\"]", "not a scope token"),
+        ("scope", "[\"read\", \"a\\\"b\"]", "not a scope token"),
+        ("scope", "\"tab\\there\"", "not a scope token"),
+        ("scope", "[]", "empty scope list"),
+        ("scopes", "[\"read write\"]", "not a scope token"),
+    ] {
+        let text = after_a_good_rule(&rule("/a", &format!("{key} = {value}")));
+        let err = load_error(&text);
+        assert_eq!(err.line, line_of(&text, &format!("{key} =")), "{err}");
+        // `scopes` is an alias of `scope`: either name is a fair report.
+        assert!(matches!(err.key.as_deref(), Some("scope" | "scopes")), "{err}");
+        assert!(err.message.contains(fragment), "{err}");
+    }
+    let text = after_a_good_rule("[[scope]]\nname = \"read write\"\n");
+    check(&load_error(&text), FILE, line_of(&text, "read write"), "name", &["not a scope token"]);
+    let text = after_a_good_rule("[[scope]]\nname = \"read\"\n\n[[scope]]\nname = \"read\"\n");
+    check(&load_error(&text), FILE, line_of_nth(&text, "name = \"read\"", 1), "name", &["defined twice"]);
+    let policy = loads(&rule("/a", "scopes = [\"internal_user_mgt_view\", \"openid\"]"));
+    assert_eq!(policy.rules()[0].scopes(), ["internal_user_mgt_view", "openid"]);
+}
+
+// SPEC B1: `allowed_auth_handlers` names registered handlers only, and is not empty.
+#[test]
+fn bad_allowed_auth_handlers() {
+    let text = after_a_good_rule(&rule("/a", "allowed_auth_handlers = [\"basic\", \"saml\"]"));
+    let line = line_of(&text, "allowed_auth_handlers");
+    check(&load_error(&text), FILE, line, "allowed_auth_handlers", &["`saml`"]);
+
+    let text = after_a_good_rule(&rule("/a", "allowed_auth_handlers = []"));
+    let line = line_of(&text, "allowed_auth_handlers");
+    check(&load_error(&text), FILE, line, "allowed_auth_handlers", &["empty"]);
+
+    // The built-in names compile against the built-in handlers.
+    let policy = loads(&rule("/a", "allowed_auth_handlers = [\"basic\", \"oauth2\"]"));
+    assert_eq!(policy.rules()[0].allowed_auth_handlers(), Some(&["basic".to_owned(), "oauth2".to_owned()][..]));
+
+    // The builder checks against the handlers actually registered.
+    let build = |text: &str, with_users: bool| {
+        let mut builder = SecureLayer::builder().deployment(Deployment::from_toml_str(FILE, text).unwrap());
+        if with_users {
+            builder = builder.user_store(load_users("users.toml", "").unwrap());
+        }
+        builder.build()
+    };
+    let text = after_a_good_rule(&rule("/a", "allowed_auth_handlers = [\"basic\"]"));
+    let line = line_of(&text, "allowed_auth_handlers");
+    let err = build(&text, false).expect_err("no basic handler is registered without a user store");
+    check(&err, FILE, line, "allowed_auth_handlers", &["`basic`"]);
+    build(&text, true).expect("basic is registered with a user store");
+    let text = after_a_good_rule(&rule("/a", "allowed_auth_handlers = [\"oauth2\"]"));
+    let err = build(&text, true).expect_err("oauth2 is not registered");
+    check(&err, FILE, line_of(&text, "allowed_auth_handlers"), "allowed_auth_handlers", &["`oauth2`"]);
+}
+
+// SPEC B1, B2: an open resource cannot require permissions or scopes; the error names
+// `secure` at the line of one of the conflicting keys.
+#[test]
+fn open_resource_with_requirements() {
+    for (first, second) in [
+        ("secure = false", "permissions = [\"/permission/admin\"]"),
+        ("permissions = [\"/permission/admin\"]", "secure = false"),
+        ("secure = false", "scope = [\"read\"]"),
+    ] {
+        let text = after_a_good_rule(&rule("/a", &format!("{first}\n{second}")));
+        let err = load_error(&text);
+        assert_eq!(err.key.as_deref(), Some("secure"), "{err}");
+        assert!(err.message.contains("cannot require permissions or scopes"), "{err}");
+        // Both keys are in the second table (the first is the good `/health` rule).
+        let table = line_of_nth(&text, "[[resource.access_control]]", 1);
+        let keys = [line_after(&text, table, first), line_after(&text, table, second)];
+        assert!(keys.contains(&err.line), "line {} should be one of the conflicting keys {keys:?}: {err}", err.line);
+    }
+    // Either alone is fine.
+    loads(&rule("/a", "secure = false"));
+    loads(&rule("/a", "secure = true\npermissions = [\"/permission/admin\"]"));
+}
+
+// ---------------------------------------------------------------------------------------
+// F2: patterns are validated at load
+// ---------------------------------------------------------------------------------------
+
+// SPEC F2, B3: patterns that do not start with `/`, are malformed, or can never match a
+// canonical request path are refused at the `context` line.
+#[test]
+fn malformed_patterns() {
+    let cases = [
+        ("api", "must start with '/'"),
+        ("", "must start with '/'"),
+        ("api/**", "must start with '/'"),
+        ("*", "must start with '/'"),
+        ("/a//b", "empty segment"),
+        ("/**/x", "`**` may only be the last segment"),
+        ("/a/**/b/**", "`**` may only be the last segment"),
+        ("/a/{x", "whole segment"),
+        ("/a/x{y}", "whole segment"),
+        ("/a/{}", "parameter name"),
+        ("/a/{x-y}", "parameter name"),
+        ("/a/b*", "wildcards must be whole segments"),
+        ("/a/*b", "wildcards must be whole segments"),
+        ("/a/**b", "wildcards must be whole segments"),
+        ("/a/%2e", "decoded"),
+        ("/a/%61", "decoded"),
+        ("/a/b;c", "decoded"),
+        ("/a/b?c", "decoded"),
+        ("/a/b#c", "decoded"),
+        ("/a/b\\\\c", "decoded"),
+        ("/a/..", "never match"),
+        ("/a/./b", "never match"),
+        ("/..", "never match"),
+        ("regex:", "needs a pattern"),
+        ("regex:(", "invalid regex"),
+        ("regex:/a[", "invalid regex"),
+        ("regex:/a{99999999}", "invalid regex"),
+        // `//` is not `/`: an empty segment, like `/a//b`.
+        ("//", "empty segment"),
+    ];
+    for (pattern, fragment) in cases {
+        let text = after_a_good_rule(&rule(pattern, "secure = false"));
+        let err = load_error(&text);
+        check(&err, FILE, line_of_nth(&text, "context =", 1), "context", &[fragment]);
+    }
+}
+
+// SPEC F2, B3: well-formed patterns load, and `regex:` anchors cannot be escaped: no flag
+// turns them into line anchors, and a newline can never reach the matcher.
+#[test]
+fn regex_patterns_are_anchored_at_load() {
+    let policy = loads(
+        r#"
+[[resource.access_control]]
+context = "regex:(?m)/open$"
+secure = false
+
+[[resource.access_control]]
+context = "regex:(?ms)^/files/.*"
+secure = false
+"#,
+    );
+    let open = |path: &str| {
+        let path = CanonicalPath::parse(path).unwrap();
+        !policy.lookup(&http::Method::GET, &path).unwrap().is_secure()
+    };
+    assert!(open("/open"));
+    assert!(open("/files/a/b"));
+    assert!(!open("/open/admin"));
+    assert!(!open("/x/open"));
+    assert!(!open("/admin/files/a"));
+    // `%0a` (and every other control) is refused before matching, raw or encoded.
+    for path in ["/open%0a/admin", "/admin%0a/open", "/open%0A", "/open%0d", "/open\n/admin"] {
+        assert!(CanonicalPath::parse(path).is_err(), "{path:?} must not be canonical");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// B4: equally specific rules
+// ---------------------------------------------------------------------------------------
+
+/// Asserts that `first` then `second` is refused at the second rule's `context`, naming
+/// both patterns and the first rule's line.
+#[track_caller]
+fn check_tie(first: &str, first_extra: &str, second: &str, second_extra: &str) {
+    let text = after_a_good_rule(&format!("{}\n{}", rule(first, first_extra), rule(second, second_extra)));
+    let err = load_error(&text);
+    let second_context = line_of_nth(&text, "context =", 2);
+    let first_header = line_of_nth(&text, "[[resource.access_control]]", 1);
+    check(&err, FILE, second_context, "context", &[&format!("`{second}`"), &format!("`{first}`")]);
+    assert!(err.message.contains(&format!("{FILE}:{first_header}")), "names where the first rule is: {err}");
+}
+
+// SPEC B4: two rules equally specific for the same method are a load error naming the
+// second rule's line and `context`, whichever order they are written in.
+#[test]
+fn equally_specific_rules_are_refused() {
+    check_tie("/a/{x}/c", "", "/a/b/{y}", "");
+    check_tie("/a/b/{y}", "", "/a/{x}/c", "");
+    check_tie("/a", "", "/a", "");
+    check_tie("/a/{x}/c", "", "/a/*/c", "");
+    check_tie("/a/**", "", "/a/*", "");
+    check_tie("/a/{x}/**", "", "/a/{y}/**", "");
+    check_tie("/a", "http_method = \"GET\"", "/a", "http_method = [\"POST\", \"get\"]");
+    check_tie("/a/{x}/c", "http_method = \"PUT\"", "/a/b/{y}", "http_method = [\"PUT\"]");
+    check_tie("/a", "secure = false", "/a", "permissions = [\"/permission/admin\"]");
+    check_tie("regex:/a/.*", "", "regex:/a/.*", "");
+}
+
+// SPEC B4: the same patterns with disjoint methods, or of different specificity, load,
+// and the right one applies.
+#[test]
+fn disjoint_or_ranked_rules_load() {
+    let policy = loads(&format!(
+        "{}{}{}{}{}",
+        rule("/a/{x}/c", "http_method = \"GET\"\nsecure = false"),
+        rule("/a/b/{y}", "http_method = [\"POST\", \"PUT\"]"),
+        rule("/a/b/{y}", "http_method = \"DELETE\"\npermissions = [\"/permission/admin\"]"),
+        rule("/p", "http_method = \"GET\"\nsecure = false"),
+        rule("/p", "permissions = [\"/permission/admin\"]"),
+    ));
+    let lookup = |method: http::Method, path: &str| {
+        let rule = policy.lookup(&method, &CanonicalPath::parse(path).unwrap()).unwrap();
+        format!("{} {}", rule.methods(), rule.context())
+    };
+    assert_eq!(lookup(http::Method::GET, "/a/b/c"), "GET /a/{x}/c");
+    assert_eq!(lookup(http::Method::HEAD, "/a/b/c"), "GET /a/{x}/c");
+    assert_eq!(lookup(http::Method::PUT, "/a/b/c"), "POST,PUT /a/b/{y}");
+    assert_eq!(lookup(http::Method::DELETE, "/a/b/c"), "DELETE /a/b/{y}");
+    assert_eq!(lookup(http::Method::PATCH, "/a/b/c"), "all /**", "no rule names PATCH: the secure default");
+    assert_eq!(lookup(http::Method::GET, "/p"), "GET /p");
+    assert_eq!(lookup(http::Method::POST, "/p"), "all /p");
+    // Same literal count, different shape: not a tie.
+    loads(&format!("{}{}", rule("/a/{x}", ""), rule("/a/**", "")));
+    loads(&format!("{}{}", rule("/a/{x}/c", ""), rule("/a/b/c", "")));
+    loads(&format!("{}{}", rule("/a/{x}/c", ""), rule("/a/{x}/{y}", "")));
+    loads(&format!("{}{}", rule("/a/{x}/c", ""), rule("/a/b/d/{y}", "")));
+}
+
+// ---------------------------------------------------------------------------------------
+// B1: handler priorities
+// ---------------------------------------------------------------------------------------
+
+// SPEC B1: `[authentication.priorities]` may only name registered handlers; the error is
+// at the offending key.
+#[test]
+fn priorities_naming_an_unknown_handler() {
+    let build = |text: &str| {
+        SecureLayer::builder()
+            .deployment(Deployment::from_toml_str(FILE, text).unwrap())
+            .user_store(load_users("users.toml", "").unwrap())
+            .build()
+    };
+    let text = "[authentication]\nrealm = \"x\"\n\n[authentication.priorities]\nbasic = 5\nsaml = 7\n";
+    let err = build(text).expect_err("saml is not registered");
+    check(&err, FILE, line_of(text, "saml"), "saml", &["`saml`"]);
+
+    let layer = build("[authentication.priorities]\nbasic = 5\n").expect("basic is registered");
+    assert_eq!(layer.handler_order(), [("basic".to_owned(), 5)]);
+
+    let text = "[authentication.priorities]\nbasic = \"high\"\n";
+    let err = Deployment::from_toml_str(FILE, text).expect_err("a priority is a number");
+    check(&err, FILE, 2, "basic", &["invalid type"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// B1: the users file
+// ---------------------------------------------------------------------------------------
+
+const HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$LwR0gKiubpFYBdXhy9LIdt8OMLdqFvTfuyD4TQVjBFk";
+
+fn users_with(extra: &str) -> String {
+    format!(
+        "[[role]]\nname = \"viewer\"\npermissions = [\"/permission/admin/login\"]\n\n\
+         [[user]]\nname = \"alex\"\npassword = \"{HASH}\"\nroles = [\"viewer\"]\n\n{extra}"
+    )
+}
+
+#[track_caller]
+fn users_error(text: &str) -> ConfigError {
+    match load_users("users.toml", text) {
+        Ok(_) => panic!("this users file must be refused:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+// SPEC B1: users-file errors name the line and key: unknown role, duplicate user or role,
+// a password that is not an argon2id hash (without echoing it), bad names.
+#[test]
+fn users_file_errors() {
+    let good = users_with("");
+    assert_eq!(load_users("users.toml", &good).unwrap().len(), 1);
+
+    let text =
+        users_with(&format!("[[user]]\nname = \"bob\"\npassword = \"{HASH}\"\nroles = [\"viewer\", \"ghost\"]\n"));
+    check(&users_error(&text), "users.toml", line_of(&text, "ghost"), "roles", &["no [[role]]"]);
+
+    for duplicate in ["alex", "PRIMARY/alex", "alex@carbon.super", "primary/alex@CARBON.SUPER"] {
+        let text = users_with(&format!("[[user]]\nname = \"{duplicate}\"\npassword = \"{HASH}\"\n"));
+        let err = users_error(&text);
+        // The third `name =` of the file: the role, alex, then the duplicate.
+        check(&err, "users.toml", line_of_nth(&text, "name = ", 2), "name", &["defined twice"]);
+    }
+
+    let text = users_with("[[role]]\nname = \"viewer\"\n");
+    check(&users_error(&text), "users.toml", line_of_nth(&text, "name = \"viewer\"", 1), "name", &["defined twice"]);
+
+    for (password, fragment) in [
+        ("bob123", "not a PHC password hash"),
+        ("$argon2i$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$LwR0gKiubpFYBdXhy9LIdt8OMLdqFvTfuyD4TQVjBFk", "argon2id"),
+        ("$2b$12$abcdefghijklmnopqrstuu5Q2v5kRr1Qv3dQnF1pQb1Vd8Kq0O2eW", ""),
+    ] {
+        let text = users_with(&format!("[[user]]\nname = \"bob\"\npassword = \"{password}\"\n"));
+        let err = users_error(&text);
+        check(&err, "users.toml", line_of(&text, &format!("password = \"{password}\"")), "password", &[fragment]);
+        assert!(!err.to_string().contains(password), "the password never appears in the error: {err}");
+    }
+
+    for (name, fragment) in [
+        ("", "empty"),
+        (" bob", "white space"),
+        ("bob ", "white space"),
+        ("a/b/c", "'/'"),
+        ("bob@", "empty"),
+        ("/bob", "empty"),
+        ("bo\\u0000b", "control"),
+        ("BAD DOMAIN/bob", "domain"),
+    ] {
+        let text = users_with(&format!("[[user]]\nname = \"{name}\"\n"));
+        let err = users_error(&text);
+        check(&err, "users.toml", line_of(&text, &format!("name = \"{name}\"")), "name", &[fragment]);
+    }
+
+    let text = users_with("[[user]]\nname = \"bob\"\nrole = [\"viewer\"]\n");
+    check(&users_error(&text), "users.toml", line_of(&text, "role = "), "role", &["unknown field"]);
+    let text = users_with("[[role]]\nname = \"r\"\npermissions = [\"/permission/admin/\"]\n");
+    check(&users_error(&text), "users.toml", line_of(&text, "admin/\"]"), "permissions", &["trailing"]);
+    let text = users_with("[[users]]\nname = \"bob\"\n");
+    check(&users_error(&text), "users.toml", line_of(&text, "[[users]]"), "users", &["unknown field"]);
+}
+
+fn users_with_bob(line: &str) -> String {
+    users_with(&format!("[[user]]\nname = \"bob\"\n{line}\n"))
+}
+
+// SPEC B1: a users file with a wrong type is refused at the key.
+#[test]
+fn users_file_wrong_types() {
+    let text = users_with_bob("disabled = \"no\"");
+    check(&users_error(&text), "users.toml", line_of(&text, "disabled"), "disabled", &["boolean"]);
+    let text = users_with_bob("roles = \"viewer\"");
+    check(&users_error(&text), "users.toml", line_of(&text, "roles = \"viewer\""), "roles", &["sequence"]);
+}
+
+// ---------------------------------------------------------------------------------------
+// B1: the Display form
+// ---------------------------------------------------------------------------------------
+
+// SPEC B1: errors display as `file:line:col: key `k`: message`, the column counted in
+// characters from 1; an unreadable file names the file only.
+#[test]
+fn display_form() {
+    let text = "# réglés\n[[resource.access_control]]\n  context = \"api\"\n";
+    let err = load_error(text);
+    let column = "  context = ".chars().count() + 1;
+    assert_eq!((err.line, err.column), (3, column));
+    assert_eq!(
+        err.to_string(),
+        format!("deployment.toml:3:{column}: key `context`: a pattern must start with '/' (or be `regex:...`)")
+    );
+
+    // Columns count characters, not bytes.
+    let text = "[[resource.access_control]]\ncontext = \"/a\"\nscope = [\"read\", \"a b\"]\n";
+    let err = Deployment::from_toml_str("rules/é.toml", text).and_then(|d| Policy::compile(&d)).unwrap_err();
+    assert_eq!((err.line, err.column), (3, "scope = ".chars().count() + 1));
+    assert!(err.to_string().starts_with("rules/é.toml:3:9: key `scope`: `a b` is not a scope token"), "{err}");
+
+    // Files on disk are named by their path.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deployment.toml");
+    std::fs::write(
+        &path,
+        "[[resource.access_control]]\ncontext = \"/a\"\n\n[[resource.access_control]]\ncontext = \"/a\"\n",
+    )
+    .unwrap();
+    let err = Deployment::from_file(&path).and_then(|d| Policy::compile(&d)).unwrap_err();
+    let shown = path.display().to_string();
+    check(&err, &shown, 5, "context", &["`/a` is as specific as `/a`", &format!("({shown}:1)")]);
+    let path = dir.path().join("users.toml");
+    std::fs::write(&path, "[[user]]\nname = \"bob\"\npassword = \"bob123\"\n").unwrap();
+    let err = tower_secure::config::load_users_file(&path).unwrap_err();
+    check(&err, &path.display().to_string(), 3, "password", &["not a PHC password hash"]);
+
+    let missing = std::env::temp_dir().join("tower-secure-no-such-dir").join("deployment.toml");
+    let err = Deployment::from_file(&missing).unwrap_err();
+    assert_eq!((err.line, err.key.as_deref()), (0, None));
+    let shown = missing.display().to_string();
+    assert_eq!(err.to_string(), format!("{shown}: {}", err.message));
+    assert!(err.message.contains("cannot read"), "{err}");
+}
