@@ -1,1 +1,604 @@
-fn main() {}
+//! What `SecureLayer` costs, always next to a baseline measured in the same run:
+//!
+//! * `in_process`: one axum `Router` driven with `tower::ServiceExt::oneshot` (no
+//!   network): no layer, a cached Basic credential, an open rule, a 401 refusal, and the
+//!   cached credential again with the audit log formatted by a tracing subscriber.
+//! * `http_loopback`: real HTTP/1.1 keep-alive over 127.0.0.1, no layer vs. a cached
+//!   Basic credential, on one connection and on four concurrent ones.
+//! * `wrong_password_flood`: the same cached-credential traffic with and without a flood
+//!   of wrong passwords (argon2 default cost) for another user, under the default
+//!   Basic throttle (20 hashes/s, one at a time). Target: >= 0.80x of the no-flood rate.
+//! * `rule_lookup`: `Policy::lookup` over 10 .. 10,000 generated rules.
+//! * `config_load`: parsing and compiling a 10,000-rule deployment (and 1,000, to see
+//!   how it grows).
+//!
+//! Run with `cargo bench --bench layer` (about two minutes on two cores); add
+//! `-- --quick` for a smoke run, or a group name (`-- in_process`) to run one group.
+//! Everything binds 127.0.0.1 only, and every loop is bounded by criterion's iteration
+//! counts or by the flood's stop flag.
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use axum::body::Body;
+use axum::extract::Path;
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine as _;
+use bytes::Bytes;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use futures_util::future::join_all;
+use http::header::{AUTHORIZATION, HOST};
+use http::{HeaderValue, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio::runtime::{Builder, Runtime};
+use tower::ServiceExt as _;
+use tower_secure::config::{load_users, Deployment};
+use tower_secure::policy::{CanonicalPath, Policy};
+use tower_secure::SecureLayer;
+
+const ROUTE: &str = "/api/users/v1/{user_id}/challenges";
+const PATH: &str = "/api/users/v1/42/challenges";
+
+/// The quickstart's rules: the benchmarked route needs the identity-management view
+/// permission, which alex holds.
+const SECURED: &str = r#"
+[[resource.access_control]]
+context = "/api/health"
+http_method = "GET"
+secure = false
+
+[[resource.access_control]]
+context = "/api/users/v1/{user_id}/challenges"
+http_method = "GET"
+permissions = ["/permission/admin/manage/identity/identitymgt/view"]
+
+[[resource.access_control]]
+context = "/api/admin/**"
+permissions = ["/permission/admin"]
+allowed_auth_handlers = ["basic"]
+"#;
+
+/// The same route opened to anonymous callers.
+const OPEN: &str = r#"
+[[resource.access_control]]
+context = "/api/users/v1/{user_id}/challenges"
+http_method = "GET"
+secure = false
+"#;
+
+// ---------------------------------------------------------------------------------------
+// Shared set-up
+
+/// An argon2id PHC hash with the cheapest legal parameters (as the tests use): the
+/// benchmarked credentials are cached, so their hash cost only shows in set-up.
+fn cheap_hash(password: &str) -> String {
+    hash_with(Params::new(8, 1, 1, None).expect("params"), password)
+}
+
+/// A hash with argon2's default (production) parameters, as the quickstart ships.
+fn default_hash(password: &str) -> String {
+    hash_with(Params::default(), password)
+}
+
+fn hash_with(params: Params, password: &str) -> String {
+    let salt = SaltString::encode_b64(b"tower-secure-bnc").expect("salt");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .expect("hash")
+        .to_string()
+}
+
+/// alex (identity view, cheap hash) and eve (the flooded user, production-cost hash).
+fn users_toml(eve_hash: &str) -> String {
+    format!(
+        r#"
+[[role]]
+name = "identity_viewer"
+permissions = ["/permission/admin/manage/identity/identitymgt/view"]
+
+[[user]]
+name = "alex"
+password = "{alex}"
+roles = ["identity_viewer"]
+
+[[user]]
+name = "eve"
+password = "{eve_hash}"
+roles = ["identity_viewer"]
+"#,
+        alex = cheap_hash("alex123"),
+    )
+}
+
+fn layer(deployment: &str, users: &str) -> SecureLayer {
+    let deployment = Deployment::from_toml_str("deployment.toml", deployment).expect("deployment");
+    let users = load_users("users.toml", users).expect("users");
+    SecureLayer::builder().deployment(deployment).user_store(users).build().expect("layer")
+}
+
+async fn challenges(Path(user_id): Path<String>) -> Json<Value> {
+    Json(json!({
+        "user_id": user_id,
+        "challenges": [{ "question": "Favourite food?", "answer": "(hidden)" }],
+    }))
+}
+
+/// The app every variant serves; the secured ones add `.layer(...)`.
+fn router() -> Router {
+    Router::new().route(ROUTE, get(challenges))
+}
+
+fn basic(user: &str, password: &str) -> HeaderValue {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    HeaderValue::from_str(&format!("Basic {token}")).expect("header value")
+}
+
+fn current_thread() -> Runtime {
+    Builder::new_current_thread().enable_all().build().expect("runtime")
+}
+
+fn tune(group: &mut BenchmarkGroup<'_, WallTime>, warm_up: Duration, measurement: Duration, samples: usize) {
+    group.warm_up_time(warm_up).measurement_time(measurement).sample_size(samples);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. in_process
+
+/// One request through `oneshot` on a clone of the router, body collected.
+async fn oneshot(app: &Router, uri: &Uri, auth: Option<&HeaderValue>) -> (StatusCode, Bytes) {
+    let mut request = Request::new(Body::empty());
+    *request.uri_mut() = uri.clone();
+    if let Some(auth) = auth {
+        request.headers_mut().insert(AUTHORIZATION, auth.clone());
+    }
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    (status, body)
+}
+
+/// `iters` requests in one `block_on`: a single runtime entry per criterion sample
+/// instead of one per request, so the timing holds the service and nothing of the
+/// runtime's enter/park machinery (`b.iter(|| rt.block_on(..))` would add that to every
+/// request, and with it to the baseline the ratio is taken against).
+fn oneshot_batch(rt: &Runtime, app: &Router, uri: &Uri, auth: Option<&HeaderValue>, iters: u64) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            black_box(oneshot(app, uri, auth).await);
+        }
+        start.elapsed()
+    })
+}
+
+fn in_process(c: &mut Criterion) {
+    let rt = current_thread();
+    let users = users_toml(&cheap_hash("eve-password"));
+    let plain = router();
+    let secured = router().layer(layer(SECURED, &users));
+    let open = router().layer(layer(OPEN, &users));
+    let uri: Uri = PATH.parse().expect("uri");
+    let alex = basic("alex", "alex123");
+
+    // Sanity, and the one uncached verification that warms alex's cache entry.
+    let status = |app: &Router, auth: Option<&HeaderValue>| rt.block_on(oneshot(app, &uri, auth)).0;
+    assert_eq!(status(&plain, None), StatusCode::OK);
+    assert_eq!(status(&secured, Some(&alex)), StatusCode::OK);
+    assert_eq!(status(&open, None), StatusCode::OK);
+    assert_eq!(status(&secured, None), StatusCode::UNAUTHORIZED);
+
+    let mut group = c.benchmark_group("in_process");
+    tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 30);
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("no_layer", |b| b.iter_custom(|iters| oneshot_batch(&rt, &plain, &uri, None, iters)));
+    group.bench_function("basic_cached_authorized", |b| {
+        b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, Some(&alex), iters))
+    });
+    group
+        .bench_function("open_rule_anonymous", |b| b.iter_custom(|iters| oneshot_batch(&rt, &open, &uri, None, iters)));
+    group.bench_function("no_credential_401", |b| {
+        b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, None, iters))
+    });
+    // The variants above run without a tracing subscriber, so the audit events (one per
+    // decision, SPEC E4) cost nearly nothing. A deployment that keeps the audit log pays
+    // for formatting each one: this is `basic_cached_authorized` with an `info` fmt
+    // subscriber writing to a byte counter.
+    let audit = tracing::Dispatch::new(tracing_subscriber::fmt().with_writer(|| AuditSink).finish());
+    tracing::dispatcher::with_default(&audit, || {
+        let before = AUDIT_BYTES.load(Ordering::Relaxed);
+        assert_eq!(status(&secured, Some(&alex)), StatusCode::OK);
+        assert!(AUDIT_BYTES.load(Ordering::Relaxed) > before, "the audit event was not formatted");
+        group.bench_function("basic_cached_authorized_audit_logged", |b| {
+            b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, Some(&alex), iters))
+        });
+    });
+    group.finish();
+}
+
+/// Bytes of audit log formatted (and dropped) by `AuditSink`.
+static AUDIT_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A log writer that only counts what it is given.
+struct AuditSink;
+
+impl std::io::Write for AuditSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        AUDIT_BYTES.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. http_loopback
+
+type Sender = SendRequest<Empty<Bytes>>;
+
+/// A request as sent over HTTP: origin-form target, `Host`, optional credential.
+#[derive(Clone)]
+struct Target {
+    uri: Uri,
+    host: HeaderValue,
+    auth: Option<HeaderValue>,
+}
+
+impl Target {
+    fn new(addr: SocketAddr, auth: Option<HeaderValue>) -> Self {
+        let host = HeaderValue::from_str(&addr.to_string()).expect("host");
+        Self { uri: PATH.parse().expect("uri"), host, auth }
+    }
+}
+
+/// The server side: a two-worker runtime (the machine has two cores) serving `app` on
+/// 127.0.0.1:0 until the runtime is dropped.
+fn serve(rt: &Runtime, app: Router) -> SocketAddr {
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        addr
+    })
+}
+
+fn server_runtime() -> Runtime {
+    Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+/// One keep-alive HTTP/1.1 connection; its driver runs on the calling runtime.
+async fn connect(addr: SocketAddr) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender
+}
+
+async fn send(sender: &mut Sender, target: &Target) -> StatusCode {
+    let mut request = Request::new(Empty::new());
+    *request.uri_mut() = target.uri.clone();
+    let headers = request.headers_mut();
+    headers.insert(HOST, target.host.clone());
+    if let Some(auth) = &target.auth {
+        headers.insert(AUTHORIZATION, auth.clone());
+    }
+    sender.ready().await.expect("connection closed");
+    let response = sender.send_request(request).await.expect("request");
+    let status = response.status();
+    black_box(response.into_body().collect().await.expect("body").to_bytes());
+    status
+}
+
+/// `iters` sequential requests on one connection; all must be 200.
+async fn sequential(sender: &mut Sender, target: &Target, iters: u64) {
+    for _ in 0..iters {
+        let status = send(sender, target).await;
+        assert_eq!(status, StatusCode::OK, "good traffic was refused");
+    }
+}
+
+/// `iters` requests spread over the connections, which run concurrently; criterion then
+/// reports time per request, i.e. the inverse of the throughput.
+fn http_batch(client: &Runtime, senders: &mut [Sender], target: &Target, iters: u64) -> Duration {
+    let n = senders.len() as u64;
+    client.block_on(async {
+        let start = Instant::now();
+        join_all(senders.iter_mut().enumerate().map(|(i, sender)| {
+            let share = iters / n + u64::from((i as u64) < iters % n);
+            sequential(sender, target, share)
+        }))
+        .await;
+        start.elapsed()
+    })
+}
+
+/// Benchmarks `label/1conn` and `label/4conn` against `addr`.
+fn bench_http(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    client: &Runtime,
+    label: &str,
+    addr: SocketAddr,
+    target: &Target,
+) {
+    for connections in [1, 4] {
+        let mut senders: Vec<Sender> = client.block_on(join_all((0..connections).map(|_| connect(addr))));
+        group.bench_function(BenchmarkId::new(label, format!("{connections}conn")), |b| {
+            b.iter_custom(|iters| http_batch(client, &mut senders, target, iters))
+        });
+    }
+}
+
+fn http_loopback(c: &mut Criterion) {
+    let server = server_runtime();
+    // The client is a current-thread runtime on the bench thread: two server workers
+    // plus one client thread on two cores, the same for both variants.
+    let client = current_thread();
+    let users = users_toml(&cheap_hash("eve-password"));
+    let plain_addr = serve(&server, router());
+    let secured_addr = serve(&server, router().layer(layer(SECURED, &users)));
+    let plain = Target::new(plain_addr, None);
+    let secured = Target::new(secured_addr, Some(basic("alex", "alex123")));
+    // Warm alex's cache entry (and check both apps answer 200).
+    client.block_on(async {
+        sequential(&mut connect(plain_addr).await, &plain, 1).await;
+        sequential(&mut connect(secured_addr).await, &secured, 1).await;
+    });
+
+    let mut group = c.benchmark_group("http_loopback");
+    tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 20);
+    group.throughput(Throughput::Elements(1));
+    bench_http(&mut group, &client, "no_layer", plain_addr, &plain);
+    bench_http(&mut group, &client, "basic_cached", secured_addr, &secured);
+    group.finish();
+    drop(client);
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. wrong_password_flood
+
+/// Flood connections, and the pause between one connection's attempts: together at
+/// most 400 wrong passwords a second, 20 times what the throttle lets through to argon2,
+/// and more connections than the throttle queues (20/s for at most one second), so that
+/// the 429 path is exercised too.
+/// The flood is paced rather than a tight loop so that it loads the password hashing,
+/// which is what the throttle is for, and not the HTTP stack: an unpaced client turns
+/// into a plain request flood once it gets instant 429s, which no authentication layer
+/// can absorb on the same two cores (that needs a rate limit in front).
+const FLOOD_CONNECTIONS: usize = 32;
+const FLOOD_PAUSE: Duration = Duration::from_millis(80);
+
+#[derive(Default, Debug)]
+struct FloodStats {
+    hashed_401: u64,
+    throttled_429: u64,
+    other: u64,
+}
+
+struct Flood {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<(FloodStats, Duration)>,
+}
+
+impl Flood {
+    /// Starts flooding eve's account with wrong passwords from a thread of its own.
+    fn start(addr: SocketAddr) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            current_thread().block_on(async move {
+                let start = Instant::now();
+                let workers = (0..FLOOD_CONNECTIONS).map(|worker| flood_worker(addr, worker, &flag));
+                let mut total = FloodStats::default();
+                for stats in join_all(workers).await {
+                    total.hashed_401 += stats.hashed_401;
+                    total.throttled_429 += stats.throttled_429;
+                    total.other += stats.other;
+                }
+                (total, start.elapsed())
+            })
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops the flood (within the throttle's one-second maximum wait) and reports it.
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (stats, elapsed) = self.thread.join().expect("flood thread");
+        let secs = elapsed.as_secs_f64();
+        eprintln!(
+            "wrong_password_flood: {:.0} attempts/s for {secs:.1} s: {:.1}/s hashed (401), {:.0}/s throttled (429), {} other",
+            (stats.hashed_401 + stats.throttled_429 + stats.other) as f64 / secs,
+            stats.hashed_401 as f64 / secs,
+            stats.throttled_429 as f64 / secs,
+            stats.other,
+        );
+    }
+}
+
+async fn flood_worker(addr: SocketAddr, worker: usize, stop: &AtomicBool) -> FloodStats {
+    let mut sender = connect(addr).await;
+    let mut stats = FloodStats::default();
+    let mut attempt = 0u64;
+    let mut pace = tokio::time::interval(FLOOD_PAUSE);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.load(Ordering::Relaxed) {
+        pace.tick().await;
+        attempt += 1;
+        let target = Target::new(addr, Some(basic("eve", &format!("guess-{worker}-{attempt}"))));
+        match send(&mut sender, &target).await {
+            StatusCode::UNAUTHORIZED => stats.hashed_401 += 1,
+            StatusCode::TOO_MANY_REQUESTS => stats.throttled_429 += 1,
+            _ => stats.other += 1,
+        }
+    }
+    stats
+}
+
+/// How long one verification of eve's hash takes here, for reading the results.
+fn report_hash_cost(hash: &str) {
+    let parsed = PasswordHash::new(hash).expect("phc");
+    let start = Instant::now();
+    let _ = Argon2::default().verify_password(b"wrong", &parsed);
+    let cost = start.elapsed();
+    eprintln!(
+        "wrong_password_flood: one argon2 default-params verification takes {:.1} ms here; \
+         at 20/s that is {:.0}% of one core",
+        cost.as_secs_f64() * 1e3,
+        cost.as_secs_f64() * 20.0 * 100.0,
+    );
+}
+
+fn wrong_password_flood(c: &mut Criterion) {
+    let eve_hash = default_hash("eve-password");
+    report_hash_cost(&eve_hash);
+    // Default throttle (20 hashes/s, one at a time). Lockout off: with it on, eve would be
+    // locked after five failures and every further attempt refused before argon2, so the
+    // flood would cost nothing; off is the worst case (as a flood over many user names is).
+    let deployment = format!("{SECURED}\n[authentication.basic]\nmax_failed_attempts = 0\n");
+    let server = server_runtime();
+    let client = current_thread();
+    let addr = serve(&server, router().layer(layer(&deployment, &users_toml(&eve_hash))));
+    let good = Target::new(addr, Some(basic("alex", "alex123")));
+    client.block_on(async { sequential(&mut connect(addr).await, &good, 1).await });
+
+    let mut group = c.benchmark_group("wrong_password_flood");
+    tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 20);
+    group.throughput(Throughput::Elements(1));
+    bench_http(&mut group, &client, "good_traffic_no_flood", addr, &good);
+    let flood = Flood::start(addr);
+    // Let the throttle's initial burst of 20 tokens drain before measuring.
+    std::thread::sleep(Duration::from_millis(1500));
+    bench_http(&mut group, &client, "good_traffic_with_flood", addr, &good);
+    flood.stop();
+    group.finish();
+    drop(client);
+    drop(server);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. rule_lookup and config_load
+
+const RULES_PER_SERVICE: usize = 10;
+
+/// `n` distinct rules of a realistic mix: two global ones, then per service literal,
+/// `{param}`, `*` and `**` patterns, method-specific and `all`, secured and open. No two
+/// are equally specific for the same method and path, so the file loads.
+fn rules_toml(n: usize) -> String {
+    let mut rules: Vec<(String, String)> = vec![
+        ("/api/**".to_owned(), "permissions = [\"/permission/admin\"]\n".to_owned()),
+        ("/api/*/status".to_owned(), "http_method = \"GET\"\nsecure = false\n".to_owned()),
+    ];
+    let mut k = 0;
+    while rules.len() < n {
+        let s = format!("/api/svc{k}");
+        let view = format!("permissions = [\"/permission/admin/manage/svc{k}/view\"]\n");
+        let edit = format!("permissions = [\"/permission/admin/manage/svc{k}/edit\"]\n");
+        let get = |p: &str| format!("http_method = \"GET\"\n{p}");
+        rules.extend([
+            (format!("{s}/v1/items"), get(&view)),
+            (format!("{s}/v1/items"), format!("http_method = [\"POST\", \"PUT\"]\n{edit}")),
+            (format!("{s}/v1/items/{{id}}"), view.clone()),
+            (format!("{s}/v1/items/{{id}}/history"), get(&view)),
+            (format!("{s}/v2/*/meta"), view.clone()),
+            (format!("{s}/admin/**"), "permissions = [\"/permission/admin\"]\n".to_owned()),
+            (format!("{s}/public/**"), "secure = false\n".to_owned()),
+            (format!("{s}/v1/items/{{id}}/attachments/{{file}}"), format!("http_method = \"DELETE\"\n{edit}")),
+            (format!("{s}/v2/{{kind}}/{{id}}"), get(&view)),
+            (format!("{s}/health"), get("secure = false\n")),
+        ]);
+        k += 1;
+    }
+    rules.truncate(n);
+    let mut text = String::with_capacity(n * 120);
+    for (context, extra) in &rules {
+        let _ = write!(text, "[[resource.access_control]]\ncontext = \"{context}\"\n{extra}\n");
+    }
+    text
+}
+
+/// Ten requests of the same shapes for every size, aimed at a service in the middle of
+/// the file: each kind of pattern, a method-specific rule, the globals and a miss.
+fn lookup_requests(n: usize) -> Vec<(Method, CanonicalPath)> {
+    let k = n.saturating_sub(2) / RULES_PER_SERVICE / 2;
+    let s = format!("/api/svc{k}");
+    [
+        (Method::GET, format!("{s}/v1/items")),
+        (Method::POST, format!("{s}/v1/items")),
+        (Method::GET, format!("{s}/v1/items/12345")),
+        (Method::GET, format!("{s}/v1/items/12345/history")),
+        (Method::GET, format!("{s}/v2/widgets/meta")),
+        (Method::DELETE, format!("{s}/v1/items/7/attachments/report.pdf")),
+        (Method::GET, format!("{s}/admin/users/42/roles")),
+        (Method::GET, format!("{s}/public/docs/index.html")),
+        (Method::GET, "/api/unknown-service/status".to_owned()),
+        (Method::GET, "/elsewhere/not/covered".to_owned()),
+    ]
+    .into_iter()
+    .map(|(method, path)| (method, CanonicalPath::parse(&path).expect("canonical")))
+    .collect()
+}
+
+fn compile(text: &str) -> Policy {
+    let deployment = Deployment::from_toml_str("rules.toml", text).expect("generated rules load");
+    Policy::compile(&deployment).expect("generated rules compile")
+}
+
+fn rule_lookup(c: &mut Criterion) {
+    let mut group = c.benchmark_group("rule_lookup");
+    tune(&mut group, Duration::from_secs(1), Duration::from_secs(2), 30);
+    for n in [10, 100, 1_000, 10_000] {
+        let policy = compile(&rules_toml(n));
+        assert_eq!(policy.rules().len(), n);
+        let requests = lookup_requests(n);
+        for (method, path) in &requests {
+            policy.lookup(method, path).expect("every request resolves to a rule");
+        }
+        group.throughput(Throughput::Elements(requests.len() as u64));
+        group.bench_with_input(BenchmarkId::new("10_requests", n), &requests, |b, requests| {
+            b.iter(|| {
+                for (method, path) in requests {
+                    let _ = black_box(policy.lookup(black_box(method), black_box(path)));
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn config_load(c: &mut Criterion) {
+    let mut group = c.benchmark_group("config_load");
+    tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 10);
+    group.sampling_mode(SamplingMode::Flat);
+    // Two sizes, so that the growth from 1,000 to 10,000 rules reads as linear or not.
+    for n in [1_000, 10_000] {
+        let text = rules_toml(n);
+        let deployment = Deployment::from_toml_str("rules.toml", &text).expect("generated rules load");
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("parse_and_compile", n), &text, |b, text| {
+            b.iter(|| compile(black_box(text)))
+        });
+        group.bench_with_input(BenchmarkId::new("compile_only", n), &deployment, |b, deployment| {
+            b.iter(|| Policy::compile(black_box(deployment)).expect("compile"))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, in_process, http_loopback, wrong_password_flood, rule_lookup, config_load);
+criterion_main!(benches);

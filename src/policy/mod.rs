@@ -252,7 +252,7 @@ fn check_handlers(names: &[String], known: &[&str]) -> Result<Vec<String>, Strin
     }
     match names.iter().find(|n| !known.contains(&n.as_str())) {
         Some(unknown) => {
-            Err(format!("no authentication handler is called `{}` ({})", unknown.escape_debug(), known.join(", ")))
+            Err(format!("no authentication handler is called `{}` ({})", unknown.escape_debug(), known_list(known)))
         }
         None => Ok(names.to_vec()),
     }
