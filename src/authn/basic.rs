@@ -220,10 +220,12 @@ impl Inner {
         if let Some(principal) = self.cached(&name, &proof, now) {
             return Ok(principal);
         }
+        self.throttle().await?;
         if self.locked(&name, now) {
+            // Same cost as a wrong password, so the lock is not visible in timing (SPEC F7).
+            self.verify(password, None).await?;
             return Err(AuthError::invalid_credentials("account locked"));
         }
-        self.throttle().await?;
         let record = match tokio::time::timeout(self.store_timeout, self.store.find_user(&name)).await {
             Ok(Ok(record)) => record,
             Ok(Err(e)) => {
@@ -249,6 +251,11 @@ impl Inner {
         };
         if record.disabled {
             return Err(AuthError::invalid_credentials("account disabled"));
+        }
+        // Failures of requests that were in flight alongside this one may have locked the
+        // account meanwhile: the lock wins, and is not cleared.
+        if self.locked(&name, Instant::now()) {
+            return Err(AuthError::invalid_credentials("account locked"));
         }
         self.failures.remove(&name);
         let principal =
