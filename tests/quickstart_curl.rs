@@ -29,15 +29,22 @@ fn start_quickstart() -> (Server, String) {
         .env_remove("TOWER_SECURE_DEPLOYMENT")
         .env_remove("TOWER_SECURE_USERS")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("the quickstart example is built by `cargo test`");
     let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
+    let mut server = Server(child);
     let mut first_line = String::new();
     BufReader::new(stdout).read_line(&mut first_line).unwrap();
-    let base = first_line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(base.starts_with("http://127.0.0.1:"), "unexpected banner: {first_line}");
+    let base = first_line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    if !base.starts_with("http://127.0.0.1:") {
+        let _ = server.0.kill();
+        let mut stderr = String::new();
+        if let Some(mut pipe) = server.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        panic!("the quickstart did not start: stdout {first_line:?}, stderr {stderr:?}");
+    }
     (server, base)
 }
 
