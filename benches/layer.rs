@@ -4,10 +4,12 @@
 //!   network): no layer, a cached Basic credential, an open rule, a 401 refusal, and the
 //!   cached credential again with the audit log formatted by a tracing subscriber.
 //! * `http_loopback`: real HTTP/1.1 keep-alive over 127.0.0.1, no layer vs. a cached
-//!   Basic credential, on one connection and on four concurrent ones.
-//! * `wrong_password_flood`: the same cached-credential traffic with and without a flood
-//!   of wrong passwords (argon2 default cost) for another user, under the default
-//!   Basic throttle (20 hashes/s, one at a time). Target: >= 0.80x of the no-flood rate.
+//!   Basic credential, on one connection (latency) and on sixteen concurrent ones
+//!   (throughput with both cores busy).
+//! * `wrong_password_flood`: the same cached-credential traffic (sixteen connections)
+//!   with and without a flood of wrong passwords (argon2 default cost) for another user,
+//!   under the default Basic throttle (20 hashes/s, one at a time). Target: >= 0.80x of
+//!   the no-flood rate. The flood's rates are printed when it stops.
 //! * `rule_lookup`: `Policy::lookup` over 10 .. 10,000 generated rules.
 //! * `config_load`: parsing and compiling a 10,000-rule deployment (and 1,000, to see
 //!   how it grows).
@@ -17,6 +19,7 @@
 //! Everything binds 127.0.0.1 only, and every loop is bounded by criterion's iteration
 //! counts or by the flood's stop flag.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -327,21 +330,33 @@ fn http_batch(client: &Runtime, senders: &mut [Sender], target: &Target, iters: 
     })
 }
 
-/// Benchmarks `label/1conn` and `label/4conn` against `addr`.
+/// Benchmarks `label/{n}conn` against `addr` for each of `connections`. `prepare` runs
+/// before each sample, and only for benchmarks the command line selects.
 fn bench_http(
     group: &mut BenchmarkGroup<'_, WallTime>,
     client: &Runtime,
     label: &str,
-    addr: SocketAddr,
-    target: &Target,
+    (addr, target): (SocketAddr, &Target),
+    connections: &[usize],
+    prepare: &dyn Fn(),
 ) {
-    for connections in [1, 4] {
+    for &connections in connections {
         let mut senders: Vec<Sender> = client.block_on(join_all((0..connections).map(|_| connect(addr))));
         group.bench_function(BenchmarkId::new(label, format!("{connections}conn")), |b| {
+            prepare();
             b.iter_custom(|iters| http_batch(client, &mut senders, target, iters))
         });
     }
 }
+
+/// Concurrent connections that keep both server workers busy on two cores (per-request
+/// time stops falling beyond about 16 here).
+const SATURATING: usize = 16;
+
+/// One connection measures latency: on an idle machine it is dominated by thread wake-ups
+/// (tens of microseconds on a VM), so the layer's share is small. Sixteen measure
+/// throughput with the CPU saturated, where every microsecond of the layer shows.
+const HTTP_CONNECTIONS: [usize; 2] = [1, SATURATING];
 
 fn http_loopback(c: &mut Criterion) {
     let server = server_runtime();
@@ -362,8 +377,8 @@ fn http_loopback(c: &mut Criterion) {
     let mut group = c.benchmark_group("http_loopback");
     tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 20);
     group.throughput(Throughput::Elements(1));
-    bench_http(&mut group, &client, "no_layer", plain_addr, &plain);
-    bench_http(&mut group, &client, "basic_cached", secured_addr, &secured);
+    bench_http(&mut group, &client, "no_layer", (plain_addr, &plain), &HTTP_CONNECTIONS, &|| {});
+    bench_http(&mut group, &client, "basic_cached", (secured_addr, &secured), &HTTP_CONNECTIONS, &|| {});
     group.finish();
     drop(client);
     drop(server);
@@ -380,6 +395,9 @@ fn http_loopback(c: &mut Criterion) {
 /// which is what the throttle is for, and not the HTTP stack: an unpaced client turns
 /// into a plain request flood once it gets instant 429s, which no authentication layer
 /// can absorb on the same two cores (that needs a rate limit in front).
+/// When one hash takes longer than 1/20 s (a loaded machine), the one-at-a-time hashing
+/// rather than the throttle is the limit, attempts queue for it (bounded here only by the
+/// 32 connections) and no 429 is seen; the rates printed when the flood stops tell which.
 const FLOOD_CONNECTIONS: usize = 32;
 const FLOOD_PAUSE: Duration = Duration::from_millis(80);
 
@@ -466,7 +484,6 @@ fn report_hash_cost(hash: &str) {
 
 fn wrong_password_flood(c: &mut Criterion) {
     let eve_hash = default_hash("eve-password");
-    report_hash_cost(&eve_hash);
     // Default throttle (20 hashes/s, one at a time). Lockout off: with it on, eve would be
     // locked after five failures and every further attempt refused before argon2, so the
     // flood would cost nothing; off is the worst case (as a flood over many user names is).
@@ -477,15 +494,28 @@ fn wrong_password_flood(c: &mut Criterion) {
     let good = Target::new(addr, Some(basic("alex", "alex123")));
     client.block_on(async { sequential(&mut connect(addr).await, &good, 1).await });
 
+    // Only the saturated case: with one connection the server idles between requests,
+    // and a flood that keeps the cores awake makes the good traffic *faster* (fewer deep
+    // wake-ups), which says nothing about the throttle.
     let mut group = c.benchmark_group("wrong_password_flood");
     tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 20);
     group.throughput(Throughput::Elements(1));
-    bench_http(&mut group, &client, "good_traffic_no_flood", addr, &good);
-    let flood = Flood::start(addr);
-    // Let the throttle's initial burst of 20 tokens drain before measuring.
-    std::thread::sleep(Duration::from_millis(1500));
-    bench_http(&mut group, &client, "good_traffic_with_flood", addr, &good);
-    flood.stop();
+    bench_http(&mut group, &client, "good_traffic_no_flood", (addr, &good), &[SATURATING], &|| {});
+    // Started by the first `with_flood` sample, so that a run filtered to other
+    // benchmarks never floods.
+    let flood: RefCell<Option<Flood>> = RefCell::new(None);
+    let start_flood = || {
+        if flood.borrow().is_none() {
+            report_hash_cost(&eve_hash);
+            *flood.borrow_mut() = Some(Flood::start(addr));
+            // Let the throttle's initial burst of 20 tokens drain before measuring.
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    };
+    bench_http(&mut group, &client, "good_traffic_with_flood", (addr, &good), &[SATURATING], &start_flood);
+    if let Some(flood) = flood.take() {
+        flood.stop();
+    }
     group.finish();
     drop(client);
     drop(server);

@@ -51,12 +51,15 @@ fn start_quickstart() -> (Server, String) {
 /// Runs curl with a time limit; returns (status, headers+body).
 fn curl(args: &[&str]) -> (u16, String) {
     let output = Command::new("curl")
-        .args(["-s", "-i", "--max-time", "20"])
+        .args(["-sS", "-i", "--max-time", "20", "--noproxy", "*"])
         .args(args)
         .output()
         .expect("curl is installed (.ci/run installs it)");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    if status == 0 {
+        text.push_str(&format!("\ncurl failed: {} {}", output.status, String::from_utf8_lossy(&output.stderr)));
+    }
     (status, text)
 }
 
