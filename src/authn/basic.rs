@@ -25,7 +25,8 @@ use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
 
 /// Base64 of a 255-byte user and a 512-byte password, rounded up.
 const MAX_BASIC_TOKEN: usize = 1024;
-/// How long an uncached verification may wait for the throttle before it gets 429.
+/// How long an uncached verification may wait for the throttle, and then for the hashing
+/// pool, before it gets 429: the queue in front of argon2 stays bounded.
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
 
 /// HTTP Basic authentication against a [`UserStore`] (the `basic` handler).
@@ -49,7 +50,8 @@ pub struct BasicAuthenticator {
 
 struct Inner {
     store: Arc<dyn UserStore>,
-    cache: Cache<QualifiedName, CachedLogin>,
+    /// Keyed by the user part exactly as sent, so a hit needs no name parsing.
+    cache: Cache<String, CachedLogin>,
     cache_ttl: Duration,
     failures: Cache<QualifiedName, Failures>,
     max_failed_attempts: u32,
@@ -64,6 +66,7 @@ struct Inner {
 #[derive(Clone)]
 struct CachedLogin {
     proof: [u8; 32],
+    name: QualifiedName,
     principal: Principal,
     expires: Instant,
 }
@@ -134,9 +137,9 @@ impl BasicAuthenticator {
         Self { inner: Arc::new(inner) }
     }
 
-    /// Forgets the cached verification of one user (after a password or role change).
+    /// Forgets the cached verifications of one user (after a password or role change).
     pub fn invalidate(&self, name: &QualifiedName) {
-        self.inner.cache.remove(name);
+        self.inner.cache.retain(|_, login| login.name != *name);
     }
 
     /// Forgets every cached verification (after the users file is reloaded).
@@ -152,8 +155,8 @@ impl BasicAuthenticator {
 
 impl Inner {
     /// A proof that the same password was presented: SHA-256 over a per-process random
-    /// key, the length-prefixed canonical name and the password. The name is the cache
-    /// key, so `kim` + `bo:x` and `kimb` + `o:x` never share an entry.
+    /// key, the length-prefixed user string and the password. The user string is the
+    /// cache key, so `kim` + `bo:x` and `kimb` + `o:x` never share an entry.
     fn proof(&self, name: &str, password: &str) -> [u8; 32] {
         let mut hasher = Sha256::new();
         hasher.update(self.proof_key);
@@ -163,10 +166,12 @@ impl Inner {
         hasher.finalize().into()
     }
 
-    fn cached(&self, name: &QualifiedName, proof: &[u8; 32], now: Instant) -> Option<Principal> {
-        let hit = self.cache.get(name)?;
+    /// A cached verification of this user string and password that has not expired and
+    /// whose account has not been locked since.
+    fn cached(&self, user: &str, proof: &[u8; 32], now: Instant) -> Option<Principal> {
+        let hit = self.cache.get(user)?;
         let same_password: bool = hit.proof.ct_eq(proof).into();
-        (same_password && hit.expires > now).then_some(hit.principal)
+        (same_password && hit.expires > now && !self.locked(&hit.name, now)).then_some(hit.principal)
     }
 
     fn locked(&self, name: &QualifiedName, now: Instant) -> bool {
@@ -182,7 +187,6 @@ impl Inner {
         let locked_until = (count >= self.max_failed_attempts).then(|| now + self.lockout);
         self.failures.insert(name.clone(), Failures { count, locked_until });
         if locked_until.is_some() {
-            self.cache.remove(name);
             tracing::warn!(target: "tower_secure::audit", user = %name, "account locked after failed attempts");
         }
     }
@@ -204,7 +208,16 @@ impl Inner {
     async fn verify(&self, password: &str, record: Option<&UserRecord>) -> Result<bool, AuthError> {
         let hash = record.and_then(|r| r.password_hash.clone()).unwrap_or_else(|| self.dummy_hash.clone());
         let password = password.to_owned();
-        let _permit = self.hashing.acquire().await.map_err(|_| AuthError::internal("hash pool closed"))?;
+        let permit = tokio::time::timeout(MAX_THROTTLE_WAIT, self.hashing.acquire()).await;
+        let _permit = match permit {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(AuthError::internal("hash pool closed")),
+            Err(_) => {
+                return Err(
+                    AuthError::new(AuthErrorKind::TooManyRequests, "password hashing pool busy").with_retry_after(1)
+                )
+            }
+        };
         let verified = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
                 .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
@@ -214,12 +227,14 @@ impl Inner {
         Ok(verified && record.is_some_and(|r| r.password_hash.is_some()))
     }
 
-    async fn authenticate(&self, name: QualifiedName, canonical: &str, password: &str) -> Result<Principal, AuthError> {
-        let proof = self.proof(canonical, password);
+    async fn authenticate(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
+        let proof = self.proof(user, password);
         let now = Instant::now();
-        if let Some(principal) = self.cached(&name, &proof, now) {
+        if let Some(principal) = self.cached(user, &proof, now) {
             return Ok(principal);
         }
+        let name =
+            QualifiedName::parse(user).map_err(|_| AuthError::invalid_credentials("user name is not a valid name"))?;
         self.throttle().await?;
         if self.locked(&name, now) {
             // Same cost as a wrong password, so the lock is not visible in timing (SPEC F7).
@@ -261,7 +276,7 @@ impl Inner {
         let principal =
             Principal::builder(record.name, "basic").roles(record.roles).permissions(record.permissions).build();
         let expires = Instant::now() + self.cache_ttl;
-        self.cache.insert(name, CachedLogin { proof, principal: principal.clone(), expires });
+        self.cache.insert(user.to_owned(), CachedLogin { proof, name, principal: principal.clone(), expires });
         Ok(principal)
     }
 }
@@ -288,18 +303,18 @@ fn dummy_hash(reference: Option<&str>) -> String {
         })
 }
 
-fn parse_credentials(value: &HeaderValue) -> Result<(String, String), AuthError> {
+/// The decoded `user:password` text and the position of its first `:`.
+fn parse_credentials(value: &HeaderValue) -> Result<(String, usize), AuthError> {
     let token = token68(value, MAX_BASIC_TOKEN)?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(token)
         .map_err(|_| AuthError::invalid_request("Basic credential is not canonical base64"))?;
     let text = String::from_utf8(decoded).map_err(|_| AuthError::invalid_request("Basic credential is not UTF-8"))?;
-    let (user, password) =
-        text.split_once(':').ok_or_else(|| AuthError::invalid_request("Basic credential has no ':'"))?;
-    if user.is_empty() {
-        return Err(AuthError::invalid_request("Basic credential has an empty user"));
+    match text.find(':') {
+        None => Err(AuthError::invalid_request("Basic credential has no ':'")),
+        Some(0) => Err(AuthError::invalid_request("Basic credential has an empty user")),
+        Some(colon) => Ok((text, colon)),
     }
-    Ok((user.to_owned(), password.to_owned()))
 }
 
 #[async_trait]
@@ -321,11 +336,8 @@ impl AuthenticationHandler for BasicAuthenticator {
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| AuthError::internal("basic handler called without a credential"))?;
-        let (user, password) = parse_credentials(value)?;
-        let name =
-            QualifiedName::parse(&user).map_err(|_| AuthError::invalid_credentials("user name is not a valid name"))?;
-        let canonical = name.to_string();
-        self.inner.authenticate(name, &canonical, &password).await
+        let (text, colon) = parse_credentials(value)?;
+        self.inner.authenticate(&text[..colon], &text[colon + 1..]).await
     }
 
     fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {

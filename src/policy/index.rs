@@ -12,9 +12,11 @@ use super::pattern::{Pattern, Segment};
 use super::rule::Rule;
 use super::CanonicalPath;
 
+/// Segment keys come from the configuration, never from callers, so a fast non-keyed
+/// hash is safe here: a caller can only look up, not fill the table.
 #[derive(Debug, Default)]
 struct Node {
-    literals: HashMap<Box<str>, Node>,
+    literals: HashMap<Box<str>, Node, foldhash::fast::RandomState>,
     wildcard: Option<Box<Node>>,
     /// Rules whose pattern ends here.
     exact: Vec<usize>,
