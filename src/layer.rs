@@ -49,7 +49,9 @@ pub struct AuthContext {
     principal: Option<Principal>,
     rule: Arc<Rule>,
     tenant: Option<String>,
-    engine: Arc<Engine>,
+    /// Only anonymous contexts keep the engine, for the extractor's 401 (its challenges and
+    /// body); authenticated requests skip the shared reference count.
+    engine: Option<Arc<Engine>>,
 }
 
 impl AuthContext {
@@ -71,7 +73,10 @@ impl AuthContext {
     /// A 401 for this resource, with its challenges and the configured body.
     pub(crate) fn unauthenticated(&self) -> Response<Bytes> {
         let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
-        error.to_response(self.engine.challenges_for(&self.rule), &*self.engine.responder)
+        match &self.engine {
+            Some(engine) => error.to_response(engine.challenges_for(&self.rule), &*engine.responder),
+            None => error.to_response(&[], &ProblemJson),
+        }
     }
 }
 
@@ -250,7 +255,7 @@ impl Engine {
                 let error = AuthError::internal("an authentication handler panicked in can_handle");
                 Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error))
             }
-            Ok(Some(handler)) => Start::Authenticate { handler, rule, path },
+            Ok(Some(handler)) => self.authenticate_now(handler, rule, path, parts),
             Ok(None) if rule.is_secure() => {
                 let error = AuthError::new(AuthErrorKind::Unauthenticated, "no credential");
                 Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error))
@@ -260,6 +265,41 @@ impl Engine {
                 Start::Pass(self.context(None, rule, path))
             }
         }
+    }
+
+    /// The synchronous path: a handler that can answer at once (a cached credential) and
+    /// no authorization plugins to await. Anything else goes to [`Engine::decide`].
+    fn authenticate_now(
+        self: &Arc<Self>,
+        handler: usize,
+        rule: Arc<Rule>,
+        path: CanonicalPath,
+        parts: &Parts,
+    ) -> Start {
+        if !self.authorizers.is_empty() {
+            return Start::Authenticate { handler, rule, path };
+        }
+        let registered = &self.registry.handlers()[handler];
+        let answer = std::panic::catch_unwind(AssertUnwindSafe(|| registered.handler.authenticate_now(parts)));
+        let principal = match answer {
+            Ok(None) => return Start::Authenticate { handler, rule, path },
+            Ok(Some(Ok(principal))) => principal,
+            Ok(Some(Err(error))) => {
+                return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error))
+            }
+            Err(_) => {
+                let error = AuthError::internal("authentication handler panicked");
+                return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error));
+            }
+        };
+        if rule.is_secure() {
+            let request = AuthorizationRequest { request: parts, path: &path, rule: &rule, principal: &principal };
+            if let Err(error) = authz::check_rule(&self.policy, &request) {
+                return Start::Refuse(self.refuse_caller(parts, &path, &rule, registered, &principal, error));
+            }
+        }
+        self.audit_allow(parts, &path, &rule, Some(&principal), "authorized");
+        Start::Pass(self.context(Some(principal), rule, path))
     }
 
     /// Authentication, then (on secured resources) authorization. Plugin panics are
@@ -312,7 +352,8 @@ impl Engine {
 
     fn context(self: &Arc<Self>, principal: Option<Principal>, rule: Arc<Rule>, path: CanonicalPath) -> AuthContext {
         let tenant = path.tenant().map(str::to_owned);
-        AuthContext { principal, rule, tenant, engine: self.clone() }
+        let engine = principal.is_none().then(|| self.clone());
+        AuthContext { principal, rule, tenant, engine }
     }
 
     pub(crate) fn challenges_for(&self, rule: &Rule) -> &[HeaderValue] {

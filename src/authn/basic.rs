@@ -2,6 +2,7 @@
 // user store, with a verification cache, account lockout, a throttle in front of argon2
 // and dummy-hash verification for unknown users.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,10 @@ struct Inner {
     cache: Cache<String, CachedLogin>,
     cache_ttl: Duration,
     failures: Cache<QualifiedName, Failures>,
+    /// Bumped whenever an account gets locked. A cached login of an older epoch checks the
+    /// lock table; one of the current epoch knows no lock has been set since it was made,
+    /// so the common hit reads one rarely-written atomic instead of a second cache.
+    lock_epoch: AtomicU64,
     max_failed_attempts: u32,
     lockout: Duration,
     hashing: Semaphore,
@@ -66,9 +71,10 @@ struct Inner {
 #[derive(Clone)]
 struct CachedLogin {
     proof: [u8; 32],
-    name: QualifiedName,
     principal: Principal,
     expires: Instant,
+    /// The lock epoch when the login was verified; see [`Inner::lock_epoch`].
+    epoch: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -122,6 +128,7 @@ impl BasicAuthenticator {
             cache: Cache::new(config.cache_capacity.max(1)),
             cache_ttl: Duration::from_secs(config.cache_ttl_seconds),
             failures: Cache::new(config.lockout_capacity.max(1)),
+            lock_epoch: AtomicU64::new(0),
             max_failed_attempts: config.max_failed_attempts,
             lockout: Duration::from_secs(config.lockout_seconds),
             hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
@@ -139,7 +146,7 @@ impl BasicAuthenticator {
 
     /// Forgets the cached verifications of one user (after a password or role change).
     pub fn invalidate(&self, name: &QualifiedName) {
-        self.inner.cache.retain(|_, login| login.name != *name);
+        self.inner.cache.retain(|_, login| login.principal.name() != name);
     }
 
     /// Forgets every cached verification (after the users file is reloaded).
@@ -171,7 +178,9 @@ impl Inner {
     fn cached(&self, user: &str, proof: &[u8; 32], now: Instant) -> Option<Principal> {
         let hit = self.cache.get(user)?;
         let same_password: bool = hit.proof.ct_eq(proof).into();
-        (same_password && hit.expires > now && !self.locked(&hit.name, now)).then_some(hit.principal)
+        let lock_unchanged = hit.epoch == self.lock_epoch.load(Ordering::Acquire);
+        let usable = same_password && hit.expires > now && (lock_unchanged || !self.locked(hit.principal.name(), now));
+        usable.then_some(hit.principal)
     }
 
     fn locked(&self, name: &QualifiedName, now: Instant) -> bool {
@@ -187,6 +196,7 @@ impl Inner {
         let locked_until = (count >= self.max_failed_attempts).then(|| now + self.lockout);
         self.failures.insert(name.clone(), Failures { count, locked_until });
         if locked_until.is_some() {
+            self.lock_epoch.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(target: "tower_secure::audit", user = %name, "account locked after failed attempts");
         }
     }
@@ -233,6 +243,16 @@ impl Inner {
         if let Some(principal) = self.cached(user, &proof, now) {
             return Ok(principal);
         }
+        self.verify_uncached(user, password, proof, now).await
+    }
+
+    async fn verify_uncached(
+        &self,
+        user: &str,
+        password: &str,
+        proof: [u8; 32],
+        now: Instant,
+    ) -> Result<Principal, AuthError> {
         let name =
             QualifiedName::parse(user).map_err(|_| AuthError::invalid_credentials("user name is not a valid name"))?;
         self.throttle().await?;
@@ -269,6 +289,8 @@ impl Inner {
         }
         // Failures of requests that were in flight alongside this one may have locked the
         // account meanwhile: the lock wins, and is not cleared.
+        // Read before the check: a lock set after it bumps the epoch past this one.
+        let epoch = self.lock_epoch.load(Ordering::Acquire);
         if self.locked(&name, Instant::now()) {
             return Err(AuthError::invalid_credentials("account locked"));
         }
@@ -276,7 +298,7 @@ impl Inner {
         let principal =
             Principal::builder(record.name, "basic").roles(record.roles).permissions(record.permissions).build();
         let expires = Instant::now() + self.cache_ttl;
-        self.cache.insert(user.to_owned(), CachedLogin { proof, name, principal: principal.clone(), expires });
+        self.cache.insert(user.to_owned(), CachedLogin { proof, principal: principal.clone(), expires, epoch });
         Ok(principal)
     }
 }
@@ -338,6 +360,19 @@ impl AuthenticationHandler for BasicAuthenticator {
             .ok_or_else(|| AuthError::internal("basic handler called without a credential"))?;
         let (text, colon) = parse_credentials(value)?;
         self.inner.authenticate(&text[..colon], &text[colon + 1..]).await
+    }
+
+    fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {
+        let Some(value) = request.headers.get(AUTHORIZATION) else {
+            return Some(Err(AuthError::internal("basic handler called without a credential")));
+        };
+        let (text, colon) = match parse_credentials(value) {
+            Ok(parsed) => parsed,
+            Err(error) => return Some(Err(error)),
+        };
+        let (user, password) = (&text[..colon], &text[colon + 1..]);
+        let proof = self.inner.proof(user, password);
+        self.inner.cached(user, &proof, Instant::now()).map(Ok)
     }
 
     fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {

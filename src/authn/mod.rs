@@ -75,6 +75,14 @@ pub trait AuthenticationHandler: Send + Sync + 'static {
     /// Verifies the credential.
     async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError>;
 
+    /// Answers without waiting when the handler can (a cached verification, a malformed
+    /// credential); `None` sends the request to [`authenticate`](Self::authenticate).
+    /// This lets the layer decide cached requests without boxing a future. Default `None`.
+    fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {
+        let _ = request;
+        None
+    }
+
     /// The `WWW-Authenticate` challenge for this scheme, sent with 401s on resources this
     /// handler may authenticate; `error` is set when this handler refused the request.
     fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {

@@ -84,6 +84,11 @@ pub struct PermissionSet(BTreeSet<Permission>);
 impl PermissionSet {
     /// True when some held permission covers `required`.
     pub fn covers(&self, required: &Permission) -> bool {
+        // A few held permissions (the usual case): one prefix test each beats a set
+        // look-up per ancestor.
+        if self.0.len() <= 8 {
+            return self.0.iter().any(|held| held.covers(required));
+        }
         let path = required.as_str();
         let ancestors = path.match_indices('/').skip(1).map(|(at, _)| &path[..at]).chain(std::iter::once(path));
         // `Permission: Borrow<str>` makes each probe a plain set look-up.
@@ -142,6 +147,15 @@ mod tests {
         assert!(!held.covers(&p("/permission/administer")));
         assert!(!held.covers(&p("/permission")));
         assert!(!PermissionSet::default().covers(&p("/permission")));
+    }
+
+    #[test]
+    fn large_sets_use_the_ancestor_walk() {
+        let many: PermissionSet =
+            (0..20).map(|i| p(&format!("/permission/x{i}"))).chain([p("/permission/admin")]).collect();
+        assert!(many.covers(&p("/permission/admin/login")));
+        assert!(!many.covers(&p("/permission/administer")));
+        assert!(!many.covers(&p("/permission")));
     }
 
     #[test]
