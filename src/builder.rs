@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::authn::{AuthenticationHandler, BasicAuthenticator, RegisteredHandler, Registry};
+use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator, RegisteredHandler, Registry};
 use crate::authz::AuthorizationHandler;
 use crate::config::{ConfigError, Deployment};
 use crate::error::{ErrorResponder, ProblemJson};
@@ -43,7 +43,9 @@ impl SecureLayerBuilder {
     }
 
     /// The user store; enables the built-in `basic` handler with the
-    /// `[authentication.basic]` settings of the deployment.
+    /// `[authentication.basic]` settings of the deployment, and gives token users their
+    /// permissions. (The `oauth2` handler is enabled by `[[oauth2.issuer]]` in the
+    /// deployment.)
     pub fn user_store(mut self, store: impl UserStore) -> Self {
         self.user_store = Some(Arc::new(store));
         self
@@ -84,12 +86,16 @@ impl SecureLayerBuilder {
     pub fn build(self) -> Result<SecureLayer, ConfigError> {
         let deployment = self.deployment.unwrap_or_default();
         let mut handlers = self.handlers;
+        let store = self.user_store;
         let basic = self.basic.or_else(|| {
-            let store = self.user_store?;
+            let store = store.clone()?;
             Some(BasicAuthenticator::from_arc(store, &deployment.authentication.basic))
         });
         if let Some(basic) = basic {
             handlers.insert(0, (Arc::new(basic), None));
+        }
+        if let Some(bearer) = BearerAuthenticator::from_config(&deployment, store)? {
+            handlers.insert(0, (Arc::new(bearer), None));
         }
         let registry = registry(&deployment, handlers)?;
         let names: Vec<&str> = registry.handlers().iter().map(RegisteredHandler::name).collect();

@@ -84,12 +84,26 @@ pub struct AuthError {
     kind: AuthErrorKind,
     reason: Cow<'static, str>,
     retry_after: Option<u64>,
+    required_scope: Option<Box<str>>,
 }
 
 impl AuthError {
     /// An error of `kind` with a log-only `reason`.
     pub fn new(kind: AuthErrorKind, reason: impl Into<Cow<'static, str>>) -> Self {
-        Self { kind, reason: reason.into(), retry_after: None }
+        Self { kind, reason: reason.into(), retry_after: None, required_scope: None }
+    }
+
+    /// 403 for a token that lacks scopes the resource requires; the bearer challenge
+    /// names them (`error="insufficient_scope", scope="..."`, RFC 6750).
+    pub fn insufficient_scope(required: &[String]) -> Self {
+        let mut error = Self::forbidden("missing scope");
+        error.required_scope = Some(required.join(" ").into());
+        error
+    }
+
+    /// The scopes a 403 for an insufficient token scope requires, space separated.
+    pub fn required_scope(&self) -> Option<&str> {
+        self.required_scope.as_deref()
     }
 
     /// 400.

@@ -1,10 +1,11 @@
 //! Who is calling: the [`AuthenticationHandler`] trait every handler implements (built-in
 //! or plugin), the strict `Authorization` header parsing they share, and the built-in
-//! `basic` handler (SPEC A1, A2, A4, A10, F4, F6, F7).
+//! `basic` and `oauth2` handlers (SPEC A1, A2, A4, A5, A7, A10, F4, F6-F12).
 //!
 //! Nothing outside this module knows how a credential is parsed.
 
 mod basic;
+mod bearer;
 pub mod header;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use http::request::Parts;
 use http::HeaderValue;
 
 pub use basic::BasicAuthenticator;
+pub use bearer::BearerAuthenticator;
 
 use crate::error::AuthError;
 use crate::identity::Principal;

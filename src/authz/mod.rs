@@ -116,9 +116,9 @@ fn check_scopes(policy: &Policy, rule: &Rule, principal: &Principal) -> Result<(
         MatchMode::All => rule.scopes().iter().all(holds),
         MatchMode::Any => rule.scopes().iter().any(holds),
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(AuthError::forbidden("missing scope"))
+    match (allowed, principal.scopes()) {
+        (true, _) => Ok(()),
+        (false, Some(_)) => Err(AuthError::insufficient_scope(rule.scopes())),
+        (false, None) => Err(AuthError::forbidden("missing scope")),
     }
 }

@@ -42,6 +42,8 @@ pub struct Deployment {
     pub cors: CorsConfig,
     /// `[[scope]]`: scope definitions (SPEC C4).
     pub scopes: Vec<Spanned<ScopeConfig>>,
+    /// `[oauth2]`: bearer-token validation (SPEC A5).
+    pub oauth2: OAuth2Config,
     /// Where the text came from, for error positions.
     pub source: SourceMap,
 }
@@ -57,6 +59,8 @@ struct DeploymentFile {
     cors: CorsConfig,
     #[serde(default)]
     scope: Vec<Spanned<ScopeConfig>>,
+    #[serde(default)]
+    oauth2: OAuth2Config,
 }
 
 impl Deployment {
@@ -69,6 +73,7 @@ impl Deployment {
             authentication: parsed.authentication,
             cors: parsed.cors,
             scopes: parsed.scope,
+            oauth2: parsed.oauth2,
             source,
         })
     }
@@ -88,6 +93,7 @@ impl Default for Deployment {
             authentication: AuthenticationConfig::default(),
             cors: CorsConfig::default(),
             scopes: Vec::new(),
+            oauth2: OAuth2Config::default(),
             source: SourceMap::new("<default>", ""),
         }
     }
@@ -292,4 +298,79 @@ pub struct ScopeConfig {
     /// Roles that may receive the scope.
     #[serde(default)]
     pub roles: Vec<String>,
+}
+
+/// `[oauth2]`: how bearer tokens are validated (SPEC A5, F8-F12). The `oauth2` handler is
+/// registered when at least one `[[oauth2.issuer]]` is configured.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OAuth2Config {
+    /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds. Default 60.
+    pub leeway_seconds: u64,
+    /// When set (e.g. `"at+jwt"`, RFC 9068), the token's `typ` header must be this
+    /// (or `application/` + this), which keeps ID tokens out.
+    pub require_typ: Option<String>,
+    /// The claim holding the caller's roles (an array of strings). Default `roles`.
+    pub roles_claim: String,
+    /// Longest token accepted, in bytes. Default 8192.
+    pub max_token_bytes: usize,
+    /// How many verified tokens are cached at most (entries never outlive `exp`). Default 10,000.
+    pub cache_capacity: usize,
+    /// The trusted token issuers.
+    pub issuer: Vec<Spanned<IssuerConfig>>,
+}
+
+impl Default for OAuth2Config {
+    fn default() -> Self {
+        Self {
+            leeway_seconds: 60,
+            require_typ: None,
+            roles_claim: "roles".to_owned(),
+            max_token_bytes: 8192,
+            cache_capacity: 10_000,
+            issuer: Vec::new(),
+        }
+    }
+}
+
+/// `[[oauth2.issuer]]`: one trusted issuer and the keys that verify its tokens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The exact `iss` value of its tokens.
+    pub issuer: Spanned<String>,
+    /// When set, the token's `aud` must be or contain this value.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// A JWKS file (`{"keys": [...]}`) with this issuer's public keys; each key needs
+    /// `kid` and `alg`.
+    #[serde(default)]
+    pub jwks_file: Option<Spanned<String>>,
+    /// Keys given one by one.
+    #[serde(default)]
+    pub key: Vec<Spanned<KeyConfig>>,
+}
+
+/// `[[oauth2.issuer.key]]`: one verification key with its one algorithm (SPEC F8).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The `kid` tokens name; optional when the issuer has a single key.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// `RS256`, `RS384`, `RS512`, `PS256`, `PS384`, `PS512`, `ES256`, `ES384`, `EdDSA`,
+    /// `HS256`, `HS384` or `HS512`. A token's `alg` header must equal it.
+    pub algorithm: Spanned<String>,
+    /// A PEM public key (or certificate), inline.
+    #[serde(default)]
+    pub pem: Option<Spanned<String>>,
+    /// A PEM public key (or certificate) file.
+    #[serde(default)]
+    pub pem_file: Option<Spanned<String>>,
+    /// A JWK, as JSON text.
+    #[serde(default)]
+    pub jwk: Option<Spanned<String>>,
+    /// An HMAC secret, base64 (standard alphabet); at least as long as the hash.
+    #[serde(default)]
+    pub secret_base64: Option<Spanned<String>>,
 }

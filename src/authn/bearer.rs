@@ -1,0 +1,560 @@
+// The built-in `oauth2` handler (SPEC A5, A7, C2, F8-F12): RFC 6750 bearer tokens,
+// verified as JWTs with keys that come only from configuration, selected by issuer and
+// `kid`, each key with its one algorithm. jsonwebtoken checks the signature; every claim
+// check is ours, because it leaves gaps (absent `iss`/`aud` pass, `iss` arrays pass,
+// `crit` and `typ` are never checked).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use http::HeaderValue;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use quick_cache::sync::Cache;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::header::{has_scheme, token68};
+use super::AuthenticationHandler;
+use crate::config::{ConfigError, Deployment, IssuerConfig, KeyConfig, OAuth2Config, SourceMap, Spanned};
+use crate::error::{AuthError, AuthErrorKind};
+use crate::identity::{Principal, QualifiedName, UserStore};
+
+/// Bearer-token authentication (the `oauth2` handler).
+///
+/// Registered by [`crate::SecureLayerBuilder::build`] when the deployment has an
+/// `[[oauth2.issuer]]`; build it yourself with [`BearerAuthenticator::from_config`] to share
+/// it between layers.
+///
+/// ```
+/// use tower_secure::authn::BearerAuthenticator;
+/// use tower_secure::config::Deployment;
+///
+/// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+///     [[oauth2.issuer]]
+///     issuer = "https://idp.example.com"
+///     audience = "my-api"
+///     [[oauth2.issuer.key]]
+///     kid = "hmac-1"
+///     algorithm = "HS256"
+///     secret_base64 = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+/// "#)?;
+/// let bearer = BearerAuthenticator::from_config(&deployment, None)?;
+/// assert!(bearer.is_some());
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct BearerAuthenticator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuers: HashMap<String, Issuer>,
+    leeway: u64,
+    require_typ: Option<String>,
+    roles_claim: String,
+    max_token_bytes: usize,
+    /// Verified tokens by SHA-256 of the whole token; entries never outlive `exp`.
+    cache: Cache<[u8; 32], VerifiedToken>,
+    store: Option<Arc<dyn UserStore>>,
+}
+
+struct Issuer {
+    audience: Option<String>,
+    keys: Vec<VerificationKey>,
+}
+
+struct VerificationKey {
+    kid: Option<String>,
+    algorithm: Algorithm,
+    key: DecodingKey,
+    /// Signature only: the claims are checked by [`Inner::check_claims`].
+    validation: Validation,
+}
+
+#[derive(Clone)]
+struct VerifiedToken {
+    principal: Principal,
+    exp: u64,
+}
+
+impl BearerAuthenticator {
+    /// The handler for the deployment's `[oauth2]` section, or `None` when it names no
+    /// issuer. `store`, when given, supplies the permissions of token users (SPEC C2:
+    /// a token caller on a rule with only permissions is judged by its user's).
+    pub fn from_config(
+        deployment: &Deployment,
+        store: Option<Arc<dyn UserStore>>,
+    ) -> Result<Option<Self>, ConfigError> {
+        install_crypto_provider();
+        let config = &deployment.oauth2;
+        if config.issuer.is_empty() {
+            return Ok(None);
+        }
+        let source = &deployment.source;
+        let mut issuers = HashMap::new();
+        for table in &config.issuer {
+            let issuer = table.get_ref();
+            let keys = load_issuer_keys(issuer, source)?;
+            let name = issuer.issuer.get_ref().clone();
+            if issuers.insert(name, Issuer { audience: issuer.audience.clone(), keys }).is_some() {
+                return Err(source.error(issuer.issuer.span(), "issuer", "this issuer is configured twice"));
+            }
+        }
+        Ok(Some(Self::new(config, issuers, store)))
+    }
+
+    fn new(config: &OAuth2Config, issuers: HashMap<String, Issuer>, store: Option<Arc<dyn UserStore>>) -> Self {
+        let inner = Inner {
+            issuers,
+            leeway: config.leeway_seconds,
+            require_typ: config.require_typ.clone(),
+            roles_claim: config.roles_claim.clone(),
+            max_token_bytes: config.max_token_bytes,
+            cache: Cache::new(config.cache_capacity.max(1)),
+            store,
+        };
+        Self { inner: Arc::new(inner) }
+    }
+
+    /// Forgets every verified token (after keys change).
+    pub fn clear_cache(&self) {
+        self.inner.cache.clear();
+    }
+}
+
+/// jsonwebtoken panics at the first verification when no crypto backend or two are
+/// enabled; features unify across a build, so a dependency enabling the other backend
+/// would break us. Installing ours first settles it (a second install is a no-op error).
+fn install_crypto_provider() {
+    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn invalid(reason: &'static str) -> AuthError {
+    AuthError::invalid_credentials(reason)
+}
+
+impl Inner {
+    fn token<'a>(&self, request: &'a Parts) -> Result<&'a str, AuthError> {
+        let value = request
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| AuthError::internal("oauth2 handler called without a credential"))?;
+        token68(value, self.max_token_bytes)
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
+        let hit = self.cache.get(digest)?;
+        (now() < hit.exp).then_some(hit.principal)
+    }
+
+    async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(principal) = self.cached(&digest) {
+            return Ok(principal);
+        }
+        let (claims, exp) = self.verify(token)?;
+        let principal = self.principal(&claims).await?;
+        if now() < exp {
+            self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp });
+        }
+        Ok(principal)
+    }
+
+    /// Structure, header, issuer, key, signature, then claims.
+    fn verify(&self, token: &str) -> Result<(Value, u64), AuthError> {
+        let mut parts = token.split('.');
+        let well_formed = parts.clone().count() == 3
+            && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        if !well_formed {
+            return Err(invalid("not a JWS compact serialization"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed JWT header"))?;
+        if header.crit.is_some() {
+            return Err(invalid("crit header present"));
+        }
+        // jku, x5u, jwk and x5c are never looked at: keys come only from configuration.
+        let issuer_name = peek_issuer(token)?;
+        let issuer = self.issuers.get(&issuer_name).ok_or_else(|| invalid("unknown issuer"))?;
+        let key = issuer.select(header.kid.as_deref(), header.alg)?;
+        let verified = jsonwebtoken::decode::<Value>(token, &key.key, &key.validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
+            _ => invalid("token refused by the verifier"),
+        })?;
+        if let Some(required) = &self.require_typ {
+            let typ = header.typ.as_deref().unwrap_or_default();
+            let matches = typ.eq_ignore_ascii_case(required)
+                || typ.strip_prefix("application/").is_some_and(|t| t.eq_ignore_ascii_case(required));
+            if !matches {
+                return Err(invalid("wrong typ (not an access token)"));
+            }
+        }
+        let exp = self.check_claims(&verified.claims, &issuer_name, issuer)?;
+        Ok((verified.claims, exp))
+    }
+
+    /// SPEC F10, F11: `exp` required; `nbf`/`iat` not in the future beyond the leeway;
+    /// `iss` a single string equal to the issuer; `aud` containing the audience; claims of
+    /// the wrong JSON type refuse. Returns `exp`.
+    fn check_claims(&self, claims: &Value, issuer_name: &str, issuer: &Issuer) -> Result<u64, AuthError> {
+        let claims = claims.as_object().ok_or_else(|| invalid("claims are not an object"))?;
+        let now = now();
+        let time = |name: &str| -> Result<Option<u64>, AuthError> {
+            match claims.get(name) {
+                None => Ok(None),
+                Some(value) => value
+                    .as_u64()
+                    .or_else(|| value.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+                    .map(Some)
+                    .ok_or_else(|| invalid("a time claim is not a number")),
+            }
+        };
+        let exp = time("exp")?.ok_or_else(|| invalid("exp missing"))?;
+        if now > exp.saturating_add(self.leeway) {
+            return Err(invalid("token expired"));
+        }
+        if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(invalid("token not yet valid"));
+        }
+        if time("iat")?.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
+            return Err(invalid("token issued in the future"));
+        }
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer_name) {
+            return Err(invalid("iss mismatch"));
+        }
+        if let Some(audience) = &issuer.audience {
+            let contains = match claims.get("aud") {
+                Some(Value::String(aud)) => aud == audience,
+                Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
+                    list.iter().any(|a| a == audience.as_str())
+                }
+                _ => false,
+            };
+            if !contains {
+                return Err(invalid("audience mismatch"));
+            }
+        }
+        Ok(exp)
+    }
+
+    /// The caller: `sub` parsed like a Basic user name, scopes from `scope` (space
+    /// delimited, exact) or `scp` (array), roles from the configured claim, client from
+    /// `client_id` or `azp`, permissions from the user store when one is configured.
+    async fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {
+        let sub = claims.get("sub").and_then(Value::as_str).ok_or_else(|| invalid("sub missing or not a string"))?;
+        let name = QualifiedName::parse(sub).map_err(|_| invalid("sub is not a valid user name"))?;
+        let scopes = scopes(claims)?;
+        let roles = match claims.get(&self.roles_claim) {
+            None => Vec::new(),
+            Some(value) => string_array(value).ok_or_else(|| invalid("roles claim is not an array of strings"))?,
+        };
+        let client_id = match claims.get("client_id").or_else(|| claims.get("azp")) {
+            None => None,
+            Some(Value::String(id)) => Some(id.clone()),
+            Some(_) => return Err(invalid("client_id is not a string")),
+        };
+        let mut builder = Principal::builder(name.clone(), "oauth2").scopes(scopes).roles(roles);
+        if let Some(id) = client_id {
+            builder = builder.client_id(id);
+        }
+        if let Some(store) = &self.store {
+            let record = store.find_user(&name).await.map_err(|e| {
+                tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
+                AuthError::unavailable("user store failure").with_retry_after(1)
+            })?;
+            if let Some(record) = record {
+                if record.disabled {
+                    return Err(invalid("token user is disabled"));
+                }
+                builder = builder.permissions(record.permissions);
+            }
+        }
+        Ok(builder.build())
+    }
+}
+
+impl Issuer {
+    /// The key named by `kid` (or the only key when the token names none), which must be
+    /// for exactly the header's algorithm (SPEC F8).
+    fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerificationKey, AuthError> {
+        let key = match kid {
+            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        };
+        let key = key.ok_or_else(|| invalid("no configured key for this kid"))?;
+        if key.algorithm != alg {
+            return Err(invalid("alg does not match the key's algorithm"));
+        }
+        Ok(key)
+    }
+}
+
+/// `iss` read from the unverified payload, only to choose the issuer whose keys verify
+/// the token; it is checked again after the signature.
+fn peek_issuer(token: &str) -> Result<String, AuthError> {
+    let payload = token.split('.').nth(1).unwrap_or_default();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| invalid("payload is not base64url"))?;
+    let claims: Value = serde_json::from_slice(&bytes).map_err(|_| invalid("payload is not JSON"))?;
+    match claims.get("iss") {
+        Some(Value::String(iss)) => Ok(iss.clone()),
+        _ => Err(invalid("iss missing or not a single string")),
+    }
+}
+
+/// SPEC F12: exact, case-sensitive, space-delimited tokens or a `scp` array; never split
+/// on commas; an empty token (double or edge spaces) or both claims at once refuse.
+fn scopes(claims: &Value) -> Result<Vec<String>, AuthError> {
+    let mut scopes = match (claims.get("scope"), claims.get("scp")) {
+        (Some(_), Some(_)) => return Err(invalid("both scope and scp present")),
+        (Some(Value::String(text)), None) if text.is_empty() => Vec::new(),
+        (Some(Value::String(text)), None) => {
+            let tokens: Vec<String> = text.split(' ').map(str::to_owned).collect();
+            if tokens.iter().any(String::is_empty) {
+                return Err(invalid("scope has an empty token"));
+            }
+            tokens
+        }
+        (None, Some(value)) => string_array(value).ok_or_else(|| invalid("scp is not an array of strings"))?,
+        (None, None) => Vec::new(),
+        _ => return Err(invalid("scope is not a string")),
+    };
+    scopes.sort_unstable();
+    scopes.dedup();
+    Ok(scopes)
+}
+
+fn string_array(value: &Value) -> Option<Vec<String>> {
+    value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
+}
+
+// ---- keys -----------------------------------------------------------------------------
+
+fn load_issuer_keys(issuer: &IssuerConfig, source: &SourceMap) -> Result<Vec<VerificationKey>, ConfigError> {
+    let mut keys = Vec::new();
+    for table in &issuer.key {
+        keys.push(load_key(table, source)?);
+    }
+    if let Some(file) = &issuer.jwks_file {
+        let error = |m: String| source.error(file.span(), "jwks_file", m);
+        let text = std::fs::read_to_string(file.get_ref()).map_err(|e| error(format!("cannot read the file: {e}")))?;
+        keys.extend(keys_from_jwks(&text).map_err(error)?);
+    }
+    if keys.is_empty() {
+        return Err(source.error(issuer.issuer.span(), "issuer", "an issuer needs at least one key or a jwks_file"));
+    }
+    let mut kids: Vec<Option<&str>> = keys.iter().map(|k| k.kid.as_deref()).collect();
+    kids.sort_unstable();
+    if keys.len() > 1 && (kids.contains(&None) || kids.windows(2).any(|w| w[0] == w[1])) {
+        return Err(source.error(issuer.issuer.span(), "kid", "with several keys, each needs a distinct kid"));
+    }
+    Ok(keys)
+}
+
+fn load_key(table: &Spanned<KeyConfig>, source: &SourceMap) -> Result<VerificationKey, ConfigError> {
+    let config = table.get_ref();
+    let span = table.span();
+    let algorithm: Algorithm =
+        config.algorithm.get_ref().parse().map_err(|_| {
+            source.error(config.algorithm.span(), "algorithm", "not a JWS algorithm this crate verifies")
+        })?;
+    let error = |key: &str, m: String| source.error(span.clone(), key, m);
+    let given = [config.pem.is_some(), config.pem_file.is_some(), config.jwk.is_some(), config.secret_base64.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(error("algorithm", "give exactly one of pem, pem_file, jwk, secret_base64".to_owned()));
+    }
+    let key = if let Some(pem) = &config.pem {
+        public_key_from_pem(pem.get_ref(), algorithm).map_err(|m| error("pem", m))?
+    } else if let Some(path) = &config.pem_file {
+        let text = std::fs::read_to_string(path.get_ref())
+            .map_err(|e| error("pem_file", format!("cannot read the file: {e}")))?;
+        public_key_from_pem(&text, algorithm).map_err(|m| error("pem_file", m))?
+    } else if let Some(jwk) = &config.jwk {
+        let jwk: Value = serde_json::from_str(jwk.get_ref()).map_err(|e| error("jwk", format!("not JSON: {e}")))?;
+        public_key_from_jwk(&jwk, algorithm).map_err(|m| error("jwk", m))?
+    } else if let Some(secret) = &config.secret_base64 {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(secret.get_ref())
+            .map_err(|_| error("secret_base64", "not base64".to_owned()))?;
+        hmac_key(&bytes, algorithm).map_err(|m| error("secret_base64", m))?
+    } else {
+        return Err(error("algorithm", "no key material".to_owned()));
+    };
+    Ok(verification_key(config.kid.clone(), algorithm, key))
+}
+
+fn verification_key(kid: Option<String>, algorithm: Algorithm, key: DecodingKey) -> VerificationKey {
+    let mut validation = Validation::new(algorithm);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    VerificationKey { kid, algorithm, key, validation }
+}
+
+fn family(algorithm: Algorithm) -> &'static str {
+    match algorithm {
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => "HMAC",
+        Algorithm::ES256 | Algorithm::ES384 => "EC",
+        Algorithm::EdDSA => "OKP",
+        _ => "RSA",
+    }
+}
+
+/// SPEC F8: HMAC keys at least as long as the hash (and never under 256 bits).
+fn hmac_key(secret: &[u8], algorithm: Algorithm) -> Result<DecodingKey, String> {
+    let minimum = match algorithm {
+        Algorithm::HS256 => 32,
+        Algorithm::HS384 => 48,
+        Algorithm::HS512 => 64,
+        _ => return Err("secret_base64 is for HS256, HS384 and HS512 only".to_owned()),
+    };
+    if secret.len() < minimum {
+        return Err(format!("an {algorithm:?} secret needs at least {minimum} bytes"));
+    }
+    Ok(DecodingKey::from_secret(secret))
+}
+
+fn public_key_from_pem(pem_text: &str, algorithm: Algorithm) -> Result<DecodingKey, String> {
+    let parsed = pem::parse(pem_text).map_err(|e| format!("not PEM: {e}"))?;
+    let bytes = pem_text.as_bytes();
+    match family(algorithm) {
+        "RSA" => {
+            check_rsa_size(parsed.contents(), parsed.tag())?;
+            DecodingKey::from_rsa_pem(bytes).map_err(|e| format!("not an RSA public key: {e}"))
+        }
+        "EC" => DecodingKey::from_ec_pem(bytes).map_err(|e| format!("not an EC public key: {e}")),
+        "OKP" => DecodingKey::from_ed_pem(bytes).map_err(|e| format!("not an Ed25519 public key: {e}")),
+        _ => Err("HMAC keys are given with secret_base64".to_owned()),
+    }
+}
+
+/// SPEC F8: RSA keys of at least 2048 bits, checked at load.
+fn check_rsa_size(der: &[u8], tag: &str) -> Result<(), String> {
+    if tag == "CERTIFICATE" {
+        // The key inside a certificate is checked by aws-lc when verifying (it refuses
+        // moduli under 2048 bits).
+        return Ok(());
+    }
+    let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der).map_err(|_| "not an RSA public key".to_owned())?;
+    if key.key_size_bits() < 2048 {
+        return Err(format!("RSA keys need at least 2048 bits, this one has {}", key.key_size_bits()));
+    }
+    Ok(())
+}
+
+/// A public JWK whose `kty` fits the algorithm, and whose `alg`, `use` and `key_ops`
+/// (when present) agree with it. Symmetric (`oct`) keys are refused: a JWKS is public.
+fn public_key_from_jwk(jwk: &Value, algorithm: Algorithm) -> Result<DecodingKey, String> {
+    let field = |name: &str| jwk.get(name).and_then(Value::as_str);
+    if field("kty") != Some(family_kty(algorithm)) {
+        return Err(format!("kty must be {} for {algorithm:?}", family_kty(algorithm)));
+    }
+    if let Some(alg) = field("alg") {
+        if alg.parse::<Algorithm>().ok() != Some(algorithm) {
+            return Err("the JWK's alg differs from the configured algorithm".to_owned());
+        }
+    }
+    if field("use").is_some_and(|u| u != "sig") {
+        return Err("the JWK's use is not sig".to_owned());
+    }
+    if jwk.get("d").is_some() {
+        return Err("the JWK holds a private key: give only the public part".to_owned());
+    }
+    if family(algorithm) == "RSA" {
+        let n = field("n").ok_or("an RSA JWK needs n")?;
+        let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).map_err(|_| "n is not base64url")?;
+        let significant = bits.iter().skip_while(|b| **b == 0).count();
+        if significant * 8 < 2048 {
+            return Err("RSA keys need at least 2048 bits".to_owned());
+        }
+    }
+    let parsed: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| format!("not a supported JWK: {e}"))?;
+    DecodingKey::from_jwk(&parsed).map_err(|e| format!("not a usable JWK: {e}"))
+}
+
+fn family_kty(algorithm: Algorithm) -> &'static str {
+    match family(algorithm) {
+        "HMAC" => "oct",
+        other => other,
+    }
+}
+
+/// Keys of a JWKS document. Each key is parsed on its own (one unknown key does not
+/// void the set) and needs `kid` and `alg`; symmetric keys are refused (SPEC F8).
+fn keys_from_jwks(text: &str) -> Result<Vec<VerificationKey>, String> {
+    let document: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let list = document.get("keys").and_then(Value::as_array).ok_or("a JWKS needs a `keys` array")?;
+    let mut keys = Vec::with_capacity(list.len());
+    for jwk in list {
+        if jwk.get("kty").and_then(Value::as_str) == Some("oct") {
+            return Err("a JWKS must not hold symmetric (oct) keys".to_owned());
+        }
+        let kid = jwk.get("kid").and_then(Value::as_str).ok_or("every JWKS key needs a kid")?;
+        let alg = jwk.get("alg").and_then(Value::as_str).ok_or("every JWKS key needs an alg")?;
+        let algorithm: Algorithm = alg.parse().map_err(|_| format!("key {kid}: unsupported alg"))?;
+        let key = public_key_from_jwk(jwk, algorithm).map_err(|m| format!("key {kid}: {m}"))?;
+        keys.push(verification_key(Some(kid.to_owned()), algorithm, key));
+    }
+    Ok(keys)
+}
+
+#[async_trait]
+impl AuthenticationHandler for BearerAuthenticator {
+    fn name(&self) -> &str {
+        "oauth2"
+    }
+
+    fn default_priority(&self) -> i32 {
+        30
+    }
+
+    fn can_handle(&self, request: &Parts) -> bool {
+        request.headers.get(AUTHORIZATION).is_some_and(|v| has_scheme(v, "Bearer"))
+    }
+
+    async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError> {
+        let token = self.inner.token(request)?;
+        self.inner.authenticate(token).await
+    }
+
+    fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {
+        let token = match self.inner.token(request) {
+            Ok(token) => token,
+            Err(error) => return Some(Err(error)),
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.inner.cached(&digest).map(Ok)
+    }
+
+    /// RFC 6750 section 3: `invalid_request` for a malformed header, `invalid_token` for
+    /// a refused token, `insufficient_scope` with the required `scope` for a 403.
+    fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {
+        let realm = realm.replace(['"', '\\'], "");
+        let detail = match error {
+            None => String::new(),
+            Some(e) => match (e.kind(), e.required_scope()) {
+                (AuthErrorKind::InvalidRequest | AuthErrorKind::HeaderTooLarge, _) => {
+                    ", error=\"invalid_request\"".to_owned()
+                }
+                (AuthErrorKind::InvalidCredentials, _) => ", error=\"invalid_token\"".to_owned(),
+                (AuthErrorKind::Forbidden, Some(scope)) => {
+                    format!(", error=\"insufficient_scope\", scope=\"{}\"", scope.replace(['"', '\\'], ""))
+                }
+                _ => return None,
+            },
+        };
+        HeaderValue::from_str(&format!("Bearer realm=\"{realm}\"{detail}")).ok()
+    }
+}
