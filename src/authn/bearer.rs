@@ -558,3 +558,59 @@ impl AuthenticationHandler for BearerAuthenticator {
         HeaderValue::from_str(&format!("Bearer realm=\"{realm}\"{detail}")).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // SPEC F12: exact, space-delimited, never split on commas; malformed forms refuse.
+    #[test]
+    fn scope_claims() {
+        assert_eq!(scopes(&json!({"scope": "b a b"})).unwrap(), ["a", "b"]);
+        assert_eq!(scopes(&json!({"scope": "a,b"})).unwrap(), ["a,b"]);
+        assert_eq!(scopes(&json!({"scp": ["x", "y"]})).unwrap(), ["x", "y"]);
+        assert_eq!(scopes(&json!({})).unwrap(), Vec::<String>::new());
+        for bad in [
+            json!({"scope": "a  b"}),
+            json!({"scope": " a"}),
+            json!({"scope": ["a"]}),
+            json!({"scp": "a"}),
+            json!({"scp": [1]}),
+            json!({"scope": "a", "scp": ["a"]}),
+        ] {
+            assert!(scopes(&bad).is_err(), "{bad}");
+        }
+    }
+
+    // SPEC F8: HMAC keys at least as long as their hash; JWKS never carries symmetric keys.
+    #[test]
+    fn key_strength_is_checked_at_load() {
+        assert!(hmac_key(&[7; 31], Algorithm::HS256).is_err());
+        assert!(hmac_key(&[7; 32], Algorithm::HS256).is_ok());
+        assert!(hmac_key(&[7; 32], Algorithm::HS512).is_err());
+        assert!(hmac_key(&[7; 64], Algorithm::RS256).is_err());
+        let oct = r#"{"keys":[{"kty":"oct","kid":"k","alg":"HS256","k":"c2VjcmV0"}]}"#;
+        assert!(keys_from_jwks(oct).err().unwrap().contains("symmetric"));
+        let short_rsa = json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"});
+        assert!(public_key_from_jwk(&short_rsa, Algorithm::RS256).err().unwrap().contains("2048"));
+        let wrong_kty = json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
+        assert!(public_key_from_jwk(&wrong_kty, Algorithm::RS256).is_err());
+    }
+
+    // SPEC A7: RFC 6750 challenges.
+    #[test]
+    fn challenges() {
+        let bearer = BearerAuthenticator::new(&OAuth2Config::default(), HashMap::new(), None);
+        let text = |e: Option<&AuthError>| bearer.challenge("api", e).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(text(None).unwrap(), r#"Bearer realm="api""#);
+        assert_eq!(text(Some(&invalid("x"))).unwrap(), r#"Bearer realm="api", error="invalid_token""#);
+        assert_eq!(
+            text(Some(&AuthError::invalid_request("x"))).unwrap(),
+            r#"Bearer realm="api", error="invalid_request""#
+        );
+        let scope = AuthError::insufficient_scope(&["a".to_owned(), "b".to_owned()]);
+        assert_eq!(text(Some(&scope)).unwrap(), r#"Bearer realm="api", error="insufficient_scope", scope="a b""#);
+        assert!(text(Some(&AuthError::forbidden("tenant"))).is_none());
+    }
+}
