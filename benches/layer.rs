@@ -636,5 +636,157 @@ fn config_load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, in_process, http_loopback, wrong_password_flood, rule_lookup, config_load);
+// ---------------------------------------------------------------------------------------
+// 6. bearer
+
+const BEARER_ISSUER: &str = "https://idp.bench.example";
+const BEARER_SCOPE: &str = "internal_identity_mgt_view";
+
+/// A signing key of one algorithm and the `[[oauth2.issuer.key]]` table for its public half.
+struct BenchKey {
+    label: &'static str,
+    algorithm: jsonwebtoken::Algorithm,
+    encoding: jsonwebtoken::EncodingKey,
+    decoding: jsonwebtoken::DecodingKey,
+    table: String,
+}
+
+/// Generates a key pair with the openssl CLI; returns (private PEM, public PEM).
+fn openssl_pair(dir: &std::path::Path, name: &str, genpkey_args: &[&str]) -> (String, String) {
+    let private = dir.join(format!("{name}.pem"));
+    let status = std::process::Command::new("openssl")
+        .arg("genpkey")
+        .args(genpkey_args)
+        .arg("-out")
+        .arg(&private)
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success(), "openssl genpkey {name}");
+    let public = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&private)
+        .output()
+        .expect("openssl pkey");
+    assert!(public.status.success(), "openssl pkey {name}");
+    (std::fs::read_to_string(&private).expect("private pem"), String::from_utf8(public.stdout).expect("public pem"))
+}
+
+fn bench_keys(dir: &std::path::Path) -> Vec<BenchKey> {
+    use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+    let table = |kid: &str, alg: &str, material: &str| {
+        format!("[[oauth2.issuer.key]]\nkid = \"{kid}\"\nalgorithm = \"{alg}\"\n{material}\n")
+    };
+    let secret = [42u8; 32];
+    let secret_b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    let (rsa_private, rsa_public) =
+        openssl_pair(dir, "rsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
+    let (ec_private, ec_public) = openssl_pair(dir, "ec", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    let (ed_private, ed_public) = openssl_pair(dir, "ed", &["-algorithm", "ed25519"]);
+    let pem = |text: &str| format!("pem = \"\"\"\n{text}\"\"\"");
+    vec![
+        BenchKey {
+            label: "HS256",
+            algorithm: Algorithm::HS256,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            table: table("hs", "HS256", &format!("secret_base64 = \"{secret_b64}\"")),
+        },
+        BenchKey {
+            label: "RS256",
+            algorithm: Algorithm::RS256,
+            encoding: EncodingKey::from_rsa_pem(rsa_private.as_bytes()).expect("rsa private"),
+            decoding: DecodingKey::from_rsa_pem(rsa_public.as_bytes()).expect("rsa public"),
+            table: table("rs", "RS256", &pem(&rsa_public)),
+        },
+        BenchKey {
+            label: "ES256",
+            algorithm: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_pem(ec_private.as_bytes()).expect("ec private"),
+            decoding: DecodingKey::from_ec_pem(ec_public.as_bytes()).expect("ec public"),
+            table: table("es", "ES256", &pem(&ec_public)),
+        },
+        BenchKey {
+            label: "EdDSA",
+            algorithm: Algorithm::EdDSA,
+            encoding: EncodingKey::from_ed_pem(ed_private.as_bytes()).expect("ed private"),
+            decoding: DecodingKey::from_ed_pem(ed_public.as_bytes()).expect("ed public"),
+            table: table("ed", "EdDSA", &pem(&ed_public)),
+        },
+    ]
+}
+
+fn mint(key: &BenchKey, kid: &str, serial: u64) -> HeaderValue {
+    let mut header = jsonwebtoken::Header::new(key.algorithm);
+    header.kid = Some(kid.to_owned());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let claims = json!({
+        "iss": BEARER_ISSUER, "aud": "bench", "sub": "alex", "exp": now + 3600, "iat": now,
+        "scope": BEARER_SCOPE, "jti": serial,
+    });
+    let token = jsonwebtoken::encode(&header, &claims, &key.encoding).expect("sign");
+    HeaderValue::from_str(&format!("Bearer {token}")).expect("header value")
+}
+
+/// The benchmarked route needs the scope; `cache_capacity` 1 with many distinct tokens
+/// makes every request a first-seen token.
+fn bearer_layer(keys: &[BenchKey], cache_capacity: usize) -> SecureLayer {
+    let tables: String = keys.iter().map(|k| k.table.as_str()).collect();
+    let text = format!(
+        "[[resource.access_control]]\ncontext = \"{ROUTE}\"\nscope = [\"{BEARER_SCOPE}\"]\n\n\
+         [oauth2]\ncache_capacity = {cache_capacity}\n\n[[oauth2.issuer]]\nissuer = \"{BEARER_ISSUER}\"\naudience = \"bench\"\n{tables}"
+    );
+    let deployment = Deployment::from_toml_str("bearer.toml", &text).expect("bearer deployment");
+    SecureLayer::builder().deployment(deployment).build().expect("bearer layer")
+}
+
+/// `iters` requests cycling through `tokens`.
+fn oneshot_cycle(rt: &Runtime, app: &Router, uri: &Uri, tokens: &[HeaderValue], iters: u64) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        for i in 0..iters {
+            let token = &tokens[(i as usize) % tokens.len()];
+            black_box(oneshot(app, uri, Some(token)).await);
+        }
+        start.elapsed()
+    })
+}
+
+fn bearer(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = bench_keys(dir.path());
+    let kids = ["hs", "rs", "es", "ed"];
+    let rt = current_thread();
+    let uri: Uri = PATH.parse().expect("uri");
+    let plain = router();
+    let cached = router().layer(bearer_layer(&keys, 10_000));
+    let uncached = router().layer(bearer_layer(&keys, 1));
+    let mut group = c.benchmark_group("bearer");
+    tune(&mut group, Duration::from_millis(500), Duration::from_secs(2), 20);
+    group.bench_function("no_layer", |b| b.iter_custom(|iters| oneshot_batch(&rt, &plain, &uri, None, iters)));
+    for (key, kid) in keys.iter().zip(kids) {
+        let repeated = mint(key, kid, 0);
+        // A pool of distinct tokens; with a one-entry cache each request is first-seen.
+        let fresh: Vec<HeaderValue> = (1..=64).map(|serial| mint(key, kid, serial)).collect();
+        for (app, token) in [(&cached, &repeated), (&uncached, &fresh[0])] {
+            assert_eq!(rt.block_on(oneshot(app, &uri, Some(token))).0, StatusCode::OK, "{} token refused", key.label);
+        }
+        let token_text = repeated.to_str().expect("ascii")["Bearer ".len()..].to_owned();
+        let mut validation = jsonwebtoken::Validation::new(key.algorithm);
+        validation.set_audience(&["bench"]);
+        group.bench_function(BenchmarkId::new("bare_verify", key.label), |b| {
+            b.iter(|| {
+                black_box(jsonwebtoken::decode::<Value>(&token_text, &key.decoding, &validation).expect("verify"))
+            })
+        });
+        group.bench_function(BenchmarkId::new("repeated_token", key.label), |b| {
+            b.iter_custom(|iters| oneshot_batch(&rt, &cached, &uri, Some(&repeated), iters))
+        });
+        group.bench_function(BenchmarkId::new("first_seen_token", key.label), |b| {
+            b.iter_custom(|iters| oneshot_cycle(&rt, &uncached, &uri, &fresh, iters))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, in_process, http_loopback, wrong_password_flood, rule_lookup, config_load, bearer);
 criterion_main!(benches);
