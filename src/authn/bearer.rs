@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -20,6 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::header::{has_scheme, token68};
+use super::jwks::{KeySource, RemoteKeys};
 use super::AuthenticationHandler;
 use crate::config::{ConfigError, Deployment, IssuerConfig, KeyConfig, OAuth2Config, SourceMap, Spanned};
 use crate::error::{AuthError, AuthErrorKind};
@@ -67,9 +68,10 @@ struct Inner {
 struct Issuer {
     audience: Option<String>,
     keys: Vec<VerificationKey>,
+    remote: Option<Arc<RemoteKeys>>,
 }
 
-struct VerificationKey {
+pub(super) struct VerificationKey {
     kid: Option<String>,
     algorithm: Algorithm,
     key: DecodingKey,
@@ -99,8 +101,14 @@ impl BearerAuthenticator {
         for table in &config.issuer {
             let issuer = table.get_ref();
             let keys = load_issuer_keys(issuer, source)?;
+            let remote = remote_keys(issuer, config, source)?;
+            if keys.is_empty() && remote.is_none() {
+                let message = "an issuer needs keys: key tables, jwks_file, jwks_uri or discovery = true";
+                return Err(source.error(issuer.issuer.span(), "issuer", message));
+            }
             let name = issuer.issuer.get_ref().clone();
-            if issuers.insert(name, Issuer { audience: issuer.audience.clone(), keys }).is_some() {
+            let entry = Issuer { audience: issuer.audience.clone(), keys, remote };
+            if issuers.insert(name, entry).is_some() {
                 return Err(source.error(issuer.issuer.span(), "issuer", "this issuer is configured twice"));
             }
         }
@@ -160,7 +168,7 @@ impl Inner {
         if let Some(principal) = self.cached(&digest) {
             return Ok(principal);
         }
-        let (claims, exp) = self.verify(token)?;
+        let (claims, exp) = self.verify(token).await?;
         let principal = self.principal(&claims).await?;
         if now() < exp {
             self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp });
@@ -170,7 +178,7 @@ impl Inner {
 
     /// Structure, header, issuer, key, signature, then claims. Each part is decoded and
     /// parsed once; jsonwebtoken only checks the signature.
-    fn verify(&self, token: &str) -> Result<(Value, u64), AuthError> {
+    async fn verify(&self, token: &str) -> Result<(Value, u64), AuthError> {
         let mut parts = token.split('.');
         let well_formed = parts.clone().count() == 3
             && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
@@ -193,7 +201,8 @@ impl Inner {
             _ => return Err(invalid("iss missing or not a single string")),
         };
         let issuer = self.issuers.get(issuer_name).ok_or_else(|| invalid("unknown issuer"))?;
-        let key = issuer.select(header.kid.as_deref(), header.alg)?;
+        let selected = issuer.select(header.kid.as_deref(), header.alg).await?;
+        let key = selected.key();
         let signed = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, key.algorithm)
             .map_err(|_| invalid("token refused by the verifier"))?;
         if !signed {
@@ -291,21 +300,98 @@ impl Inner {
     }
 }
 
+/// The key chosen for a token: one from the configuration file or one of the fetched set.
+enum Selected<'a> {
+    Static(&'a VerificationKey),
+    Remote(Arc<Vec<VerificationKey>>, usize),
+}
+
+impl Selected<'_> {
+    fn key(&self) -> &VerificationKey {
+        match self {
+            Selected::Static(key) => key,
+            Selected::Remote(keys, index) => &keys[*index],
+        }
+    }
+}
+
 impl Issuer {
     /// The key named by `kid` (or the only key when the token names none), which must be
-    /// for exactly the header's algorithm (SPEC F8).
-    fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerificationKey, AuthError> {
-        let key = match kid {
-            Some(kid) => self.keys.iter().find(|k| k.kid.as_deref() == Some(kid)),
-            None if self.keys.len() == 1 => self.keys.first(),
-            None => None,
-        };
-        let key = key.ok_or_else(|| invalid("no configured key for this kid"))?;
-        if key.algorithm != alg {
-            return Err(invalid("alg does not match the key's algorithm"));
+    /// for exactly the header's algorithm (SPEC F8). An unknown `kid` asks the remote key
+    /// source for a (rate-limited, shared) refresh once (SPEC F9); while no key set was
+    /// ever fetched the answer is 503, not 401.
+    async fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<Selected<'_>, AuthError> {
+        if let Some(index) = find(&self.keys, kid, self.remote.is_none()) {
+            return checked(Selected::Static(&self.keys[index]), alg);
         }
-        Ok(key)
+        let Some(remote) = &self.remote else { return Err(invalid("no configured key for this kid")) };
+        remote.ensure_background();
+        let only_remote = self.keys.is_empty();
+        for attempt in 0..2 {
+            let keys = remote.current();
+            if let Some(index) = find(&keys, kid, only_remote) {
+                return checked(Selected::Remote(keys, index), alg);
+            }
+            if attempt == 0 {
+                remote.refresh().await;
+            }
+        }
+        if remote.ever_fetched() {
+            Err(invalid("no key for this kid"))
+        } else {
+            Err(AuthError::unavailable("signing keys not available yet").with_retry_after(1))
+        }
     }
+}
+
+/// The position of the key with this `kid`; without a `kid`, of the only key when
+/// `sole_source` holds it.
+fn find(keys: &[VerificationKey], kid: Option<&str>, sole_source: bool) -> Option<usize> {
+    match kid {
+        Some(kid) => keys.iter().position(|k| k.kid.as_deref() == Some(kid)),
+        None if sole_source && keys.len() == 1 => Some(0),
+        None => None,
+    }
+}
+
+fn checked(selected: Selected<'_>, alg: Algorithm) -> Result<Selected<'_>, AuthError> {
+    if selected.key().algorithm == alg {
+        Ok(selected)
+    } else {
+        Err(invalid("alg does not match the key's algorithm"))
+    }
+}
+
+fn remote_keys(
+    issuer: &IssuerConfig,
+    config: &OAuth2Config,
+    source: &SourceMap,
+) -> Result<Option<Arc<RemoteKeys>>, ConfigError> {
+    let key_source = match (&issuer.jwks_uri, issuer.discovery) {
+        (Some(uri), false) => {
+            let valid = uri.get_ref().starts_with("https://") || uri.get_ref().starts_with("http://");
+            if !valid {
+                return Err(source.error(uri.span(), "jwks_uri", "must be an http(s) URL"));
+            }
+            KeySource::Jwks(uri.get_ref().clone())
+        }
+        (None, true) => KeySource::Discovery(issuer.issuer.get_ref().clone()),
+        (Some(uri), true) => {
+            return Err(source.error(uri.span(), "jwks_uri", "give jwks_uri or discovery = true, not both"))
+        }
+        (None, false) => return Ok(None),
+    };
+    let seconds = Duration::from_secs;
+    let remote = RemoteKeys::new(
+        key_source,
+        seconds(config.jwks_refresh_seconds.max(1)),
+        seconds(config.jwks_min_refresh_seconds),
+        seconds(config.jwks_timeout_seconds.max(1)),
+    )
+    .map_err(|m| source.error(issuer.issuer.span(), "issuer", m))?;
+    let remote = Arc::new(remote);
+    remote.ensure_background();
+    Ok(Some(remote))
 }
 
 /// SPEC F12: exact, case-sensitive, space-delimited tokens or a `scp` array; never split
@@ -345,9 +431,6 @@ fn load_issuer_keys(issuer: &IssuerConfig, source: &SourceMap) -> Result<Vec<Ver
         let error = |m: String| source.error(file.span(), "jwks_file", m);
         let text = std::fs::read_to_string(file.get_ref()).map_err(|e| error(format!("cannot read the file: {e}")))?;
         keys.extend(keys_from_jwks(&text).map_err(error)?);
-    }
-    if keys.is_empty() {
-        return Err(source.error(issuer.issuer.span(), "issuer", "an issuer needs at least one key or a jwks_file"));
     }
     let mut kids: Vec<Option<&str>> = keys.iter().map(|k| k.kid.as_deref()).collect();
     kids.sort_unstable();
@@ -417,29 +500,41 @@ fn hmac_key(secret: &[u8], algorithm: Algorithm) -> Result<DecodingKey, String> 
 }
 
 fn public_key_from_pem(pem_text: &str, algorithm: Algorithm) -> Result<DecodingKey, String> {
-    let parsed = pem::parse(pem_text).map_err(|e| format!("not PEM: {e}"))?;
+    pem::parse(pem_text).map_err(|e| format!("not PEM: {e}"))?;
     let bytes = pem_text.as_bytes();
     match family(algorithm) {
         "RSA" => {
-            check_rsa_size(parsed.contents(), parsed.tag())?;
-            DecodingKey::from_rsa_pem(bytes).map_err(|e| format!("not an RSA public key: {e}"))
+            let key = DecodingKey::from_rsa_pem(bytes).map_err(|e| format!("not an RSA public key: {e}"))?;
+            check_rsa_size(key.as_bytes())?;
+            Ok(key)
         }
-        "EC" => DecodingKey::from_ec_pem(bytes).map_err(|e| format!("not an EC public key: {e}")),
+        "EC" => {
+            let key = DecodingKey::from_ec_pem(bytes).map_err(|e| format!("not an EC public key: {e}"))?;
+            check_ec_curve(key.as_bytes(), algorithm)?;
+            Ok(key)
+        }
         "OKP" => DecodingKey::from_ed_pem(bytes).map_err(|e| format!("not an Ed25519 public key: {e}")),
         _ => Err("HMAC keys are given with secret_base64".to_owned()),
     }
 }
 
-/// SPEC F8: RSA keys of at least 2048 bits, checked at load.
-fn check_rsa_size(der: &[u8], tag: &str) -> Result<(), String> {
-    if tag == "CERTIFICATE" {
-        // The key inside a certificate is checked by aws-lc when verifying (it refuses
-        // moduli under 2048 bits).
-        return Ok(());
+/// SPEC F8: RSA keys of at least 2048 bits, checked at load, for keys and certificates
+/// alike (`der` is the PKCS#1 public key jsonwebtoken extracted).
+fn check_rsa_size(der: &[u8]) -> Result<(), String> {
+    let key = aws_lc_rs::rsa::PublicKey::from_der(der).map_err(|_| "not an RSA public key".to_owned())?;
+    let bits = key.modulus().big_endian_without_leading_zero().len() * 8;
+    if bits < 2048 {
+        return Err(format!("RSA keys need at least 2048 bits, this one has {bits}"));
     }
-    let key = aws_lc_rs::rsa::PublicEncryptingKey::from_der(der).map_err(|_| "not an RSA public key".to_owned())?;
-    if key.key_size_bits() < 2048 {
-        return Err(format!("RSA keys need at least 2048 bits, this one has {}", key.key_size_bits()));
+    Ok(())
+}
+
+/// The curve must be the algorithm's: an uncompressed P-256 point for ES256, P-384 for
+/// ES384 (otherwise every token would fail at verification time instead of at load).
+fn check_ec_curve(point: &[u8], algorithm: Algorithm) -> Result<(), String> {
+    let expected = if algorithm == Algorithm::ES384 { 97 } else { 65 };
+    if point.len() != expected || point.first() != Some(&4) {
+        return Err(format!("the EC key is not on the curve {algorithm:?} uses"));
     }
     Ok(())
 }
@@ -462,6 +557,15 @@ fn public_key_from_jwk(jwk: &Value, algorithm: Algorithm) -> Result<DecodingKey,
     if jwk.get("d").is_some() {
         return Err("the JWK holds a private key: give only the public part".to_owned());
     }
+    let curve = match algorithm {
+        Algorithm::ES256 => Some("P-256"),
+        Algorithm::ES384 => Some("P-384"),
+        Algorithm::EdDSA => Some("Ed25519"),
+        _ => None,
+    };
+    if curve.is_some() && field("crv") != curve {
+        return Err(format!("crv must be {} for {algorithm:?}", curve.unwrap_or_default()));
+    }
     if family(algorithm) == "RSA" {
         let n = field("n").ok_or("an RSA JWK needs n")?;
         let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).map_err(|_| "n is not base64url")?;
@@ -483,7 +587,7 @@ fn family_kty(algorithm: Algorithm) -> &'static str {
 
 /// Keys of a JWKS document. Each key is parsed on its own (one unknown key does not
 /// void the set) and needs `kid` and `alg`; symmetric keys are refused (SPEC F8).
-fn keys_from_jwks(text: &str) -> Result<Vec<VerificationKey>, String> {
+pub(super) fn keys_from_jwks(text: &str) -> Result<Vec<VerificationKey>, String> {
     let document: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let list = document.get("keys").and_then(Value::as_array).ok_or("a JWKS needs a `keys` array")?;
     let mut keys = Vec::with_capacity(list.len());

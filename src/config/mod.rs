@@ -316,6 +316,13 @@ pub struct OAuth2Config {
     pub max_token_bytes: usize,
     /// How many verified tokens are cached at most (entries never outlive `exp`). Default 10,000.
     pub cache_capacity: usize,
+    /// How often keys from a `jwks_uri` (or discovery) are fetched again. Default 300.
+    pub jwks_refresh_seconds: u64,
+    /// The least time between two fetches; an unknown `kid` refreshes at most this often.
+    /// Default 10.
+    pub jwks_min_refresh_seconds: u64,
+    /// Time limit of one key fetch. Default 5.
+    pub jwks_timeout_seconds: u64,
     /// The trusted token issuers.
     pub issuer: Vec<Spanned<IssuerConfig>>,
 }
@@ -328,6 +335,9 @@ impl Default for OAuth2Config {
             roles_claim: "roles".to_owned(),
             max_token_bytes: 8192,
             cache_capacity: 10_000,
+            jwks_refresh_seconds: 300,
+            jwks_min_refresh_seconds: 10,
+            jwks_timeout_seconds: 5,
             issuer: Vec::new(),
         }
     }
@@ -346,6 +356,12 @@ pub struct IssuerConfig {
     /// `kid` and `alg`.
     #[serde(default)]
     pub jwks_file: Option<Spanned<String>>,
+    /// A JWKS URL, fetched in the background (and, rate limited, on an unknown `kid`).
+    #[serde(default)]
+    pub jwks_uri: Option<Spanned<String>>,
+    /// `true`: find the JWKS URL in `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub discovery: bool,
     /// Keys given one by one.
     #[serde(default)]
     pub key: Vec<Spanned<KeyConfig>>,
