@@ -20,6 +20,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::header::{has_scheme, token68};
+use super::introspection::Introspector;
 use super::jwks::{KeySource, RemoteKeys};
 use super::AuthenticationHandler;
 use crate::config::{ConfigError, Deployment, IssuerConfig, KeyConfig, OAuth2Config, SourceMap, Spanned};
@@ -62,7 +63,9 @@ struct Inner {
     max_token_bytes: usize,
     /// Verified tokens by SHA-256 of the whole token; entries never outlive `exp`.
     cache: Cache<[u8; 32], VerifiedToken>,
-    store: Option<Arc<dyn UserStore>>,
+    /// The user store for token users' permissions, and how long a look-up may take.
+    store: Option<(Arc<dyn UserStore>, Duration)>,
+    introspection: Option<Introspector>,
 }
 
 struct Issuer {
@@ -93,7 +96,7 @@ impl BearerAuthenticator {
     ) -> Result<Option<Self>, ConfigError> {
         install_crypto_provider();
         let config = &deployment.oauth2;
-        if config.issuer.is_empty() {
+        if config.issuer.is_empty() && config.introspection.is_none() {
             return Ok(None);
         }
         let source = &deployment.source;
@@ -112,10 +115,23 @@ impl BearerAuthenticator {
                 return Err(source.error(issuer.issuer.span(), "issuer", "this issuer is configured twice"));
             }
         }
-        Ok(Some(Self::new(config, issuers, store)))
+        let introspection = match &config.introspection {
+            None => None,
+            Some(intro) => {
+                Some(Introspector::new(intro).map_err(|m| source.error(intro.endpoint.span(), "endpoint", m))?)
+            }
+        };
+        let store_timeout = Duration::from_secs(deployment.authentication.basic.store_timeout_seconds.max(1));
+        let bearer = Self::new(config, issuers, store.map(|s| (s, store_timeout)), introspection);
+        Ok(Some(bearer))
     }
 
-    fn new(config: &OAuth2Config, issuers: HashMap<String, Issuer>, store: Option<Arc<dyn UserStore>>) -> Self {
+    fn new(
+        config: &OAuth2Config,
+        issuers: HashMap<String, Issuer>,
+        store: Option<(Arc<dyn UserStore>, Duration)>,
+        introspection: Option<Introspector>,
+    ) -> Self {
         let inner = Inner {
             issuers,
             leeway: config.leeway_seconds,
@@ -124,6 +140,7 @@ impl BearerAuthenticator {
             max_token_bytes: config.max_token_bytes,
             cache: Cache::new(config.cache_capacity.max(1)),
             store,
+            introspection,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -168,7 +185,18 @@ impl Inner {
         if let Some(principal) = self.cached(&digest) {
             return Ok(principal);
         }
-        let (claims, exp) = self.verify(token).await?;
+        let (claims, exp) = if is_jws(token) {
+            self.verify(token).await?
+        } else {
+            // Only tokens that are not JWTs are introspected: a JWT that fails local
+            // verification is never sent on (SPEC F11).
+            let introspection = self.introspection.as_ref().ok_or_else(|| invalid("not a JWT"))?;
+            let now = now();
+            let answer = introspection.introspect(token, now).await?;
+            let limit = now.saturating_add(introspection.cache_max_seconds);
+            let until = answer.get("exp").and_then(Value::as_u64).map_or(limit, |exp| exp.min(limit));
+            (answer, until)
+        };
         let principal = self.principal(&claims).await?;
         if now() < exp {
             self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp });
@@ -179,10 +207,10 @@ impl Inner {
     /// Structure, header, issuer, key, signature, then claims. Each part is decoded and
     /// parsed once; jsonwebtoken only checks the signature.
     async fn verify(&self, token: &str) -> Result<(Value, u64), AuthError> {
-        let mut parts = token.split('.');
-        let well_formed = parts.clone().count() == 3
-            && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        let (Some((message, signature)), true) = (token.rsplit_once('.'), well_formed) else {
+        let parts_ok = token
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        let (Some((message, signature)), true) = (token.rsplit_once('.'), parts_ok) else {
             return Err(invalid("not a JWS compact serialization"));
         };
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed JWT header"))?;
@@ -268,7 +296,12 @@ impl Inner {
     /// delimited, exact) or `scp` (array), roles from the configured claim, client from
     /// `client_id` or `azp`, permissions from the user store when one is configured.
     async fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {
-        let sub = claims.get("sub").and_then(Value::as_str).ok_or_else(|| invalid("sub missing or not a string"))?;
+        // `username` is RFC 7662's name for the user when an introspection answer has no `sub`.
+        let sub = claims
+            .get("sub")
+            .or_else(|| claims.get("username"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| invalid("sub missing or not a string"))?;
         let name = QualifiedName::parse(sub).map_err(|_| invalid("sub is not a valid user name"))?;
         let scopes = scopes(claims)?;
         let roles = match claims.get(&self.roles_claim) {
@@ -284,11 +317,18 @@ impl Inner {
         if let Some(id) = client_id {
             builder = builder.client_id(id);
         }
-        if let Some(store) = &self.store {
-            let record = store.find_user(&name).await.map_err(|e| {
-                tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
-                AuthError::unavailable("user store failure").with_retry_after(1)
-            })?;
+        if let Some((store, timeout)) = &self.store {
+            let record = match tokio::time::timeout(*timeout, store.find_user(&name)).await {
+                Ok(Ok(record)) => record,
+                Ok(Err(e)) => {
+                    tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
+                    return Err(AuthError::unavailable("user store failure").with_retry_after(1));
+                }
+                Err(_) => {
+                    tracing::error!(target: "tower_secure::audit", "user store timed out");
+                    return Err(AuthError::unavailable("user store timed out").with_retry_after(1));
+                }
+            };
             if let Some(record) = record {
                 if record.disabled {
                     return Err(invalid("token user is disabled"));
@@ -392,6 +432,11 @@ fn remote_keys(
     let remote = Arc::new(remote);
     remote.ensure_background();
     Ok(Some(remote))
+}
+
+/// A JWS compact serialization has exactly three dot-separated parts.
+fn is_jws(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 /// SPEC F12: exact, case-sensitive, space-delimited tokens or a `scp` array; never split
@@ -695,7 +740,7 @@ mod tests {
     // SPEC A7: RFC 6750 challenges.
     #[test]
     fn challenges() {
-        let bearer = BearerAuthenticator::new(&OAuth2Config::default(), HashMap::new(), None);
+        let bearer = BearerAuthenticator::new(&OAuth2Config::default(), HashMap::new(), None, None);
         let text = |e: Option<&AuthError>| bearer.challenge("api", e).map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(text(None).unwrap(), r#"Bearer realm="api""#);
         assert_eq!(text(Some(&invalid("x"))).unwrap(), r#"Bearer realm="api", error="invalid_token""#);

@@ -7,6 +7,7 @@
 mod basic;
 mod bearer;
 pub mod header;
+mod introspection;
 mod jwks;
 
 use std::sync::Arc;

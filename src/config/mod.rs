@@ -325,6 +325,8 @@ pub struct OAuth2Config {
     pub jwks_timeout_seconds: u64,
     /// The trusted token issuers.
     pub issuer: Vec<Spanned<IssuerConfig>>,
+    /// `[oauth2.introspection]`: opaque tokens checked with RFC 7662 introspection.
+    pub introspection: Option<IntrospectionConfig>,
 }
 
 impl Default for OAuth2Config {
@@ -339,6 +341,7 @@ impl Default for OAuth2Config {
             jwks_min_refresh_seconds: 10,
             jwks_timeout_seconds: 5,
             issuer: Vec::new(),
+            introspection: None,
         }
     }
 }
@@ -389,4 +392,39 @@ pub struct KeyConfig {
     /// An HMAC secret, base64 (standard alphabet); at least as long as the hash.
     #[serde(default)]
     pub secret_base64: Option<Spanned<String>>,
+}
+
+/// `[oauth2.introspection]` (SPEC A6): tokens that are not JWTs are checked at this RFC 7662
+/// endpoint. A JWT is never sent there, even when it fails local verification.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// The introspection endpoint URL.
+    pub endpoint: Spanned<String>,
+    /// This API's client id at the authorization server (HTTP Basic client authentication).
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: String,
+    /// How many introspection results are cached at most. Default 10,000.
+    #[serde(default = "default_introspection_capacity")]
+    pub cache_capacity: usize,
+    /// The longest a result is trusted without asking again; never past the token's
+    /// `exp`. Default 60.
+    #[serde(default = "default_introspection_seconds")]
+    pub cache_max_seconds: u64,
+    /// Time limit of one call. Default 5.
+    #[serde(default = "default_introspection_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_introspection_capacity() -> usize {
+    10_000
+}
+
+fn default_introspection_seconds() -> u64 {
+    60
+}
+
+fn default_introspection_timeout() -> u64 {
+    5
 }
