@@ -372,10 +372,16 @@ fn http_loopback(c: &mut Criterion) {
     let secured = Target::new(secured_addr, Some(basic("alex", "alex123")));
     let open_addr = serve(&server, router().layer(layer(OPEN, &users)));
     let open = Target::new(open_addr, None);
+    let key_dir = tempfile::tempdir().expect("tempdir");
+    let keys = bench_keys(key_dir.path());
+    let bearer_addr = serve(&server, router().layer(bearer_layer(&keys, 10_000)));
+    // RS256, the most common signature; the token repeats, so it is verified once.
+    let bearer_target = Target::new(bearer_addr, Some(mint(&keys[1], "rs", 0)));
     // Warm alex's cache entry (and check both apps answer 200).
     client.block_on(async {
         sequential(&mut connect(plain_addr).await, &plain, 1).await;
         sequential(&mut connect(secured_addr).await, &secured, 1).await;
+        sequential(&mut connect(bearer_addr).await, &bearer_target, 1).await;
     });
 
     let mut group = c.benchmark_group("http_loopback");
@@ -384,6 +390,16 @@ fn http_loopback(c: &mut Criterion) {
     bench_http(&mut group, &client, "no_layer", (plain_addr, &plain), &HTTP_CONNECTIONS, &|| {});
     bench_http(&mut group, &client, "basic_cached", (secured_addr, &secured), &HTTP_CONNECTIONS, &|| {});
     bench_http(&mut group, &client, "open_rule_anonymous", (open_addr, &open), &HTTP_CONNECTIONS, &|| {});
+    let no_layer_bearer = Target::new(plain_addr, bearer_target.auth.clone());
+    bench_http(
+        &mut group,
+        &client,
+        "no_layer_same_bearer_request",
+        (plain_addr, &no_layer_bearer),
+        &[SATURATING],
+        &|| {},
+    );
+    bench_http(&mut group, &client, "bearer_rs256_repeated", (bearer_addr, &bearer_target), &[SATURATING], &|| {});
     group.finish();
     drop(client);
     drop(server);
@@ -659,6 +675,7 @@ fn openssl_pair(dir: &std::path::Path, name: &str, genpkey_args: &[&str]) -> (St
         .args(genpkey_args)
         .arg("-out")
         .arg(&private)
+        .stderr(std::process::Stdio::null())
         .status()
         .expect("openssl is installed");
     assert!(status.success(), "openssl genpkey {name}");
