@@ -194,7 +194,7 @@ impl Inner {
             let now = now();
             let answer = introspection.introspect(token, now).await?;
             let limit = now.saturating_add(introspection.cache_max_seconds);
-            let until = answer.get("exp").and_then(Value::as_u64).map_or(limit, |exp| exp.min(limit));
+            let until = answer.get("exp").and_then(seconds).map_or(limit, |exp| exp.min(limit));
             (answer, until)
         };
         let principal = self.principal(&claims).await?;
@@ -257,11 +257,7 @@ impl Inner {
         let time = |name: &str| -> Result<Option<u64>, AuthError> {
             match claims.get(name) {
                 None => Ok(None),
-                Some(value) => value
-                    .as_u64()
-                    .or_else(|| value.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-                    .map(Some)
-                    .ok_or_else(|| invalid("a time claim is not a number")),
+                Some(value) => seconds(value).map(Some).ok_or_else(|| invalid("a time claim is not a number")),
             }
         };
         let exp = time("exp")?.ok_or_else(|| invalid("exp missing"))?;
@@ -296,10 +292,13 @@ impl Inner {
     /// delimited, exact) or `scp` (array), roles from the configured claim, client from
     /// `client_id` or `azp`, permissions from the user store when one is configured.
     async fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {
-        // `username` is RFC 7662's name for the user when an introspection answer has no `sub`.
+        // `username` is RFC 7662's name for the user when an introspection answer has no
+        // `sub`; a client-credentials answer may name only its `client_id` (it holds no
+        // user's permissions, so permission rules refuse it; scope rules may admit it).
         let sub = claims
             .get("sub")
             .or_else(|| claims.get("username"))
+            .or_else(|| claims.get("active").and(claims.get("client_id")))
             .and_then(Value::as_str)
             .ok_or_else(|| invalid("sub missing or not a string"))?;
         let name = QualifiedName::parse(sub).map_err(|_| invalid("sub is not a valid user name"))?;
@@ -432,6 +431,11 @@ fn remote_keys(
     let remote = Arc::new(remote);
     remote.ensure_background();
     Ok(Some(remote))
+}
+
+/// A NumericDate (RFC 7519): a non-negative number of seconds, integer or not.
+pub(super) fn seconds(value: &Value) -> Option<u64> {
+    value.as_u64().or_else(|| value.as_f64().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64))
 }
 
 /// A JWS compact serialization has exactly three dot-separated parts.

@@ -51,7 +51,8 @@ impl Introspector {
         let mut response = self
             .client
             .post(&self.endpoint)
-            .basic_auth(&self.client_id, Some(&self.client_secret))
+            // RFC 6749 section 2.3.1: form-encode id and secret before Basic encoding.
+            .basic_auth(form_encode(&self.client_id), Some(form_encode(&self.client_secret)))
             .form(&[("token", token), ("token_type_hint", "access_token")])
             .send()
             .await
@@ -63,7 +64,7 @@ impl Introspector {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(unavailable("introspection response broken"))? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(AuthError::unavailable("introspection response too large"));
+                return Err(AuthError::unavailable("introspection response too large").with_retry_after(1));
             }
             body.extend_from_slice(&chunk);
         }
@@ -74,14 +75,16 @@ impl Introspector {
         if answer.get("active") != Some(&Value::Bool(true)) {
             return Err(AuthError::invalid_credentials("token is not active"));
         }
-        match answer.get("exp") {
+        match answer.get("exp").map(super::bearer::seconds) {
             None => {}
-            Some(exp) => match exp.as_u64() {
-                Some(exp) if exp > now => {}
-                Some(_) => return Err(AuthError::invalid_credentials("token expired")),
-                None => return Err(AuthError::invalid_credentials("exp is not a number")),
-            },
+            Some(Some(exp)) if exp > now => {}
+            Some(Some(_)) => return Err(AuthError::invalid_credentials("token expired")),
+            Some(None) => return Err(AuthError::invalid_credentials("exp is not a number")),
         }
         Ok(answer)
     }
+}
+
+fn form_encode(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

@@ -314,7 +314,8 @@ pub struct OAuth2Config {
     pub roles_claim: String,
     /// Longest token accepted, in bytes. Default 8192.
     pub max_token_bytes: usize,
-    /// How many verified tokens are cached at most (entries never outlive `exp`). Default 10,000.
+    /// How many verified tokens (and introspection results) are cached at most; entries
+    /// never outlive `exp`. Default 10,000.
     pub cache_capacity: usize,
     /// How often keys from a `jwks_uri` (or discovery) are fetched again. Default 300.
     pub jwks_refresh_seconds: u64,
@@ -405,9 +406,6 @@ pub struct IntrospectionConfig {
     pub client_id: String,
     /// Its client secret.
     pub client_secret: String,
-    /// How many introspection results are cached at most. Default 10,000.
-    #[serde(default = "default_introspection_capacity")]
-    pub cache_capacity: usize,
     /// The longest a result is trusted without asking again; never past the token's
     /// `exp`. Default 60.
     #[serde(default = "default_introspection_seconds")]
@@ -415,10 +413,6 @@ pub struct IntrospectionConfig {
     /// Time limit of one call. Default 5.
     #[serde(default = "default_introspection_timeout")]
     pub timeout_seconds: u64,
-}
-
-fn default_introspection_capacity() -> usize {
-    10_000
 }
 
 fn default_introspection_seconds() -> u64 {
