@@ -30,6 +30,7 @@ pub struct SecureLayerBuilder {
     deployment: Option<Deployment>,
     user_store: Option<Arc<dyn UserStore>>,
     basic: Option<BasicAuthenticator>,
+    bearer: Option<BearerAuthenticator>,
     handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
     authorizers: Vec<Arc<dyn AuthorizationHandler>>,
     responder: Option<Arc<dyn ErrorResponder>>,
@@ -54,6 +55,13 @@ impl SecureLayerBuilder {
     /// A `basic` handler you built yourself (to keep a handle on its cache).
     pub fn basic(mut self, basic: BasicAuthenticator) -> Self {
         self.basic = Some(basic);
+        self
+    }
+
+    /// An `oauth2` handler you built yourself with [`BearerAuthenticator::from_config`] (to
+    /// keep a handle for [`BearerAuthenticator::forget_token`] on revocation).
+    pub fn bearer(mut self, bearer: BearerAuthenticator) -> Self {
+        self.bearer = Some(bearer);
         self
     }
 
@@ -94,7 +102,11 @@ impl SecureLayerBuilder {
         if let Some(basic) = basic {
             handlers.insert(0, (Arc::new(basic), None));
         }
-        if let Some(bearer) = BearerAuthenticator::from_config(&deployment, store)? {
+        let bearer = match self.bearer {
+            Some(bearer) => Some(bearer),
+            None => BearerAuthenticator::from_config(&deployment, store)?,
+        };
+        if let Some(bearer) = bearer {
             handlers.insert(0, (Arc::new(bearer), None));
         }
         let registry = registry(&deployment, handlers)?;

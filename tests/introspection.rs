@@ -776,3 +776,26 @@ async fn c2_introspected_scopes_decide_scope_rules() {
     assert_eq!(server.bearer("/api/me", "alex-openid").await.caller()["name"], "alex");
     assert_eq!(idp.calls(), 6);
 }
+
+// SPEC A6: revocation invalidates the verified-token cache: after `forget_token`, the next
+// request with that token asks the endpoint again and obeys its `inactive`.
+#[tokio::test]
+async fn a6_forgotten_token_is_introspected_again() {
+    let (idp, endpoint) = start_idp().await;
+    let deployment = Deployment::from_toml_str("deployment.toml", &deployment_text(&endpoint, "", false)).unwrap();
+    let bearer = tower_secure::authn::BearerAuthenticator::from_config(&deployment, None).unwrap().unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).bearer(bearer.clone()).build().unwrap();
+    let server =
+        Server { base: common::serve(Router::new().fallback(echo).layer(layer)).await, client: common::client() };
+
+    idp.active("revocable", json!({"sub": "alex"}));
+    assert_eq!(server.bearer("/api/me", "revocable").await.status, 200);
+    idp.set("revocable", Answer::Json(json!({"active": false})));
+    assert_eq!(server.bearer("/api/me", "revocable").await.status, 200, "still cached before the revocation");
+    assert_eq!(idp.calls(), 1);
+
+    bearer.forget_token("revocable");
+    let reply = server.bearer("/api/me", "revocable").await;
+    assert_invalid_token(&reply, "a revoked token");
+    assert_eq!(idp.calls(), 2, "the forgotten token was not introspected again");
+}
