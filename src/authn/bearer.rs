@@ -641,23 +641,38 @@ fn family_kty(algorithm: Algorithm) -> &'static str {
     }
 }
 
-/// Keys of a JWKS document. Each key is parsed on its own (one unknown key does not
-/// void the set) and needs `kid` and `alg`; symmetric keys are refused (SPEC F8).
+/// Keys of a JWKS document. Each key is parsed on its own: one that is not for signatures
+/// this crate verifies (`use` other than `sig`, an encryption or unknown `alg`, no `kid`)
+/// is skipped and logged, and does not void the set. Symmetric keys refuse the whole set
+/// (SPEC F8), and so does a set without one usable key.
 pub(super) fn keys_from_jwks(text: &str) -> Result<Vec<VerificationKey>, String> {
     let document: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let list = document.get("keys").and_then(Value::as_array).ok_or("a JWKS needs a `keys` array")?;
+    if list.iter().any(|jwk| jwk.get("kty").and_then(Value::as_str) == Some("oct")) {
+        return Err("a JWKS must not hold symmetric (oct) keys".to_owned());
+    }
     let mut keys = Vec::with_capacity(list.len());
     for jwk in list {
-        if jwk.get("kty").and_then(Value::as_str) == Some("oct") {
-            return Err("a JWKS must not hold symmetric (oct) keys".to_owned());
+        match jwks_key(jwk) {
+            Ok(key) => keys.push(key),
+            Err(reason) => tracing::warn!(target: "tower_secure::audit", %reason, "skipping a JWKS key"),
         }
-        let kid = jwk.get("kid").and_then(Value::as_str).ok_or("every JWKS key needs a kid")?;
-        let alg = jwk.get("alg").and_then(Value::as_str).ok_or("every JWKS key needs an alg")?;
-        let algorithm: Algorithm = alg.parse().map_err(|_| format!("key {kid}: unsupported alg"))?;
-        let key = public_key_from_jwk(jwk, algorithm).map_err(|m| format!("key {kid}: {m}"))?;
-        keys.push(verification_key(Some(kid.to_owned()), algorithm, key));
+    }
+    if keys.is_empty() {
+        return Err("the JWKS holds no usable signing key".to_owned());
     }
     Ok(keys)
+}
+
+fn jwks_key(jwk: &Value) -> Result<VerificationKey, String> {
+    let kid = jwk.get("kid").and_then(Value::as_str).ok_or("a key without kid")?;
+    if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
+        return Err(format!("key {kid}: not a signing key"));
+    }
+    let alg = jwk.get("alg").and_then(Value::as_str).ok_or_else(|| format!("key {kid}: no alg"))?;
+    let algorithm: Algorithm = alg.parse().map_err(|_| format!("key {kid}: unsupported alg"))?;
+    let key = public_key_from_jwk(jwk, algorithm).map_err(|m| format!("key {kid}: {m}"))?;
+    Ok(verification_key(Some(kid.to_owned()), algorithm, key))
 }
 
 #[async_trait]

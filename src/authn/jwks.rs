@@ -3,7 +3,7 @@
 // network; an unknown `kid` triggers at most one refresh per interval, shared by every
 // request that asks meanwhile.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,12 @@ pub(crate) struct RemoteKeys {
     keys: ArcSwap<Vec<VerificationKey>>,
     fetched_once: AtomicBool,
     last_attempt: Mutex<Option<Instant>>,
-    single_flight: tokio::sync::Mutex<()>,
+    /// Held by the one fetch in flight (inside its own task, so a caller that goes away
+    /// cannot cancel it for the others).
+    single_flight: Arc<tokio::sync::Mutex<()>>,
+    /// Fetches finished (successful or not): a caller that waited while one finished uses
+    /// its result instead of fetching again.
+    completed: AtomicU64,
     refresh_every: Duration,
     min_interval: Duration,
     background_started: AtomicBool,
@@ -63,7 +68,8 @@ impl RemoteKeys {
             keys: ArcSwap::from_pointee(Vec::new()),
             fetched_once: AtomicBool::new(false),
             last_attempt: Mutex::new(None),
-            single_flight: tokio::sync::Mutex::new(()),
+            single_flight: Arc::new(tokio::sync::Mutex::new(())),
+            completed: AtomicU64::new(0),
             refresh_every,
             min_interval,
             background_started: AtomicBool::new(false),
@@ -105,8 +111,12 @@ impl RemoteKeys {
 
     /// Fetches the keys unless another fetch happened within the minimum interval;
     /// concurrent callers wait for the one fetch in flight and share its result.
-    pub(crate) async fn refresh(&self) {
-        let _flight = self.single_flight.lock().await;
+    pub(crate) async fn refresh(self: &Arc<Self>) {
+        let seen = self.completed.load(Ordering::Acquire);
+        let flight = self.single_flight.clone().lock_owned().await;
+        if self.completed.load(Ordering::Acquire) != seen {
+            return;
+        }
         {
             let mut last = self.last_attempt.lock().unwrap_or_else(PoisonError::into_inner);
             if last.is_some_and(|at| at.elapsed() < self.min_interval) {
@@ -114,6 +124,16 @@ impl RemoteKeys {
             }
             *last = Some(Instant::now());
         }
+        let keys = Arc::clone(self);
+        let task = tokio::spawn(async move {
+            let _flight = flight;
+            keys.fetch_and_store().await;
+        });
+        // A panic in the task is already logged by tokio; the keys stay as they were.
+        let _ = task.await;
+    }
+
+    async fn fetch_and_store(&self) {
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(target: "tower_secure::audit", source = ?self.source, keys = keys.len(), "fetched signing keys");
@@ -124,6 +144,7 @@ impl RemoteKeys {
                 tracing::error!(target: "tower_secure::audit", source = ?self.source, %error, "cannot fetch signing keys; keeping the previous ones");
             }
         }
+        self.completed.fetch_add(1, Ordering::AcqRel);
     }
 
     async fn fetch(&self) -> Result<Vec<VerificationKey>, FetchError> {
