@@ -198,13 +198,13 @@ where
                 request.extensions_mut().insert(context);
                 State::Inner { fut: self.inner.call(request) }
             }
-            Start::Authenticate { handler, rule, path } => {
+            Start::Authenticate { handler, rule, path, principal } => {
                 // Hand the readied service to the future and keep a fresh clone (tower idiom).
                 let fresh = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, fresh);
                 let engine = self.engine.clone();
                 let fut: AuthFuture = Box::pin(async move {
-                    let decision = engine.decide(handler, rule, path, &parts).await;
+                    let decision = engine.decide(handler, rule, path, principal, &parts).await;
                     (parts, decision)
                 });
                 State::Authenticating { fut, inner: Some(ready), body: Some(body) }
@@ -218,7 +218,14 @@ where
 enum Start {
     Refuse(Response<Bytes>),
     Pass(AuthContext),
-    Authenticate { handler: usize, rule: Arc<Rule>, path: CanonicalPath },
+    /// The async part: authentication (unless `principal` is already known) and, on
+    /// secured resources, authorization with the plugins.
+    Authenticate {
+        handler: usize,
+        rule: Arc<Rule>,
+        path: CanonicalPath,
+        principal: Option<Principal>,
+    },
 }
 
 impl Engine {
@@ -267,8 +274,9 @@ impl Engine {
         }
     }
 
-    /// The synchronous path: a handler that can answer at once (a cached credential) and
-    /// no authorization plugins to await. Anything else goes to [`Engine::decide`].
+    /// The synchronous path: every handler is first asked to answer at once (a cached
+    /// credential); with no authorization plugins to await, that decides the request here.
+    /// Anything else goes to [`Engine::decide`].
     fn authenticate_now(
         self: &Arc<Self>,
         handler: usize,
@@ -276,13 +284,10 @@ impl Engine {
         path: CanonicalPath,
         parts: &Parts,
     ) -> Start {
-        if !self.authorizers.is_empty() {
-            return Start::Authenticate { handler, rule, path };
-        }
         let registered = &self.registry.handlers()[handler];
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| registered.handler.authenticate_now(parts)));
         let principal = match answer {
-            Ok(None) => return Start::Authenticate { handler, rule, path },
+            Ok(None) => return Start::Authenticate { handler, rule, path, principal: None },
             Ok(Some(Ok(principal))) => principal,
             Ok(Some(Err(error))) => {
                 return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error))
@@ -292,6 +297,10 @@ impl Engine {
                 return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error));
             }
         };
+        if !self.authorizers.is_empty() {
+            // Authorization plugins are async: decided in the future, without authenticating again.
+            return Start::Authenticate { handler, rule, path, principal: Some(principal) };
+        }
         if rule.is_secure() {
             let request = AuthorizationRequest { request: parts, path: &path, rule: &rule, principal: &principal };
             if let Err(error) = authz::check_rule(&self.policy, &request) {
@@ -309,10 +318,14 @@ impl Engine {
         handler: usize,
         rule: Arc<Rule>,
         path: CanonicalPath,
+        known: Option<Principal>,
         parts: &Parts,
     ) -> Result<AuthContext, Response<Bytes>> {
         let registered = &self.registry.handlers()[handler];
-        let outcome = AssertUnwindSafe(registered.handler.authenticate(parts)).catch_unwind().await;
+        let outcome = match known {
+            Some(principal) => Ok(Ok(principal)),
+            None => AssertUnwindSafe(registered.handler.authenticate(parts)).catch_unwind().await,
+        };
         let principal = match outcome {
             Ok(Ok(principal)) => principal,
             Ok(Err(error)) => return Err(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error)),

@@ -3,10 +3,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 
-/// Kills the server when the test ends, whatever happens.
-struct Server(Child);
+/// Kills the server when the test ends, whatever happens. Holds the server's stdout open
+/// for its whole life: closing it early would make the server's next `println!` fail with
+/// EPIPE and panic, killing it mid-test.
+struct Server(Child, Option<BufReader<ChildStdout>>);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -32,10 +34,10 @@ fn start_quickstart() -> (Server, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the quickstart example is built by `cargo test`");
-    let stdout = child.stdout.take().unwrap();
-    let mut server = Server(child);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first_line = String::new();
-    BufReader::new(stdout).read_line(&mut first_line).unwrap();
+    stdout.read_line(&mut first_line).unwrap();
+    let mut server = Server(child, Some(stdout));
     let base = first_line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
     if !base.starts_with("http://127.0.0.1:") {
         let _ = server.0.kill();

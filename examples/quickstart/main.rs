@@ -11,6 +11,8 @@
 //! `TOWER_SECURE_DEPLOYMENT` and `TOWER_SECURE_USERS` point it at other files; `ADDR`
 //! changes the listen address (default 127.0.0.1:3000).
 
+use std::io::Write as _;
+
 use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -73,8 +75,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let app = app()?;
-    println!("quickstart listening on http://{}", listener.local_addr()?);
-    println!("try: curl -i -u alex:alex123 http://{}/api/users/v1/42/challenges", listener.local_addr()?);
+    // The banner is best effort: a closed stdout (`| head -1`) must not stop the server.
+    let addr = listener.local_addr()?;
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "quickstart listening on http://{addr}");
+    let _ = writeln!(stdout, "try: curl -i -u alex:alex123 http://{addr}/api/users/v1/42/challenges");
+    let _ = stdout.flush();
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -237,16 +237,8 @@ impl Inner {
         Ok(verified && record.is_some_and(|r| r.password_hash.is_some()))
     }
 
-    async fn authenticate(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
-        let proof = self.proof(user, password);
-        let now = Instant::now();
-        if let Some(principal) = self.cached(user, &proof, now) {
-            return Ok(principal);
-        }
-        self.verify_uncached(user, password, proof, now).await
-    }
-
-    async fn verify_uncached(
+    /// The uncached path: `authenticate_now` already missed the cache for this credential.
+    async fn authenticate(
         &self,
         user: &str,
         password: &str,
@@ -359,7 +351,9 @@ impl AuthenticationHandler for BasicAuthenticator {
             .get(AUTHORIZATION)
             .ok_or_else(|| AuthError::internal("basic handler called without a credential"))?;
         let (text, colon) = parse_credentials(value)?;
-        self.inner.authenticate(&text[..colon], &text[colon + 1..]).await
+        let (user, password) = (&text[..colon], &text[colon + 1..]);
+        let proof = self.inner.proof(user, password);
+        self.inner.authenticate(user, password, proof, Instant::now()).await
     }
 
     fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {

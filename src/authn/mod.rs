@@ -76,12 +76,15 @@ pub trait AuthenticationHandler: Send + Sync + 'static {
     /// (and refused by [`authenticate`](Self::authenticate)).
     fn can_handle(&self, request: &Parts) -> bool;
 
-    /// Verifies the credential.
+    /// Verifies the credential. The layer calls it only after
+    /// [`authenticate_now`](Self::authenticate_now) returned `None` for the same request,
+    /// so work that one already did (a cache look-up) need not be repeated here.
     async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError>;
 
     /// Answers without waiting when the handler can (a cached verification, a malformed
     /// credential); `None` sends the request to [`authenticate`](Self::authenticate).
-    /// This lets the layer decide cached requests without boxing a future. Default `None`.
+    /// The layer always asks this first; it lets cached requests be decided without
+    /// boxing a future. Default `None`.
     fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {
         let _ = request;
         None
