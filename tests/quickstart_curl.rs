@@ -8,12 +8,15 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 /// Kills the server when the test ends, whatever happens. Holds the server's stdout open
 /// for its whole life: closing it early would make the server's next `println!` fail with
 /// EPIPE and panic, killing it mid-test.
-struct Server(Child, Option<BufReader<ChildStdout>>);
+struct Server {
+    child: Child,
+    _stdout: BufReader<ChildStdout>,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -37,12 +40,12 @@ fn start_quickstart() -> (Server, String) {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).unwrap();
-    let mut server = Server(child, Some(stdout));
+    let mut server = Server { child, _stdout: stdout };
     let base = first_line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
     if !base.starts_with("http://127.0.0.1:") {
-        let _ = server.0.kill();
+        let _ = server.child.kill();
         let mut stderr = String::new();
-        if let Some(mut pipe) = server.0.stderr.take() {
+        if let Some(mut pipe) = server.child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
         }
         panic!("the quickstart did not start: stdout {first_line:?}, stderr {stderr:?}");
