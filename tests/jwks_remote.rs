@@ -970,3 +970,23 @@ async fn jku_and_x5u_headers_cause_no_network_io() {
     assert_eq!(trapped.load(Ordering::SeqCst), 0, "jku/x5u URLs were contacted");
     assert!(idp.jwks_hits() <= 2, "only the configured JWKS is fetched: {}", idp.jwks_hits());
 }
+
+// SPEC A5, F9: a key withdrawn from the JWKS stops working at once for tokens the layer had
+// already verified and cached: once a refresh drops the kid, the cached token is verified
+// again and refused, while tokens of the keys still published keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retired_key_invalidates_cached_tokens() {
+    let keys = keys();
+    let idp = Idp::start(Mode::Up, &standard_jwks()).await;
+    let api = Api::with_jwks_uri(&idp, FAST).await;
+    let (withdrawn, _) = mint(&keys.rsa_a, "rsa-a", ISS);
+    let (kept, _) = mint(&keys.ec_a, "ec-a", ISS);
+    assert_eq!(api.call(&withdrawn).await.status, 200);
+    assert_eq!(api.call(&kept).await.status, 200);
+
+    idp.publish(&json!({"keys": [keys.ec_a.jwk("ec-a")]}));
+    let hits = idp.jwks_hits();
+    assert!(wait_until(Duration::from_secs(5), || idp.jwks_hits() >= hits + 2).await, "background refreshes ran");
+    assert_eq!(api.call(&withdrawn).await.status, 401, "a cached token of a withdrawn key still passed");
+    assert_eq!(api.call(&kept).await.status, 200);
+}

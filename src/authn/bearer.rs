@@ -5,6 +5,7 @@
 // `crit` and `typ` are never checked).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,9 @@ struct Inner {
     /// The user store for token users' permissions, and how long a look-up may take.
     store: Option<(Arc<dyn UserStore>, Duration)>,
     introspection: Option<Introspector>,
+    /// Bumped by a remote key source when a key is retired: cached tokens of an older
+    /// epoch are verified again, so tokens of a withdrawn key stop working at once.
+    key_epoch: Arc<AtomicU64>,
 }
 
 struct Issuer {
@@ -75,7 +79,7 @@ struct Issuer {
 }
 
 pub(super) struct VerificationKey {
-    kid: Option<String>,
+    pub(super) kid: Option<String>,
     algorithm: Algorithm,
     key: DecodingKey,
 }
@@ -84,6 +88,8 @@ pub(super) struct VerificationKey {
 struct VerifiedToken {
     principal: Principal,
     exp: u64,
+    /// The key epoch when the token was verified; see [`Inner::key_epoch`].
+    epoch: u64,
 }
 
 impl BearerAuthenticator {
@@ -101,10 +107,11 @@ impl BearerAuthenticator {
         }
         let source = &deployment.source;
         let mut issuers = HashMap::new();
+        let key_epoch = Arc::new(AtomicU64::new(0));
         for table in &config.issuer {
             let issuer = table.get_ref();
             let keys = load_issuer_keys(issuer, source)?;
-            let remote = remote_keys(issuer, config, source)?;
+            let remote = remote_keys(issuer, config, source, &key_epoch)?;
             if keys.is_empty() && remote.is_none() {
                 let message = "an issuer needs keys: key tables, jwks_file, jwks_uri or discovery = true";
                 return Err(source.error(issuer.issuer.span(), "issuer", message));
@@ -122,7 +129,7 @@ impl BearerAuthenticator {
             }
         };
         let store_timeout = Duration::from_secs(deployment.authentication.basic.store_timeout_seconds.max(1));
-        let bearer = Self::new(config, issuers, store.map(|s| (s, store_timeout)), introspection);
+        let bearer = Self::new(config, issuers, store.map(|s| (s, store_timeout)), introspection, key_epoch);
         Ok(Some(bearer))
     }
 
@@ -131,6 +138,7 @@ impl BearerAuthenticator {
         issuers: HashMap<String, Issuer>,
         store: Option<(Arc<dyn UserStore>, Duration)>,
         introspection: Option<Introspector>,
+        key_epoch: Arc<AtomicU64>,
     ) -> Self {
         let inner = Inner {
             issuers,
@@ -141,6 +149,7 @@ impl BearerAuthenticator {
             cache: Cache::new(config.cache_capacity.max(1)),
             store,
             introspection,
+            key_epoch,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -184,12 +193,15 @@ impl Inner {
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
         let hit = self.cache.get(digest)?;
-        (now() < hit.exp).then_some(hit.principal)
+        let current = hit.epoch == self.key_epoch.load(Ordering::Acquire);
+        (current && now() < hit.exp).then_some(hit.principal)
     }
 
     /// The uncached path: `authenticate_now` already missed the cache for this token.
     async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        // Read before verifying: a key retired meanwhile makes this entry stale at once.
+        let epoch = self.key_epoch.load(Ordering::Acquire);
         let (claims, exp) = if is_jws(token) {
             self.verify(token).await?
         } else {
@@ -204,7 +216,7 @@ impl Inner {
         };
         let principal = self.principal(&claims).await?;
         if now() < exp {
-            self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp });
+            self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp, epoch });
         }
         Ok(principal)
     }
@@ -410,6 +422,7 @@ fn remote_keys(
     issuer: &IssuerConfig,
     config: &OAuth2Config,
     source: &SourceMap,
+    key_epoch: &Arc<AtomicU64>,
 ) -> Result<Option<Arc<RemoteKeys>>, ConfigError> {
     let key_source = match (&issuer.jwks_uri, issuer.discovery) {
         (Some(uri), false) => {
@@ -431,6 +444,7 @@ fn remote_keys(
         seconds(config.jwks_refresh_seconds.max(1)),
         seconds(config.jwks_min_refresh_seconds),
         seconds(config.jwks_timeout_seconds.max(1)),
+        Arc::clone(key_epoch),
     )
     .map_err(|m| source.error(issuer.issuer.span(), "issuer", m))?;
     let remote = Arc::new(remote);
@@ -764,7 +778,7 @@ mod tests {
     // SPEC A7: RFC 6750 challenges.
     #[test]
     fn challenges() {
-        let bearer = BearerAuthenticator::new(&OAuth2Config::default(), HashMap::new(), None, None);
+        let bearer = BearerAuthenticator::new(&OAuth2Config::default(), HashMap::new(), None, None, Arc::default());
         let text = |e: Option<&AuthError>| bearer.challenge("api", e).map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(text(None).unwrap(), r#"Bearer realm="api""#);
         assert_eq!(text(Some(&invalid("x"))).unwrap(), r#"Bearer realm="api", error="invalid_token""#);

@@ -35,6 +35,9 @@ pub(crate) struct RemoteKeys {
     /// Fetches finished (successful or not): a caller that waited while one finished uses
     /// its result instead of fetching again.
     completed: AtomicU64,
+    /// Bumped when a fetch drops a `kid` that was there before, so that tokens verified
+    /// with a retired key leave the verified-token cache (shared with the bearer handler).
+    key_epoch: Arc<AtomicU64>,
     refresh_every: Duration,
     min_interval: Duration,
     background_started: AtomicBool,
@@ -56,6 +59,7 @@ impl RemoteKeys {
         refresh_every: Duration,
         min_interval: Duration,
         timeout: Duration,
+        key_epoch: Arc<AtomicU64>,
     ) -> Result<Self, String> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -70,6 +74,7 @@ impl RemoteKeys {
             last_attempt: Mutex::new(None),
             single_flight: Arc::new(tokio::sync::Mutex::new(())),
             completed: AtomicU64::new(0),
+            key_epoch,
             refresh_every,
             min_interval,
             background_started: AtomicBool::new(false),
@@ -137,7 +142,13 @@ impl RemoteKeys {
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(target: "tower_secure::audit", source = ?self.source, keys = keys.len(), "fetched signing keys");
-                self.keys.store(Arc::new(keys));
+                let previous = self.keys.swap(Arc::new(keys));
+                let current = self.keys.load();
+                let retired = previous.iter().any(|old| !current.iter().any(|new| new.kid == old.kid));
+                if retired {
+                    self.key_epoch.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!(target: "tower_secure::audit", source = ?self.source, "a signing key was retired; cached tokens are verified again");
+                }
                 self.fetched_once.store(true, Ordering::Release);
             }
             Err(error) => {
