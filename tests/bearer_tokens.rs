@@ -90,25 +90,7 @@ fn generate_keys() -> Keys {
         ("ec384", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384"]),
         ("ed", &["-algorithm", "ed25519"]),
     ];
-    // All key generations at once: RSA dominates, and the tests wait for this.
-    let children: Vec<_> = specs
-        .iter()
-        .map(|(name, args)| {
-            Command::new("openssl")
-                .arg("genpkey")
-                .args(*args)
-                .args(["-out", &path(name)])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run openssl (is it installed?): {e}"))
-        })
-        .collect();
-    for (child, (name, _)) in children.into_iter().zip(specs.iter()) {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "openssl genpkey {name}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    common::openssl_genpkeys(dir.path(), &specs);
     let private = |name: &str| std::fs::read_to_string(path(name)).unwrap();
     let public = |name: &str| openssl(&["pkey", "-in", &path(name), "-pubout"]);
     let pair = |name: &str| Pair { private: private(name), public: public(name) };

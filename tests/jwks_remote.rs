@@ -99,27 +99,9 @@ fn generate_keys() -> Keys {
     let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(format!("{name}.pem")).display().to_string();
-    let rsa: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
-    let ec: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    let (rsa, ec) = (common::RSA_2048, common::EC_P256);
     let specs = [("rsa_a", rsa), ("rsa_b", rsa), ("rsa_c", rsa), ("ec_a", ec)];
-    let children: Vec<_> = specs
-        .iter()
-        .map(|(name, args)| {
-            Command::new("openssl")
-                .arg("genpkey")
-                .args(*args)
-                .args(["-out", &path(name)])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run openssl (is it installed?): {e}"))
-        })
-        .collect();
-    for (child, (name, _)) in children.into_iter().zip(specs.iter()) {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "openssl genpkey {name}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    common::openssl_genpkeys(dir.path(), &specs);
     let private = |name: &str| std::fs::read_to_string(path(name)).unwrap();
     let rsa_key = |name: &str| {
         let text = openssl(&["rsa", "-in", &path(name), "-noout", "-modulus"]);

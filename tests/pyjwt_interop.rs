@@ -13,11 +13,9 @@ use tower_secure::{Principal, SecureLayer};
 
 const ISSUER: &str = "https://pyjwt.example";
 
-/// Generates a key pair with the openssl CLI; returns (private key path, public PEM).
-fn keypair(dir: &Path, name: &str, args: &[&str]) -> (String, String) {
+/// The private key path and public PEM of key `name` made by `common::openssl_genpkeys`.
+fn keypair(dir: &Path, name: &str) -> (String, String) {
     let private = dir.join(format!("{name}.pem"));
-    let ok = Command::new("openssl").arg("genpkey").args(args).arg("-out").arg(&private).status().unwrap().success();
-    assert!(ok, "openssl genpkey {name}");
     let public = Command::new("openssl").args(["pkey", "-pubout", "-in"]).arg(&private).output().unwrap();
     assert!(public.status.success());
     (private.display().to_string(), String::from_utf8(public.stdout).unwrap())
@@ -61,11 +59,13 @@ fn tamper(token: &str) -> String {
 #[tokio::test]
 async fn pyjwt_tokens_validate_and_tampered_copies_do_not() {
     let dir = tempfile::tempdir().unwrap();
-    let (rsa_private, rsa_public) =
-        keypair(dir.path(), "rsa", &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"]);
-    let (ec_private, ec_public) =
-        keypair(dir.path(), "ec", &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]);
-    let (ed_private, ed_public) = keypair(dir.path(), "ed", &["-algorithm", "ed25519"]);
+    common::openssl_genpkeys(
+        dir.path(),
+        &[("rsa", common::RSA_2048), ("ec", common::EC_P256), ("ed", common::ED25519)],
+    );
+    let (rsa_private, rsa_public) = keypair(dir.path(), "rsa");
+    let (ec_private, ec_public) = keypair(dir.path(), "ec");
+    let (ed_private, ed_public) = keypair(dir.path(), "ed");
     let secret = "0123456789abcdef0123456789abcdef-pyjwt";
     let secret_b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret);
     let key = |kid: &str, alg: &str, material: String| {

@@ -52,7 +52,7 @@ pub fn has_scheme(value: &HeaderValue, scheme: &str) -> bool {
 /// use tower_secure::authn::header::token68;
 ///
 /// let value = HeaderValue::from_static("Bearer  abc.def-_~+/==");
-/// assert_eq!(token68(&value, 1024).unwrap(), "abc.def-_~+/==");
+/// assert_eq!(token68(&value, 1024).ok(), Some("abc.def-_~+/=="));
 /// assert!(token68(&HeaderValue::from_static("Bearer abc def"), 1024).is_err());
 /// assert!(token68(&HeaderValue::from_static("Bearer"), 1024).is_err());
 /// ```

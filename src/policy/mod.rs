@@ -57,11 +57,11 @@ pub struct ScopeDefinition {
 ///     secure = false
 /// "#)?;
 /// let policy = Policy::compile(&deployment)?;
-/// let rule = policy.lookup(&Method::GET, &CanonicalPath::parse("/api/health").unwrap()).unwrap();
-/// assert!(!rule.is_secure());
-/// let rule = policy.lookup(&Method::GET, &CanonicalPath::parse("/elsewhere").unwrap()).unwrap();
-/// assert!(rule.is_secure());
-/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// let health = CanonicalPath::parse("/api/health")?;
+/// assert!(policy.lookup(&Method::GET, &health).is_ok_and(|rule| !rule.is_secure()));
+/// let elsewhere = CanonicalPath::parse("/elsewhere")?;
+/// assert!(policy.lookup(&Method::GET, &elsewhere).is_ok_and(|rule| rule.is_secure()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug)]
 pub struct Policy {

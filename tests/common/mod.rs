@@ -113,3 +113,33 @@ pub async fn raw_status(base: &str, request_head: &[u8]) -> u16 {
     let head = String::from_utf8_lossy(&buf[..n]);
     head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
+
+/// `openssl genpkey` arguments for the key types the tests use.
+pub const RSA_2048: &[&str] = &["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+pub const EC_P256: &[&str] = &["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+pub const ED25519: &[&str] = &["-algorithm", "ed25519"];
+
+/// Generates private keys with the openssl CLI, all at once (RSA dominates the wait);
+/// key `name` lands in `dir/{name}.pem`.
+pub fn openssl_genpkeys(dir: &std::path::Path, specs: &[(&str, &[&str])]) {
+    use std::process::{Command, Stdio};
+    let children: Vec<_> = specs
+        .iter()
+        .map(|(name, args)| {
+            Command::new("openssl")
+                .arg("genpkey")
+                .args(*args)
+                .arg("-out")
+                .arg(dir.join(format!("{name}.pem")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run openssl (is it installed?): {e}"))
+        })
+        .collect();
+    for (child, (name, _)) in children.into_iter().zip(specs) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "openssl genpkey {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
