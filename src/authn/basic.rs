@@ -253,17 +253,7 @@ impl Inner {
             self.verify(password, None).await?;
             return Err(AuthError::invalid_credentials("account locked"));
         }
-        let record = match tokio::time::timeout(self.store_timeout, self.store.find_user(&name)).await {
-            Ok(Ok(record)) => record,
-            Ok(Err(e)) => {
-                tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
-                return Err(AuthError::unavailable("user store failure").with_retry_after(1));
-            }
-            Err(_) => {
-                tracing::error!(target: "tower_secure::audit", "user store timed out");
-                return Err(AuthError::unavailable("user store timed out").with_retry_after(1));
-            }
-        };
+        let record = super::find_user(&*self.store, &name, self.store_timeout).await?;
         let verified = self.verify(password, record.as_ref()).await?;
         let record = match record {
             Some(record) if verified => record,

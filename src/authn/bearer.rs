@@ -334,17 +334,7 @@ impl Inner {
             builder = builder.client_id(id);
         }
         if let Some((store, timeout)) = &self.store {
-            let record = match tokio::time::timeout(*timeout, store.find_user(&name)).await {
-                Ok(Ok(record)) => record,
-                Ok(Err(e)) => {
-                    tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
-                    return Err(AuthError::unavailable("user store failure").with_retry_after(1));
-                }
-                Err(_) => {
-                    tracing::error!(target: "tower_secure::audit", "user store timed out");
-                    return Err(AuthError::unavailable("user store timed out").with_retry_after(1));
-                }
-            };
+            let record = super::find_user(&**store, &name, *timeout).await?;
             if let Some(record) = record {
                 if record.disabled {
                     return Err(invalid("token user is disabled"));

@@ -20,7 +20,7 @@ pub use basic::BasicAuthenticator;
 pub use bearer::BearerAuthenticator;
 
 use crate::error::AuthError;
-use crate::identity::Principal;
+use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
 
 /// Authenticates requests that carry one kind of credential.
 ///
@@ -95,6 +95,26 @@ pub trait AuthenticationHandler: Send + Sync + 'static {
     fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {
         let _ = (realm, error);
         None
+    }
+}
+
+/// Looks a user up for any handler, failing closed: a store error or a look-up slower than
+/// `timeout` is 503 with `Retry-After` and a logged reason, never a missing user (SPEC F17).
+pub(crate) async fn find_user(
+    store: &dyn UserStore,
+    name: &QualifiedName,
+    timeout: std::time::Duration,
+) -> Result<Option<UserRecord>, AuthError> {
+    match tokio::time::timeout(timeout, store.find_user(name)).await {
+        Ok(Ok(record)) => Ok(record),
+        Ok(Err(e)) => {
+            tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
+            Err(AuthError::unavailable("user store failure").with_retry_after(1))
+        }
+        Err(_) => {
+            tracing::error!(target: "tower_secure::audit", "user store timed out");
+            Err(AuthError::unavailable("user store timed out").with_retry_after(1))
+        }
     }
 }
 
