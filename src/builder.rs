@@ -34,6 +34,8 @@ pub struct SecureLayerBuilder {
     handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
     authorizers: Vec<Arc<dyn AuthorizationHandler>>,
     responder: Option<Arc<dyn ErrorResponder>>,
+    #[cfg(feature = "oauth2-server")]
+    token_server: Option<crate::oauth2::TokenServer>,
 }
 
 impl SecureLayerBuilder {
@@ -90,12 +92,31 @@ impl SecureLayerBuilder {
         self
     }
 
+    /// Trusts the tokens of a [`TokenServer`](crate::oauth2::TokenServer) in this process:
+    /// its keys verify them (HMAC ones included) and a token it revokes is refused at once.
+    /// Unless set otherwise, the layer also takes its user store and shares its `basic`
+    /// handler, so the password grant and Basic share one cache and one lockout.
+    #[cfg(feature = "oauth2-server")]
+    pub fn token_server(mut self, server: &crate::oauth2::TokenServer) -> Self {
+        self.token_server = Some(server.clone());
+        self
+    }
+
     /// Validates everything and builds the layer. Errors name the file, line and key.
     pub fn build(self) -> Result<SecureLayer, ConfigError> {
         let deployment = self.deployment.unwrap_or_default();
         let mut handlers = self.handlers;
-        let store = self.user_store;
-        let basic = self.basic.or_else(|| {
+        #[cfg_attr(not(feature = "oauth2-server"), allow(unused_mut))]
+        let (mut store, mut basic, mut local) = (self.user_store, self.basic, None);
+        #[cfg(feature = "oauth2-server")]
+        if let Some(server) = &self.token_server {
+            if store.is_none() {
+                store = Some(server.user_store());
+                basic = basic.or_else(|| Some(server.basic_authenticator()));
+            }
+            local = Some(server.local_issuer());
+        }
+        let basic = basic.or_else(|| {
             let store = store.clone()?;
             Some(BasicAuthenticator::from_arc(store, &deployment.authentication.basic))
         });
@@ -104,7 +125,7 @@ impl SecureLayerBuilder {
         }
         let bearer = match self.bearer {
             Some(bearer) => Some(bearer),
-            None => BearerAuthenticator::from_config(&deployment, store)?,
+            None => BearerAuthenticator::with_local_issuer(&deployment, store, local)?,
         };
         if let Some(bearer) = bearer {
             handlers.insert(0, (Arc::new(bearer), None));

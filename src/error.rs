@@ -152,6 +152,11 @@ impl AuthError {
         &self.reason
     }
 
+    /// The `Retry-After` seconds, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     /// Builds the response: `challenges` become `WWW-Authenticate` headers, the body comes
     /// from `responder`. Status and headers are not the responder's to change.
     pub(crate) fn to_response(&self, challenges: &[HeaderValue], responder: &dyn ErrorResponder) -> Response<Bytes> {

@@ -51,6 +51,7 @@ pub struct AuthContext {
     tenant: Option<String>,
     /// Only anonymous contexts keep the engine, for the extractor's 401 (its challenges and
     /// body); authenticated requests skip the shared reference count.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     engine: Option<Arc<Engine>>,
 }
 
@@ -71,6 +72,7 @@ impl AuthContext {
     }
 
     /// A 401 for this resource, with its challenges and the configured body.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn unauthenticated(&self) -> Response<Bytes> {
         let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
         match &self.engine {

@@ -11,6 +11,8 @@ mod error;
 mod extract;
 pub mod identity;
 mod layer;
+#[cfg(feature = "oauth2-server")]
+pub mod oauth2;
 pub mod policy;
 
 pub use builder::SecureLayerBuilder;

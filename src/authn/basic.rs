@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use async_trait::async_trait;
-use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::HeaderValue;
@@ -18,14 +17,14 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use super::header::{has_scheme, token68};
+use super::header::{basic_credentials, has_scheme};
 use super::AuthenticationHandler;
 use crate::config::BasicConfig;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
 
 /// Base64 of a 255-byte user and a 512-byte password, rounded up.
-const MAX_BASIC_TOKEN: usize = 1024;
+pub(crate) const MAX_BASIC_TOKEN: usize = 1024;
 /// How long an uncached verification may wait for the throttle, and then for the hashing
 /// pool, before it gets 429: the queue in front of argon2 stays bounded.
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
@@ -157,6 +156,29 @@ impl BasicAuthenticator {
     /// True while `name` is locked out.
     pub fn is_locked(&self, name: &QualifiedName) -> bool {
         self.inner.locked(name, Instant::now())
+    }
+
+    /// Verifies a user name and password exactly as a Basic credential is verified (cache,
+    /// lockout, throttle, dummy hash), for doors other than the `Authorization` header:
+    /// the token endpoint's password grant and its client authentication.
+    ///
+    /// ```
+    /// # async fn run() -> Result<(), tower_secure::AuthError> {
+    /// use tower_secure::authn::BasicAuthenticator;
+    /// use tower_secure::config::BasicConfig;
+    /// use tower_secure::identity::InMemoryUserStore;
+    ///
+    /// let basic = BasicAuthenticator::new(InMemoryUserStore::default(), &BasicConfig::default());
+    /// assert!(basic.verify("nobody", "guess").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub async fn verify(&self, user: &str, password: &str) -> Result<Principal, AuthError> {
+        let proof = self.inner.proof(user, password);
+        let now = Instant::now();
+        match self.inner.cached(user, &proof, now) {
+            Some(principal) => Ok(principal),
+            None => self.inner.authenticate(user, password, proof, now).await,
+        }
     }
 }
 
@@ -307,20 +329,6 @@ fn dummy_hash(reference: Option<&str>) -> String {
         })
 }
 
-/// The decoded `user:password` text and the position of its first `:`.
-fn parse_credentials(value: &HeaderValue) -> Result<(String, usize), AuthError> {
-    let token = token68(value, MAX_BASIC_TOKEN)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token)
-        .map_err(|_| AuthError::invalid_request("Basic credential is not canonical base64"))?;
-    let text = String::from_utf8(decoded).map_err(|_| AuthError::invalid_request("Basic credential is not UTF-8"))?;
-    match text.find(':') {
-        None => Err(AuthError::invalid_request("Basic credential has no ':'")),
-        Some(0) => Err(AuthError::invalid_request("Basic credential has an empty user")),
-        Some(colon) => Ok((text, colon)),
-    }
-}
-
 #[async_trait]
 impl AuthenticationHandler for BasicAuthenticator {
     fn name(&self) -> &str {
@@ -340,7 +348,7 @@ impl AuthenticationHandler for BasicAuthenticator {
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| AuthError::internal("basic handler called without a credential"))?;
-        let (text, colon) = parse_credentials(value)?;
+        let (text, colon) = basic_credentials(value, MAX_BASIC_TOKEN)?;
         let (user, password) = (&text[..colon], &text[colon + 1..]);
         let proof = self.inner.proof(user, password);
         self.inner.authenticate(user, password, proof, Instant::now()).await
@@ -350,7 +358,7 @@ impl AuthenticationHandler for BasicAuthenticator {
         let Some(value) = request.headers.get(AUTHORIZATION) else {
             return Some(Err(AuthError::internal("basic handler called without a credential")));
         };
-        let (text, colon) = match parse_credentials(value) {
+        let (text, colon) = match basic_credentials(value, MAX_BASIC_TOKEN) {
             Ok(parsed) => parsed,
             Err(error) => return Some(Err(error)),
         };

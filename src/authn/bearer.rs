@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use super::header::{has_scheme, token68};
 use super::introspection::Introspector;
 use super::jwks::{KeySource, RemoteKeys};
-use super::AuthenticationHandler;
+use super::{AuthenticationHandler, RevokedTokens};
 use crate::config::{ConfigError, Deployment, IssuerConfig, KeyConfig, OAuth2Config, SourceMap, Spanned};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{Principal, QualifiedName, UserStore};
@@ -70,12 +70,25 @@ struct Inner {
     /// Bumped by a remote key source when a key is retired: cached tokens of an older
     /// epoch are verified again, so tokens of a withdrawn key stop working at once.
     key_epoch: Arc<AtomicU64>,
+    /// The revocation list of a token server in this process, for its tokens.
+    revoked: Option<RevokedTokens>,
 }
 
 struct Issuer {
     audience: Option<String>,
     keys: Vec<VerificationKey>,
     remote: Option<Arc<RemoteKeys>>,
+    /// Set for the token server of this process: its revocations apply to these tokens.
+    revoked: Option<RevokedTokens>,
+}
+
+/// The token server of this process as a trusted issuer: its keys (HMAC ones included,
+/// which are never published) and its revocation list.
+pub(crate) struct LocalIssuer {
+    pub(crate) issuer: String,
+    pub(crate) audience: Option<String>,
+    pub(crate) keys: Vec<(String, Algorithm, DecodingKey)>,
+    pub(crate) revoked: RevokedTokens,
 }
 
 pub(super) struct VerificationKey {
@@ -90,6 +103,8 @@ struct VerifiedToken {
     exp: u64,
     /// The key epoch when the token was verified; see [`Inner::key_epoch`].
     epoch: u64,
+    /// The revocation generation when the token was verified; see [`RevokedTokens`].
+    revocations: u64,
 }
 
 impl BearerAuthenticator {
@@ -100,9 +115,18 @@ impl BearerAuthenticator {
         deployment: &Deployment,
         store: Option<Arc<dyn UserStore>>,
     ) -> Result<Option<Self>, ConfigError> {
+        Self::with_local_issuer(deployment, store, None)
+    }
+
+    /// [`from_config`](Self::from_config), also trusting the token server of this process.
+    pub(crate) fn with_local_issuer(
+        deployment: &Deployment,
+        store: Option<Arc<dyn UserStore>>,
+        local: Option<LocalIssuer>,
+    ) -> Result<Option<Self>, ConfigError> {
         install_crypto_provider();
         let config = &deployment.oauth2;
-        if config.issuer.is_empty() && config.introspection.is_none() {
+        if config.issuer.is_empty() && config.introspection.is_none() && local.is_none() {
             return Ok(None);
         }
         let source = &deployment.source;
@@ -117,9 +141,19 @@ impl BearerAuthenticator {
                 return Err(source.error(issuer.issuer.span(), "issuer", message));
             }
             let name = issuer.issuer.get_ref().clone();
-            let entry = Issuer { audience: issuer.audience.clone(), keys, remote };
+            let entry = Issuer { audience: issuer.audience.clone(), keys, remote, revoked: None };
             if issuers.insert(name, entry).is_some() {
                 return Err(source.error(issuer.issuer.span(), "issuer", "this issuer is configured twice"));
+            }
+        }
+        let revoked = local.as_ref().map(|l| l.revoked.clone());
+        if let Some(local) = local {
+            let keys = local.keys.into_iter().map(|(kid, alg, key)| verification_key(Some(kid), alg, key)).collect();
+            let entry = Issuer { audience: local.audience, keys, remote: None, revoked: Some(local.revoked) };
+            if issuers.insert(local.issuer, entry).is_some() {
+                let span = config.issuer.first().map_or(0..0, |i| i.span());
+                let message = "the token server's own issuer is also an [[oauth2.issuer]]: remove one";
+                return Err(source.error(span, "issuer", message));
             }
         }
         let introspection = match &config.introspection {
@@ -129,8 +163,8 @@ impl BearerAuthenticator {
             }
         };
         let store_timeout = Duration::from_secs(deployment.authentication.basic.store_timeout_seconds.max(1));
-        let bearer = Self::new(config, issuers, store.map(|s| (s, store_timeout)), introspection, key_epoch);
-        Ok(Some(bearer))
+        let store = store.map(|s| (s, store_timeout));
+        Ok(Some(Self::new(config, issuers, store, introspection, key_epoch, revoked)))
     }
 
     fn new(
@@ -139,6 +173,7 @@ impl BearerAuthenticator {
         store: Option<(Arc<dyn UserStore>, Duration)>,
         introspection: Option<Introspector>,
         key_epoch: Arc<AtomicU64>,
+        revoked: Option<RevokedTokens>,
     ) -> Self {
         let inner = Inner {
             issuers,
@@ -150,6 +185,7 @@ impl BearerAuthenticator {
             store,
             introspection,
             key_epoch,
+            revoked,
         };
         Self { inner: Arc::new(inner) }
     }
@@ -170,7 +206,7 @@ impl BearerAuthenticator {
 /// jsonwebtoken panics at the first verification when no crypto backend or two are
 /// enabled; features unify across a build, so a dependency enabling the other backend
 /// would break us. Installing ours first settles it (a second install is a no-op error).
-fn install_crypto_provider() {
+pub(crate) fn install_crypto_provider() {
     let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
 }
 
@@ -193,8 +229,12 @@ impl Inner {
 
     fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
         let hit = self.cache.get(digest)?;
-        let current = hit.epoch == self.key_epoch.load(Ordering::Acquire);
+        let current = hit.epoch == self.key_epoch.load(Ordering::Acquire) && hit.revocations == self.revocations();
         (current && now() < hit.exp).then_some(hit.principal)
+    }
+
+    fn revocations(&self) -> u64 {
+        self.revoked.as_ref().map_or(0, RevokedTokens::generation)
     }
 
     /// The uncached path: `authenticate_now` already missed the cache for this token.
@@ -202,6 +242,7 @@ impl Inner {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Read before verifying: a key retired meanwhile makes this entry stale at once.
         let epoch = self.key_epoch.load(Ordering::Acquire);
+        let revocations = self.revocations();
         let (claims, exp) = if is_jws(token) {
             self.verify(token).await?
         } else {
@@ -216,7 +257,7 @@ impl Inner {
         };
         let principal = self.principal(&claims).await?;
         if now() < exp {
-            self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp, epoch });
+            self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp, epoch, revocations });
         }
         Ok(principal)
     }
@@ -262,6 +303,12 @@ impl Inner {
             }
         }
         let exp = self.check_claims(&claims, issuer_name, issuer)?;
+        if let Some(revoked) = &issuer.revoked {
+            let iat = claims.get("iat").and_then(seconds);
+            if revoked.is_revoked(claims.get("jti").and_then(Value::as_str), iat) {
+                return Err(invalid("token revoked"));
+            }
+        }
         Ok((claims, exp))
     }
 
@@ -329,11 +376,14 @@ impl Inner {
             Some(Value::String(id)) => Some(id.clone()),
             Some(_) => return Err(invalid("client_id is not a string")),
         };
+        // A client-credentials token names its client as `sub` (RFC 9068): it holds no
+        // user's permissions, even when a user of the same name exists.
+        let client_token = client_id.as_deref() == Some(sub);
         let mut builder = Principal::builder(name.clone(), "oauth2").scopes(scopes).roles(roles);
         if let Some(id) = client_id {
             builder = builder.client_id(id);
         }
-        if let Some((store, timeout)) = &self.store {
+        if let (Some((store, timeout)), false) = (&self.store, client_token) {
             let record = super::find_user(&**store, &name, *timeout).await?;
             if let Some(record) = record {
                 if record.disabled {

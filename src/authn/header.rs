@@ -3,6 +3,7 @@
 //! only, a case-insensitive scheme, `1*SP`, a token68 credential and no trailing data.
 
 use http::header::AUTHORIZATION;
+use base64::Engine as _;
 use http::{HeaderMap, HeaderValue};
 
 use crate::error::{AuthError, AuthErrorKind};
@@ -69,4 +70,19 @@ pub fn token68(value: &HeaderValue, max_len: usize) -> Result<&str, AuthError> {
         return Err(AuthError::invalid_request("credential is not a token68"));
     }
     Ok(token)
+}
+
+/// A Basic credential (RFC 7617): the decoded `user:password` text and the position of its
+/// first `:`. Not canonical base64, not UTF-8, no `:` or an empty user is 400.
+pub(crate) fn basic_credentials(value: &HeaderValue, max_len: usize) -> Result<(String, usize), AuthError> {
+    let token = token68(value, max_len)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| AuthError::invalid_request("Basic credential is not canonical base64"))?;
+    let text = String::from_utf8(decoded).map_err(|_| AuthError::invalid_request("Basic credential is not UTF-8"))?;
+    match text.find(':') {
+        None => Err(AuthError::invalid_request("Basic credential has no ':'")),
+        Some(0) => Err(AuthError::invalid_request("Basic credential has an empty user")),
+        Some(colon) => Ok((text, colon)),
+    }
 }

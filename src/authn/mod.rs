@@ -9,6 +9,7 @@ mod bearer;
 pub mod header;
 mod introspection;
 mod jwks;
+mod revocation;
 
 use std::sync::Arc;
 
@@ -18,6 +19,14 @@ use http::HeaderValue;
 
 pub use basic::BasicAuthenticator;
 pub use bearer::BearerAuthenticator;
+// The token server's way in (feature `oauth2-server`).
+#[cfg(feature = "oauth2-server")]
+pub(crate) use basic::MAX_BASIC_TOKEN;
+#[cfg(feature = "oauth2-server")]
+pub(crate) use bearer::{install_crypto_provider, LocalIssuer};
+#[cfg(feature = "oauth2-server")]
+pub(crate) use header::basic_credentials;
+pub(crate) use revocation::RevokedTokens;
 
 use crate::error::AuthError;
 use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 pub use toml::Spanned;
 
 pub use error::{ConfigError, SourceMap};
-pub use users::{load_users, load_users_file};
+pub use users::{load_clients, load_clients_file, load_users, load_users_file, ClientRecord, GRANT_TYPES};
 
 /// A parsed rule file. Rules keep their source positions so that the policy compiler can
 /// report errors at the offending key.
@@ -44,6 +44,10 @@ pub struct Deployment {
     pub scopes: Vec<Spanned<ScopeConfig>>,
     /// `[oauth2]`: bearer-token validation (SPEC A5).
     pub oauth2: OAuth2Config,
+    /// `[scope_validation]`: which requested scopes the token endpoint grants (SPEC D2, D3).
+    pub scope_validation: ScopeValidationConfig,
+    /// `[oauth2_server]`: the built-in token endpoint (SPEC D1, D5); `None` when absent.
+    pub oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
     /// Where the text came from, for error positions.
     pub source: SourceMap,
 }
@@ -61,6 +65,10 @@ struct DeploymentFile {
     scope: Vec<Spanned<ScopeConfig>>,
     #[serde(default)]
     oauth2: OAuth2Config,
+    #[serde(default)]
+    scope_validation: ScopeValidationConfig,
+    #[serde(default)]
+    oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
 }
 
 impl Deployment {
@@ -74,6 +82,8 @@ impl Deployment {
             cors: parsed.cors,
             scopes: parsed.scope,
             oauth2: parsed.oauth2,
+            scope_validation: parsed.scope_validation,
+            oauth2_server: parsed.oauth2_server,
             source,
         })
     }
@@ -94,6 +104,8 @@ impl Default for Deployment {
             cors: CorsConfig::default(),
             scopes: Vec::new(),
             oauth2: OAuth2Config::default(),
+            scope_validation: ScopeValidationConfig::default(),
+            oauth2_server: None,
             source: SourceMap::new("<default>", ""),
         }
     }
@@ -421,4 +433,90 @@ fn default_introspection_seconds() -> u64 {
 
 fn default_introspection_timeout() -> u64 {
     5
+}
+
+/// `[scope_validation]` (SPEC D2, D3): how the token endpoint decides which requested
+/// scopes to grant. Definitions come from the `[[scope]]` tables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScopeValidationConfig {
+    /// Regex patterns, each matched against the whole scope name; a scope one of them
+    /// matches is granted without role or permission checks. Default `["openid", "^device_.*"]`.
+    pub whitelist: Vec<Spanned<String>>,
+    /// The scope granted when no requested scope is (WSO2's `default`); none by default.
+    pub default_scope: Option<String>,
+}
+
+impl Default for ScopeValidationConfig {
+    fn default() -> Self {
+        let pattern = |p: &str| Spanned::new(0..0, p.to_owned());
+        Self { whitelist: vec![pattern("openid"), pattern("^device_.*")], default_scope: None }
+    }
+}
+
+/// `[oauth2_server]` (SPEC D1, D5): the token endpoint this crate serves itself. Clients
+/// are `[[client]]` tables in the users file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2ServerConfig {
+    /// The `iss` of issued tokens and the base of the URLs in the discovery document,
+    /// for example `https://api.example.com`.
+    pub issuer: Spanned<String>,
+    /// The `aud` of issued tokens. Default: the client id.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Lifetime of access tokens. Default 3600.
+    #[serde(default = "default_access_token_seconds")]
+    pub access_token_seconds: u64,
+    /// Lifetime of refresh tokens. Default 86,400.
+    #[serde(default = "default_refresh_token_seconds")]
+    pub refresh_token_seconds: u64,
+    /// Largest request body the endpoints read, in bytes. Default 8192.
+    #[serde(default = "default_max_form_bytes")]
+    pub max_form_bytes: usize,
+    /// How many live refresh tokens (and revoked access tokens) are remembered at most;
+    /// beyond it the oldest are forgotten (a forgotten refresh token no longer works).
+    /// Default 100,000.
+    #[serde(default = "default_max_tracked_tokens")]
+    pub max_tracked_tokens: usize,
+    /// Signing keys. The first signs new tokens; all are published at `/oauth2/jwks`, so a
+    /// rotation adds the new key first and keeps the old one until its tokens expire.
+    #[serde(default)]
+    pub key: Vec<Spanned<SigningKeyConfig>>,
+}
+
+fn default_access_token_seconds() -> u64 {
+    3600
+}
+
+fn default_refresh_token_seconds() -> u64 {
+    86_400
+}
+
+fn default_max_form_bytes() -> usize {
+    8192
+}
+
+fn default_max_tracked_tokens() -> usize {
+    100_000
+}
+
+/// `[[oauth2_server.key]]`: one signing key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// The `kid` put in token headers and in the JWKS.
+    pub kid: Spanned<String>,
+    /// `RS256` (with at least 2048 bits), `ES256`, `EdDSA` or `HS256`.
+    pub algorithm: Spanned<String>,
+    /// A PKCS#8 PEM private key, inline.
+    #[serde(default)]
+    pub pem: Option<Spanned<String>>,
+    /// A PKCS#8 PEM private key file, relative to the working directory.
+    #[serde(default)]
+    pub pem_file: Option<Spanned<String>>,
+    /// An HS256 secret, base64 (standard alphabet), at least 32 bytes. HMAC keys are never
+    /// published; only a layer in the same process can verify such tokens.
+    #[serde(default)]
+    pub secret_base64: Option<Spanned<String>>,
 }

@@ -1,5 +1,6 @@
-// The users file: `[[role]]` tables (name -> permissions) and `[[user]]` tables (name,
-// argon2id PHC hash, roles, disabled), loaded into an in-memory user store.
+// The users file: `[[role]]` tables (name -> permissions), `[[user]]` tables (name,
+// argon2id PHC hash, roles, disabled) loaded into an in-memory user store, and `[[client]]`
+// tables (the token endpoint's OAuth2 clients).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -17,6 +18,8 @@ struct UsersFile {
     role: Vec<RoleEntry>,
     #[serde(default)]
     user: Vec<UserEntry>,
+    #[serde(default)]
+    client: Vec<ClientEntry>,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +42,39 @@ struct UserEntry {
     disabled: bool,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientEntry {
+    id: Spanned<String>,
+    secret: Spanned<String>,
+    #[serde(default)]
+    roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    grant_types: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    disabled: bool,
+}
+
+/// The grant types the token endpoint implements (SPEC D1).
+pub const GRANT_TYPES: [&str; 3] = ["password", "client_credentials", "refresh_token"];
+
+/// An OAuth2 client of the token endpoint, from a `[[client]]` table of the users file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientRecord {
+    /// The client id: 1 to 128 of `A-Z a-z 0-9 . _ ~ -`.
+    pub id: String,
+    /// The client secret as an argon2id PHC string.
+    pub secret_hash: String,
+    /// Roles that stand in for a user's in the `client_credentials` grant (SPEC D2).
+    pub roles: Vec<String>,
+    /// The permissions those roles grant.
+    pub permissions: PermissionSet,
+    /// The grants this client may use; default all of [`GRANT_TYPES`].
+    pub grant_types: Vec<String>,
+    /// A disabled client gets no tokens.
+    pub disabled: bool,
+}
+
 /// Loads a users file from text; `file` names it in errors.
 ///
 /// ```
@@ -58,6 +94,94 @@ struct UserEntry {
 pub fn load_users(file: &str, text: &str) -> Result<InMemoryUserStore, ConfigError> {
     let source = SourceMap::new(file, text);
     let parsed: UsersFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
+    let roles = role_permissions(&parsed, &source)?;
+    let mut users = Vec::with_capacity(parsed.user.len());
+    let mut seen = std::collections::HashSet::new();
+    for user in parsed.user {
+        let name = QualifiedName::parse(user.name.get_ref())
+            .map_err(|e| source.error(user.name.span(), "name", e.to_string()))?;
+        if !seen.insert(name.clone()) {
+            return Err(source.error(user.name.span(), "name", "this user is defined twice"));
+        }
+        if let Some(hash) = &user.password {
+            check_phc(hash.get_ref()).map_err(|m| source.error(hash.span(), "password", m))?;
+        }
+        users.push(UserRecord {
+            name,
+            password_hash: user.password.map(Spanned::into_inner),
+            permissions: granted(&roles, &user.roles, &source)?,
+            roles: user.roles.into_iter().map(Spanned::into_inner).collect(),
+            disabled: user.disabled,
+        });
+    }
+    Ok(InMemoryUserStore::new(users))
+}
+
+/// Loads the `[[client]]` tables of a users file (their roles resolve against its
+/// `[[role]]` tables); `file` names it in errors.
+///
+/// ```
+/// let clients = tower_secure::config::load_clients("users.toml", r#"
+///     [[role]]
+///     name = "reporting"
+///     permissions = ["/permission/admin/monitor"]
+///
+///     [[client]]
+///     id = "reports-job"
+///     secret = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$LwR0gKiubpFYBdXhy9LIdt8OMLdqFvTfuyD4TQVjBFk"
+///     roles = ["reporting"]
+///     grant_types = ["client_credentials"]
+/// "#)?;
+/// assert_eq!(clients[0].id, "reports-job");
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+pub fn load_clients(file: &str, text: &str) -> Result<Vec<ClientRecord>, ConfigError> {
+    let source = SourceMap::new(file, text);
+    let parsed: UsersFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
+    let roles = role_permissions(&parsed, &source)?;
+    let mut clients: Vec<ClientRecord> = Vec::with_capacity(parsed.client.len());
+    for client in &parsed.client {
+        let id = client.id.get_ref();
+        let plain = |b: u8| b.is_ascii_alphanumeric() || b"._~-".contains(&b);
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(plain) {
+            return Err(source.error(client.id.span(), "id", "a client id is 1 to 128 of A-Z a-z 0-9 . _ ~ -"));
+        }
+        if clients.iter().any(|c| c.id == *id) {
+            return Err(source.error(client.id.span(), "id", "this client is defined twice"));
+        }
+        check_phc(client.secret.get_ref()).map_err(|m| source.error(client.secret.span(), "secret", m))?;
+        let grant_types = match &client.grant_types {
+            None => GRANT_TYPES.map(str::to_owned).to_vec(),
+            Some(list) => {
+                for grant in list {
+                    if !GRANT_TYPES.contains(&grant.get_ref().as_str()) {
+                        let message = format!("unknown grant type; known: {}", GRANT_TYPES.join(", "));
+                        return Err(source.error(grant.span(), "grant_types", message));
+                    }
+                }
+                list.iter().map(|g| g.get_ref().clone()).collect()
+            }
+        };
+        clients.push(ClientRecord {
+            id: id.clone(),
+            secret_hash: client.secret.get_ref().clone(),
+            roles: client.roles.iter().map(|r| r.get_ref().clone()).collect(),
+            permissions: granted(&roles, &client.roles, &source)?,
+            grant_types,
+            disabled: client.disabled,
+        });
+    }
+    Ok(clients)
+}
+
+/// Reads a users file and loads its `[[client]]` tables.
+pub fn load_clients_file(path: impl AsRef<Path>) -> Result<Vec<ClientRecord>, ConfigError> {
+    let (name, text) = read_file(path.as_ref())?;
+    load_clients(&name, &text)
+}
+
+/// The `[[role]]` tables: role name -> the permissions it grants.
+fn role_permissions(parsed: &UsersFile, source: &SourceMap) -> Result<HashMap<String, PermissionSet>, ConfigError> {
     let mut roles: HashMap<String, PermissionSet> = HashMap::new();
     for role in &parsed.role {
         let mut permissions = PermissionSet::default();
@@ -70,33 +194,21 @@ pub fn load_users(file: &str, text: &str) -> Result<InMemoryUserStore, ConfigErr
             return Err(source.error(role.name.span(), "name", "this role is defined twice"));
         }
     }
-    let mut users = Vec::with_capacity(parsed.user.len());
-    let mut seen = std::collections::HashSet::new();
-    for user in parsed.user {
-        let name = QualifiedName::parse(user.name.get_ref())
-            .map_err(|e| source.error(user.name.span(), "name", e.to_string()))?;
-        if !seen.insert(name.clone()) {
-            return Err(source.error(user.name.span(), "name", "this user is defined twice"));
-        }
-        if let Some(hash) = &user.password {
-            check_phc(hash.get_ref()).map_err(|m| source.error(hash.span(), "password", m))?;
-        }
-        let mut permissions = PermissionSet::default();
-        for role in &user.roles {
-            let granted = roles
-                .get(role.get_ref())
-                .ok_or_else(|| source.error(role.span(), "roles", "no [[role]] has this name"))?;
-            permissions.extend(granted.iter().cloned());
-        }
-        users.push(UserRecord {
-            name,
-            password_hash: user.password.map(Spanned::into_inner),
-            roles: user.roles.into_iter().map(Spanned::into_inner).collect(),
-            permissions,
-            disabled: user.disabled,
-        });
+    Ok(roles)
+}
+
+/// The permissions a list of role names grants; every role must be defined.
+fn granted(
+    roles: &HashMap<String, PermissionSet>,
+    names: &[Spanned<String>],
+    source: &SourceMap,
+) -> Result<PermissionSet, ConfigError> {
+    let mut permissions = PermissionSet::default();
+    for role in names {
+        let grants = roles.get(role.get_ref()).ok_or_else(|| source.error(role.span(), "roles", "no [[role]] has this name"))?;
+        permissions.extend(grants.iter().cloned());
     }
-    Ok(InMemoryUserStore::new(users))
+    Ok(permissions)
 }
 
 /// Reads and loads a users file.

@@ -295,8 +295,14 @@ fn check_ties(rules: &[Arc<Rule>], deployment: &Deployment) -> Result<(), Config
 }
 
 fn compile_scopes(deployment: &Deployment) -> Result<HashMap<String, ScopeDefinition>, ConfigError> {
+    Ok(scope_definitions(deployment)?.into_iter().map(|d| (d.name.clone(), d)).collect())
+}
+
+/// The `[[scope]]` tables, checked, in file order.
+pub(crate) fn scope_definitions(deployment: &Deployment) -> Result<Vec<ScopeDefinition>, ConfigError> {
     let source = &deployment.source;
-    let mut scopes = HashMap::new();
+    let mut scopes: Vec<ScopeDefinition> = Vec::with_capacity(deployment.scopes.len());
+    let mut names = std::collections::HashSet::new();
     for table in &deployment.scopes {
         let config = table.get_ref();
         let name = config.name.get_ref();
@@ -306,10 +312,10 @@ fn compile_scopes(deployment: &Deployment) -> Result<HashMap<String, ScopeDefini
             .iter()
             .map(|p| Permission::parse(p.get_ref()).map_err(|e| source.error(p.span(), "permissions", e.to_string())))
             .collect::<Result<_, _>>()?;
-        let definition = ScopeDefinition { name: name.clone(), permissions, roles: config.roles.clone() };
-        if scopes.insert(name.clone(), definition).is_some() {
+        if !names.insert(name.clone()) {
             return Err(source.error(config.name.span(), "name", "this scope is defined twice"));
         }
+        scopes.push(ScopeDefinition { name: name.clone(), permissions, roles: config.roles.clone() });
     }
     Ok(scopes)
 }

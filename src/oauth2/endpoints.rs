@@ -1,0 +1,103 @@
+// The HTTP side of the token server: routes, body limits, content types and response
+// headers. The decisions are in `TokenServer`'s methods.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::{Form, OAuthError, TokenServer};
+
+impl TokenServer {
+    /// The endpoints as an axum router, to merge beside (not under) the secured routes:
+    /// `POST /oauth2/token`, `GET /oauth2/jwks`, `POST /oauth2/introspect`,
+    /// `POST /oauth2/revoke`, `GET /.well-known/openid-configuration` and
+    /// `GET /.well-known/oauth-authorization-server`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/oauth2/token", post(token))
+            .route("/oauth2/jwks", get(jwks))
+            .route("/oauth2/introspect", post(introspect))
+            .route("/oauth2/revoke", post(revoke))
+            .route("/.well-known/openid-configuration", get(metadata))
+            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .with_state(self.clone())
+    }
+
+    /// The request's headers and its form body, within the size limit.
+    async fn read_form(&self, request: Request) -> Result<(HeaderMap, Form), OAuthError> {
+        let (parts, body) = request.into_parts();
+        let form_type = parts
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        if !form_type {
+            return Err(OAuthError::invalid_request("body is not application/x-www-form-urlencoded"));
+        }
+        let bytes = axum::body::to_bytes(body, self.inner.max_form_bytes).await.map_err(|_| {
+            OAuthError::invalid_request("body over the size limit").with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        })?;
+        Ok((parts.headers, Form::parse(&bytes)?))
+    }
+}
+
+/// `no-store`: token responses must not be cached (RFC 6749 section 5.1).
+fn no_store(body: serde_json::Value) -> Response {
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+async fn token(State(server): State<TokenServer>, request: Request) -> Response {
+    let answer = async {
+        let (headers, form) = server.read_form(request).await?;
+        server.token(&headers, &form).await
+    };
+    match answer.await {
+        Ok(issued) => no_store(issued.to_json()),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn introspect(State(server): State<TokenServer>, request: Request) -> Response {
+    let answer = async {
+        let (headers, form) = server.read_form(request).await?;
+        server.client(&headers).await?;
+        let token = form.required("token")?;
+        Ok::<_, OAuthError>(server.introspect(token))
+    };
+    match answer.await {
+        Ok(body) => no_store(body),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn revoke(State(server): State<TokenServer>, request: Request) -> Response {
+    let answer = async {
+        let (headers, form) = server.read_form(request).await?;
+        let client = server.client(&headers).await?;
+        let token = form.required("token")?;
+        server.revoke(client, token)
+    };
+    match answer.await {
+        Ok(()) => (StatusCode::OK, [(CACHE_CONTROL, "no-store")], Body::empty()).into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn jwks(State(server): State<TokenServer>) -> Response {
+    let mut response = Json(server.jwks().clone()).into_response();
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    response
+}
+
+async fn metadata(State(server): State<TokenServer>) -> Json<serde_json::Value> {
+    Json(server.metadata())
+}

@@ -1,0 +1,145 @@
+// The token server's keys: the one that signs, and the public set published as a JWKS
+// (SPEC D1, D5). Keys come only from `[[oauth2_server.key]]`.
+
+use base64::Engine as _;
+use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use serde_json::{json, Value};
+
+use crate::config::{ConfigError, Deployment, SigningKeyConfig, Spanned};
+
+/// One configured key: what signs with it and what verifies it.
+pub(super) struct SigningKey {
+    pub(super) kid: String,
+    pub(super) algorithm: Algorithm,
+    pub(super) encoding: EncodingKey,
+    pub(super) decoding: DecodingKey,
+    /// The public JWK; `None` for HMAC keys, which are never published.
+    pub(super) public: Option<Value>,
+}
+
+pub(super) struct SigningKeys {
+    /// The first configured key signs; all verify.
+    pub(super) keys: Vec<SigningKey>,
+    /// `{"keys": [...]}` with the public keys.
+    pub(super) jwks: Value,
+}
+
+impl SigningKeys {
+    pub(super) fn from_config(deployment: &Deployment) -> Result<Self, ConfigError> {
+        let source = &deployment.source;
+        let Some(server) = &deployment.oauth2_server else {
+            return Err(source.error(0..0, "oauth2_server", "the token server needs an [oauth2_server] table"));
+        };
+        if server.get_ref().key.is_empty() {
+            return Err(source.error(server.span(), "key", "the token server needs a [[oauth2_server.key]]"));
+        }
+        let mut keys: Vec<SigningKey> = Vec::new();
+        for table in &server.get_ref().key {
+            let key = load(table).map_err(|(key, message)| source.error(table.span(), key, message))?;
+            if keys.iter().any(|k| k.kid == key.kid) {
+                return Err(source.error(table.get_ref().kid.span(), "kid", "two keys have this kid"));
+            }
+            keys.push(key);
+        }
+        let public: Vec<&Value> = keys.iter().filter_map(|k| k.public.as_ref()).collect();
+        Ok(Self { jwks: json!({ "keys": public }), keys })
+    }
+
+    pub(super) fn signing(&self) -> &SigningKey {
+        // `from_config` refuses an empty key list.
+        &self.keys[0]
+    }
+
+    pub(super) fn by_kid(&self, kid: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+}
+
+type LoadError = (&'static str, String);
+
+fn load(table: &Spanned<SigningKeyConfig>) -> Result<SigningKey, LoadError> {
+    let config = table.get_ref();
+    let kid = config.kid.get_ref().clone();
+    if kid.is_empty() || !kid.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(("kid", "a kid is one or more visible ASCII characters".to_owned()));
+    }
+    let algorithm = match config.algorithm.get_ref().as_str() {
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "EdDSA" => Algorithm::EdDSA,
+        "HS256" => Algorithm::HS256,
+        _ => return Err(("algorithm", "the token server signs with RS256, ES256, EdDSA or HS256".to_owned())),
+    };
+    let (encoding, decoding) = match algorithm {
+        Algorithm::HS256 => hmac(config)?,
+        _ => private_key(config, algorithm)?,
+    };
+    let public = match algorithm {
+        Algorithm::HS256 => None,
+        _ => Some(public_jwk(&encoding, algorithm, &kid)?),
+    };
+    Ok(SigningKey { kid, algorithm, encoding, decoding, public })
+}
+
+fn hmac(config: &SigningKeyConfig) -> Result<(EncodingKey, DecodingKey), LoadError> {
+    let secret = config.secret_base64.as_ref().ok_or(("secret_base64", "an HS256 key needs secret_base64".to_owned()))?;
+    if config.pem.is_some() || config.pem_file.is_some() {
+        return Err(("pem", "an HS256 key takes only secret_base64".to_owned()));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(secret.get_ref())
+        .map_err(|_| ("secret_base64", "not base64".to_owned()))?;
+    if bytes.len() < 32 {
+        return Err(("secret_base64", "an HS256 secret needs at least 32 bytes".to_owned()));
+    }
+    Ok((EncodingKey::from_secret(&bytes), DecodingKey::from_secret(&bytes)))
+}
+
+fn private_key(config: &SigningKeyConfig, algorithm: Algorithm) -> Result<(EncodingKey, DecodingKey), LoadError> {
+    if config.secret_base64.is_some() {
+        return Err(("secret_base64", "only HS256 keys take a secret".to_owned()));
+    }
+    let text = match (&config.pem, &config.pem_file) {
+        (Some(pem), None) => pem.get_ref().clone(),
+        (None, Some(path)) => std::fs::read_to_string(path.get_ref())
+            .map_err(|e| ("pem_file", format!("cannot read {}: {e}", path.get_ref())))?,
+        _ => return Err(("pem", "give exactly one of pem and pem_file".to_owned())),
+    };
+    let bad = |e: jsonwebtoken::errors::Error| ("pem", format!("not a PKCS#8 private key for {algorithm:?}: {e}"));
+    let encoding = match algorithm {
+        Algorithm::RS256 => EncodingKey::from_rsa_pem(text.as_bytes()).map_err(bad)?,
+        Algorithm::ES256 => EncodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?,
+        _ => EncodingKey::from_ed_pem(text.as_bytes()).map_err(bad)?,
+    };
+    // Signing once proves the key fits the algorithm (an RSA key given as ES256 fails here,
+    // not at the first token request).
+    let probe = jsonwebtoken::crypto::sign(b"probe", &encoding, algorithm).map_err(bad)?;
+    let jwk = Jwk::from_encoding_key(&encoding, algorithm).map_err(bad)?;
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(bad)?;
+    let verified = jsonwebtoken::crypto::verify(&probe, b"probe", &decoding, algorithm).unwrap_or(false);
+    if !verified {
+        return Err(("pem", "the key does not verify its own signature".to_owned()));
+    }
+    if algorithm == Algorithm::RS256 {
+        if let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &jwk.algorithm {
+            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&rsa.n).unwrap_or_default();
+            if n.iter().skip_while(|b| **b == 0).count() * 8 < 2048 {
+                return Err(("pem", "RSA keys need at least 2048 bits".to_owned()));
+            }
+        }
+    }
+    Ok((encoding, decoding))
+}
+
+fn public_jwk(encoding: &EncodingKey, algorithm: Algorithm, kid: &str) -> Result<Value, LoadError> {
+    let mut jwk = Jwk::from_encoding_key(encoding, algorithm).map_err(|e| ("pem", e.to_string()))?;
+    jwk.common.key_id = Some(kid.to_owned());
+    jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+    jwk.common.key_algorithm = Some(match algorithm {
+        Algorithm::RS256 => KeyAlgorithm::RS256,
+        Algorithm::ES256 => KeyAlgorithm::ES256,
+        _ => KeyAlgorithm::EdDSA,
+    });
+    serde_json::to_value(&jwk).map_err(|e| ("pem", e.to_string()))
+}

@@ -1,0 +1,575 @@
+//! An OAuth2 token endpoint (SPEC D1-D5), so the whole token + API flow runs in one
+//! process with nothing else installed: `POST /oauth2/token` (grants `password`,
+//! `client_credentials`, `refresh_token`), `GET /oauth2/jwks`, `POST /oauth2/introspect`
+//! (RFC 7662), `POST /oauth2/revoke` (RFC 7009) and the discovery document.
+//!
+//! Scopes are granted by a [`ScopeValidator`]; the default, [`RoleBasedScopeValidator`],
+//! behaves like WSO2's role-based scope validation: a whitelist, scopes bound to
+//! permissions and roles, and `SYSTEM`.
+//!
+//! Mount [`TokenServer::router`] *beside* the secured routes, not under the
+//! [`SecureLayer`](crate::SecureLayer): the endpoints authenticate their clients themselves.
+//!
+//! ```
+//! use axum::routing::get;
+//! use axum::Router;
+//! use tower_secure::config::{load_clients, load_users, Deployment};
+//! use tower_secure::oauth2::TokenServer;
+//! use tower_secure::SecureLayer;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let deployment = Deployment::from_toml_str("deployment.toml", r#"
+//!     [oauth2_server]
+//!     issuer = "http://127.0.0.1:3000"
+//!     [[oauth2_server.key]]
+//!     kid = "k1"
+//!     algorithm = "HS256"
+//!     secret_base64 = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+//! "#)?;
+//! let users = load_users("users.toml", "")?;
+//! let tokens = TokenServer::builder()
+//!     .deployment(&deployment)
+//!     .user_store(users)
+//!     .clients(load_clients("users.toml", "")?)
+//!     .build()?;
+//! let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
+//! let app: Router = Router::new()
+//!     .route("/api/hello", get(|| async { "hello" }))
+//!     .layer(layer)
+//!     .merge(tokens.router());
+//! # Ok(()) }
+//! ```
+
+mod endpoints;
+mod error;
+mod keys;
+mod refresh;
+mod scope;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderMap;
+use jsonwebtoken::{Header, Validation};
+use serde_json::{json, Map, Value};
+
+pub use error::OAuthError;
+pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
+
+use crate::authn::{self, BasicAuthenticator, LocalIssuer, RevokedTokens};
+use crate::config::{ClientRecord, ConfigError, Deployment};
+use crate::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore};
+use keys::SigningKeys;
+use refresh::{Redeemed, RefreshTokens};
+
+/// The token server: issues, introspects and revokes tokens. Cheap to clone (shared).
+///
+/// Built with [`TokenServer::builder`]; see the [module docs](self) for a whole app.
+#[derive(Clone)]
+pub struct TokenServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    issuer: String,
+    audience: Option<String>,
+    access_seconds: u64,
+    refresh_seconds: u64,
+    max_form_bytes: usize,
+    realm: String,
+    keys: SigningKeys,
+    /// Verifies users' passwords (the password grant) exactly like the `basic` handler.
+    users: BasicAuthenticator,
+    store: Arc<dyn UserStore>,
+    store_timeout: Duration,
+    clients: HashMap<String, ClientRecord>,
+    /// Verifies client secrets: the clients as users of their own store.
+    client_secrets: BasicAuthenticator,
+    validator: Arc<dyn ScopeValidator>,
+    default_scope: Option<String>,
+    refresh: RefreshTokens,
+    revoked: RevokedTokens,
+}
+
+/// Builds a [`TokenServer`]; see the [module docs](self).
+#[derive(Default)]
+pub struct TokenServerBuilder {
+    deployment: Option<Deployment>,
+    store: Option<Arc<dyn UserStore>>,
+    clients: Vec<ClientRecord>,
+    validator: Option<Arc<dyn ScopeValidator>>,
+}
+
+impl TokenServerBuilder {
+    /// The deployment: `[oauth2_server]` (required), `[scope_validation]`, `[[scope]]` and
+    /// `[authentication.basic]` (password cache, lockout and throttle, also for clients).
+    pub fn deployment(mut self, deployment: &Deployment) -> Self {
+        self.deployment = Some(deployment.clone());
+        self
+    }
+
+    /// The users of the password grant.
+    pub fn user_store(mut self, store: impl UserStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The clients (usually [`crate::config::load_clients`]).
+    pub fn clients(mut self, clients: impl IntoIterator<Item = ClientRecord>) -> Self {
+        self.clients.extend(clients);
+        self
+    }
+
+    /// Replaces the default [`RoleBasedScopeValidator`].
+    pub fn scope_validator(mut self, validator: impl ScopeValidator) -> Self {
+        self.validator = Some(Arc::new(validator));
+        self
+    }
+
+    /// Checks the configuration and loads the keys.
+    pub fn build(self) -> Result<TokenServer, ConfigError> {
+        authn::install_crypto_provider();
+        let deployment = self.deployment.unwrap_or_default();
+        let keys = SigningKeys::from_config(&deployment)?;
+        let source = &deployment.source;
+        // `SigningKeys::from_config` refused a deployment without `[oauth2_server]`.
+        let Some(server) = deployment.oauth2_server.as_ref().map(|s| s.get_ref()) else {
+            return Err(source.error(0..0, "oauth2_server", "the token server needs an [oauth2_server] table"));
+        };
+        let issuer = server.issuer.get_ref().trim_end_matches('/').to_owned();
+        if issuer.is_empty() {
+            return Err(source.error(server.issuer.span(), "issuer", "the issuer must not be empty"));
+        }
+        let validator: Arc<dyn ScopeValidator> = match self.validator {
+            Some(validator) => validator,
+            None => Arc::new(RoleBasedScopeValidator::from_config(&deployment)?),
+        };
+        let basic = &deployment.authentication.basic;
+        let store = self.store.unwrap_or_else(|| Arc::new(InMemoryUserStore::default()));
+        let client_users = self.clients.iter().filter_map(client_as_user);
+        let client_secrets = BasicAuthenticator::new(InMemoryUserStore::new(client_users), basic);
+        let inner = Inner {
+            issuer,
+            audience: server.audience.clone(),
+            access_seconds: server.access_token_seconds.max(1),
+            refresh_seconds: server.refresh_token_seconds.max(1),
+            max_form_bytes: server.max_form_bytes.max(256),
+            realm: deployment.authentication.realm.clone(),
+            keys,
+            users: BasicAuthenticator::from_arc(store.clone(), basic),
+            store,
+            store_timeout: Duration::from_secs(basic.store_timeout_seconds.max(1)),
+            clients: self.clients.into_iter().map(|c| (c.id.clone(), c)).collect(),
+            client_secrets,
+            validator,
+            default_scope: deployment.scope_validation.default_scope.clone(),
+            refresh: RefreshTokens::new(server.max_tracked_tokens),
+            revoked: RevokedTokens::new(server.max_tracked_tokens),
+        };
+        Ok(TokenServer { inner: Arc::new(inner) })
+    }
+}
+
+/// A client as a user of the client-secret store. Client ids are plain (see
+/// [`crate::config::load_clients`]), so the parsed name is the id itself.
+fn client_as_user(client: &ClientRecord) -> Option<UserRecord> {
+    Some(UserRecord {
+        name: QualifiedName::parse(&client.id).ok()?,
+        password_hash: Some(client.secret_hash.clone()),
+        roles: client.roles.clone(),
+        permissions: client.permissions.clone(),
+        disabled: client.disabled,
+    })
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A successful token response (RFC 6749 section 5.1).
+struct Issued {
+    access_token: String,
+    expires_in: u64,
+    scopes: Vec<String>,
+    refresh_token: Option<String>,
+}
+
+impl Issued {
+    fn to_json(&self) -> Value {
+        let mut body = json!({
+            "access_token": self.access_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        });
+        if !self.scopes.is_empty() {
+            body["scope"] = Value::from(self.scopes.join(" "));
+        }
+        if let Some(refresh) = &self.refresh_token {
+            body["refresh_token"] = Value::from(refresh.as_str());
+        }
+        body
+    }
+}
+
+impl TokenServer {
+    /// Starts a builder.
+    pub fn builder() -> TokenServerBuilder {
+        TokenServerBuilder::default()
+    }
+
+    /// The `iss` of the tokens it issues.
+    pub fn issuer(&self) -> &str {
+        &self.inner.issuer
+    }
+
+    /// The public keys as a JWKS document (what `GET /oauth2/jwks` serves).
+    pub fn jwks(&self) -> &Value {
+        &self.inner.keys.jwks
+    }
+
+    /// The `basic` handler that verifies the password grant's users; a
+    /// [`SecureLayer`](crate::SecureLayer) built with
+    /// [`token_server`](crate::SecureLayerBuilder::token_server) shares it, so both doors
+    /// share one cache and one lockout.
+    pub fn basic_authenticator(&self) -> BasicAuthenticator {
+        self.inner.users.clone()
+    }
+
+    pub(crate) fn user_store(&self) -> Arc<dyn UserStore> {
+        self.inner.store.clone()
+    }
+
+    /// This server as an issuer the bearer handler of the same process trusts: all its
+    /// keys (HMAC ones too) and its revocation list.
+    pub(crate) fn local_issuer(&self) -> LocalIssuer {
+        let inner = &self.inner;
+        LocalIssuer {
+            issuer: inner.issuer.clone(),
+            audience: inner.audience.clone(),
+            keys: inner.keys.keys.iter().map(|k| (k.kid.clone(), k.algorithm, k.decoding.clone())).collect(),
+            revoked: inner.revoked.clone(),
+        }
+    }
+
+    /// Authenticates the client of a request (HTTP Basic, RFC 6749 section 2.3.1).
+    async fn client(&self, headers: &HeaderMap) -> Result<&ClientRecord, OAuthError> {
+        let inner = &self.inner;
+        let refused = |reason: &'static str| OAuthError::invalid_client(reason).with_realm(&inner.realm);
+        let value = authn::header::single_authorization(headers)
+            .map_err(|_| refused("malformed Authorization header"))?
+            .ok_or_else(|| refused("no client authentication"))?;
+        if !authn::header::has_scheme(value, "Basic") {
+            return Err(refused("client authentication is not Basic"));
+        }
+        let (text, colon) = authn::basic_credentials(value, authn::MAX_BASIC_TOKEN)
+            .map_err(|_| refused("malformed Basic credential"))?;
+        let (id, secret) = match (form_decode(&text[..colon]), form_decode(&text[colon + 1..])) {
+            (Some(id), Some(secret)) => (id, secret),
+            _ => return Err(refused("client id or secret is not form-urlencoded UTF-8")),
+        };
+        inner.client_secrets.verify(&id, &secret).await.map_err(|e| {
+            tracing::warn!(target: "tower_secure::audit", reason = e.reason(), "client authentication failed");
+            OAuthError::from_auth(e, |r| OAuthError::invalid_client(r)).with_realm(&inner.realm)
+        })?;
+        inner.clients.get(id.as_str()).ok_or_else(|| refused("client vanished"))
+    }
+
+    /// The token endpoint's work once the form is parsed.
+    async fn token(&self, headers: &HeaderMap, form: &Form) -> Result<Issued, OAuthError> {
+        let client = self.client(headers).await?;
+        form.check_client_id(&client.id)?;
+        let grant_type = form.required("grant_type")?;
+        if !crate::config::GRANT_TYPES.contains(&grant_type) {
+            return Err(OAuthError::unsupported_grant_type("unknown grant type"));
+        }
+        if !client.grant_types.iter().any(|g| g == grant_type) {
+            return Err(OAuthError::unauthorized_client("grant type not allowed for this client"));
+        }
+        let issued = match grant_type {
+            "password" => self.password_grant(client, form).await,
+            "client_credentials" => self.client_credentials_grant(client, form).await,
+            _ => self.refresh_grant(client, form).await,
+        };
+        match &issued {
+            Ok(issued) => tracing::info!(target: "tower_secure::audit", client = %client.id, grant_type,
+                scope = %issued.scopes.join(" "), "token issued"),
+            Err(e) => tracing::warn!(target: "tower_secure::audit", client = %client.id, grant_type,
+                error = e.code(), reason = e.reason(), "token refused"),
+        }
+        issued
+    }
+
+    async fn password_grant(&self, client: &ClientRecord, form: &Form) -> Result<Issued, OAuthError> {
+        let username = form.required("username")?;
+        let password = form.required("password")?;
+        let requested = form.scopes()?;
+        let user = self.inner.users.verify(username, password).await.map_err(|e| {
+            let refused = |r| OAuthError::invalid_grant(r);
+            OAuthError::from_auth(e, refused)
+        })?;
+        let scopes = self.grant_scopes("password", client, &user, &requested).await?;
+        self.issue(client, user.name(), &user.name().to_string(), scopes, None)
+    }
+
+    async fn client_credentials_grant(&self, client: &ClientRecord, form: &Form) -> Result<Issued, OAuthError> {
+        let requested = form.scopes()?;
+        let name = QualifiedName::parse(&client.id).map_err(|_| OAuthError::server_error("client id not a name"))?;
+        let subject = Principal::builder(name.clone(), "client_credentials")
+            .roles(client.roles.iter().cloned())
+            .permissions(client.permissions.clone())
+            .client_id(&client.id)
+            .build();
+        let scopes = self.grant_scopes("client_credentials", client, &subject, &requested).await?;
+        // No refresh token for client credentials (RFC 6749 section 4.4.3).
+        let (access_token, _, _) = self.sign(&client.id, &client.id, &scopes)?;
+        Ok(Issued { access_token, expires_in: self.inner.access_seconds, scopes, refresh_token: None })
+    }
+
+    async fn refresh_grant(&self, client: &ClientRecord, form: &Form) -> Result<Issued, OAuthError> {
+        let token = form.required("refresh_token")?;
+        let narrowed = form.scopes()?;
+        let inner = &self.inner;
+        // Scope check before redeeming, so a bad request does not use the token up.
+        if let Some(grant) = inner.refresh.peek(token, now()) {
+            if narrowed.iter().any(|s| !grant.scopes.contains(s)) {
+                return Err(OAuthError::invalid_scope("refresh asks for a scope outside the grant"));
+            }
+        }
+        let grant = match inner.refresh.redeem(token, &client.id, now()) {
+            Redeemed::Fresh(grant) => grant,
+            Redeemed::Invalid => return Err(OAuthError::invalid_grant("unknown, expired or foreign refresh token")),
+            Redeemed::Replayed(access) => {
+                for (jti, exp) in access {
+                    inner.revoked.revoke(&jti, exp, now());
+                }
+                tracing::warn!(target: "tower_secure::audit", client = %client.id,
+                    "refresh token replayed: its grant is revoked");
+                return Err(OAuthError::invalid_grant("refresh token used twice"));
+            }
+        };
+        // The user is looked up again: a disabled user or a lost role ends the grant.
+        let record = authn::find_user(&*inner.store, &grant.user, inner.store_timeout)
+            .await
+            .map_err(|e| OAuthError::from_auth(e, |r| OAuthError::invalid_grant(r)))?;
+        let record = match record {
+            Some(record) if !record.disabled => record,
+            _ => return Err(OAuthError::invalid_grant("the user is gone or disabled")),
+        };
+        let user = Principal::builder(record.name, "oauth2").roles(record.roles).permissions(record.permissions).build();
+        let requested = if narrowed.is_empty() { grant.scopes.clone() } else { narrowed };
+        let scopes = self.grant_scopes("refresh_token", client, &user, &requested).await?;
+        self.issue(client, user.name(), &user.name().to_string(), scopes, Some(grant.family))
+    }
+
+    /// Asks the validator, then applies the default scope (SPEC D2).
+    async fn grant_scopes(
+        &self,
+        grant_type: &str,
+        client: &ClientRecord,
+        subject: &Principal,
+        requested: &[String],
+    ) -> Result<Vec<String>, OAuthError> {
+        let request = ScopeRequest { grant_type, client_id: &client.id, subject, requested };
+        let mut granted = self.inner.validator.validate(&request).await?;
+        if granted.is_empty() {
+            granted.extend(self.inner.default_scope.iter().cloned());
+        }
+        Ok(granted)
+    }
+
+    /// An access token and, for a user, a refresh token of `family` (a new one if `None`).
+    fn issue(
+        &self,
+        client: &ClientRecord,
+        user: &QualifiedName,
+        subject: &str,
+        scopes: Vec<String>,
+        family: Option<u64>,
+    ) -> Result<Issued, OAuthError> {
+        let inner = &self.inner;
+        let (access_token, jti, exp) = self.sign(subject, &client.id, &scopes)?;
+        let refresh_token = client.grant_types.iter().any(|g| g == "refresh_token").then(|| {
+            let family = family.unwrap_or_else(|| inner.refresh.new_family());
+            let expires = now().saturating_add(inner.refresh_seconds);
+            inner.refresh.issue(&client.id, user, &scopes, expires, family, (jti, exp), now())
+        });
+        Ok(Issued { access_token, expires_in: inner.access_seconds, scopes, refresh_token: refresh_token.flatten() })
+    }
+
+    /// A signed JWT access token (RFC 9068 shape) and its `jti` and `exp`.
+    fn sign(&self, subject: &str, client_id: &str, scopes: &[String]) -> Result<(String, String, u64), OAuthError> {
+        let inner = &self.inner;
+        let key = inner.keys.signing();
+        let jti = refresh::random_token().ok_or_else(|| OAuthError::server_error("no randomness"))?;
+        let iat = now();
+        let exp = iat.saturating_add(inner.access_seconds);
+        let mut claims = Map::new();
+        claims.insert("iss".into(), inner.issuer.as_str().into());
+        claims.insert("sub".into(), subject.into());
+        claims.insert("aud".into(), inner.audience.as_deref().unwrap_or(client_id).into());
+        claims.insert("exp".into(), exp.into());
+        claims.insert("iat".into(), iat.into());
+        claims.insert("jti".into(), jti.as_str().into());
+        claims.insert("client_id".into(), client_id.into());
+        if !scopes.is_empty() {
+            claims.insert("scope".into(), scopes.join(" ").into());
+        }
+        let mut header = Header::new(key.algorithm);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("at+jwt".to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
+            .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))?;
+        Ok((token, jti, exp))
+    }
+
+    /// The claims of a valid, unrevoked access token this server issued.
+    fn access_claims(&self, token: &str) -> Option<Map<String, Value>> {
+        let inner = &self.inner;
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let key = inner.keys.by_kid(header.kid.as_deref()?)?;
+        if header.alg != key.algorithm || header.typ.as_deref() != Some("at+jwt") {
+            return None;
+        }
+        let mut validation = Validation::new(key.algorithm);
+        validation.set_issuer(&[&inner.issuer]);
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation).ok()?.claims;
+        let jti = claims.get("jti").and_then(Value::as_str);
+        let iat = claims.get("iat").and_then(Value::as_u64);
+        (!inner.revoked.is_revoked(jti, iat)).then_some(claims)
+    }
+
+    /// RFC 7662: what the server knows of a token, for any authenticated client.
+    fn introspect(&self, token: &str) -> Value {
+        if let Some(mut claims) = self.access_claims(token) {
+            let sub = claims.get("sub").cloned();
+            let client_token = sub.is_some() && sub == claims.get("client_id").cloned();
+            if let (Some(sub), false) = (sub, client_token) {
+                claims.insert("username".into(), sub);
+            }
+            claims.insert("active".into(), true.into());
+            claims.insert("token_type".into(), "Bearer".into());
+            return Value::Object(claims);
+        }
+        match self.inner.refresh.peek(token, now()) {
+            Some(grant) => json!({
+                "active": true,
+                "token_type": "refresh_token",
+                "client_id": grant.client_id,
+                "username": grant.user.to_string(),
+                "sub": grant.user.to_string(),
+                "scope": grant.scopes.join(" "),
+                "exp": grant.expires,
+                "iss": self.inner.issuer,
+            }),
+            None => json!({ "active": false }),
+        }
+    }
+
+    /// RFC 7009: revokes a token of the calling client; unknown tokens are no error.
+    fn revoke(&self, client: &ClientRecord, token: &str) -> Result<(), OAuthError> {
+        let inner = &self.inner;
+        let now = now();
+        let foreign = || OAuthError::invalid_grant("token issued to another client");
+        match inner.refresh.revoke(token, &client.id) {
+            Some(Ok(access)) => {
+                for (jti, exp) in access {
+                    inner.revoked.revoke(&jti, exp, now);
+                }
+                tracing::info!(target: "tower_secure::audit", client = %client.id, "refresh token revoked");
+                return Ok(());
+            }
+            Some(Err(())) => return Err(foreign()),
+            None => {}
+        }
+        if let Some(claims) = self.access_claims(token) {
+            if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
+                return Err(foreign());
+            }
+            let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+            let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
+            inner.revoked.revoke(jti, exp, now);
+            tracing::info!(target: "tower_secure::audit", client = %client.id, "access token revoked");
+        }
+        Ok(())
+    }
+
+    /// The discovery document (RFC 8414 fields; also served as OpenID configuration).
+    fn metadata(&self) -> Value {
+        let base = &self.inner.issuer;
+        json!({
+            "issuer": base,
+            "token_endpoint": format!("{base}/oauth2/token"),
+            "jwks_uri": format!("{base}/oauth2/jwks"),
+            "introspection_endpoint": format!("{base}/oauth2/introspect"),
+            "revocation_endpoint": format!("{base}/oauth2/revoke"),
+            "grant_types_supported": crate::config::GRANT_TYPES,
+            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "response_types_supported": [],
+            "id_token_signing_alg_values_supported": [],
+            "subject_types_supported": ["public"],
+        })
+    }
+}
+
+/// One form-urlencoded value (RFC 6749 appendix B): `+` is a space, then percent-decoding.
+fn form_decode(text: &str) -> Option<String> {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced).decode_utf8().ok().map(|s| s.into_owned())
+}
+
+/// A parsed request body: each parameter at most once (RFC 6749 section 3.2).
+struct Form(HashMap<String, String>);
+
+impl Form {
+    fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+        let mut params = HashMap::new();
+        for (name, value) in form_urlencoded::parse(body) {
+            if params.insert(name.into_owned(), value.into_owned()).is_some() {
+                return Err(OAuthError::invalid_request("a parameter is repeated"));
+            }
+        }
+        Ok(Self(params))
+    }
+
+    fn required(&self, name: &'static str) -> Result<&str, OAuthError> {
+        match self.0.get(name) {
+            Some(value) if !value.is_empty() => Ok(value),
+            _ => Err(OAuthError::invalid_request(format!("{name} is missing"))),
+        }
+    }
+
+    /// Client credentials belong in the `Authorization` header; a `client_id` in the body
+    /// must name the same client, and a `client_secret` there is a second method.
+    fn check_client_id(&self, authenticated: &str) -> Result<(), OAuthError> {
+        if self.0.contains_key("client_secret") {
+            return Err(OAuthError::invalid_request("client_secret in the body as well as Basic"));
+        }
+        match self.0.get("client_id") {
+            Some(id) if id != authenticated => Err(OAuthError::invalid_request("client_id differs from Basic")),
+            _ => Ok(()),
+        }
+    }
+
+    /// `scope`: space-delimited scope tokens (RFC 6749 section 3.3), in order, without
+    /// duplicates. Malformed is `invalid_request`.
+    fn scopes(&self) -> Result<Vec<String>, OAuthError> {
+        let Some(text) = self.0.get("scope").filter(|s| !s.is_empty()) else { return Ok(Vec::new()) };
+        let mut scopes: Vec<String> = Vec::new();
+        for token in text.split(' ') {
+            let valid = !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            if !valid {
+                return Err(OAuthError::invalid_request("scope is not space-delimited scope tokens"));
+            }
+            if !scopes.iter().any(|s| s == token) {
+                scopes.push(token.to_owned());
+            }
+        }
+        Ok(scopes)
+    }
+}

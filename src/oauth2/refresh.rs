@@ -1,0 +1,190 @@
+// Refresh tokens (SPEC D1): opaque, stored by SHA-256 digest, single use. Using one
+// rotates it; presenting a used one again revokes its whole family (RFC 9700 4.14).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+use crate::identity::QualifiedName;
+
+/// What a refresh token stands for.
+#[derive(Debug, Clone)]
+pub(super) struct RefreshGrant {
+    pub(super) client_id: String,
+    pub(super) user: QualifiedName,
+    pub(super) scopes: Vec<String>,
+    pub(super) expires: u64,
+    /// Tokens rotated from one password grant share a family.
+    pub(super) family: u64,
+    /// The access token issued with this refresh token: `jti` and `exp`.
+    pub(super) access: (String, u64),
+    used: bool,
+}
+
+/// The outcome of presenting a refresh token.
+pub(super) enum Redeemed {
+    /// Unused and now marked used.
+    Fresh(RefreshGrant),
+    /// Unknown, expired, or issued to another client.
+    Invalid,
+    /// Used before: the family is gone; these access tokens (`jti`, `exp`) must be revoked.
+    Replayed(Vec<(String, u64)>),
+}
+
+pub(super) struct RefreshTokens {
+    grants: Mutex<Store>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Store {
+    by_digest: HashMap<[u8; 32], RefreshGrant>,
+    next_family: u64,
+}
+
+impl RefreshTokens {
+    pub(super) fn new(capacity: usize) -> Self {
+        Self { grants: Mutex::new(Store::default()), capacity: capacity.max(1) }
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.grants.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn new_family(&self) -> u64 {
+        let mut store = self.store();
+        store.next_family += 1;
+        store.next_family
+    }
+
+    /// Stores a grant and returns its token, or `None` when the store is full of live
+    /// tokens (the caller then issues no refresh token).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn issue(
+        &self,
+        client_id: &str,
+        user: &QualifiedName,
+        scopes: &[String],
+        expires: u64,
+        family: u64,
+        access: (String, u64),
+        now: u64,
+    ) -> Option<String> {
+        let token = random_token()?;
+        let grant = RefreshGrant {
+            client_id: client_id.to_owned(),
+            user: user.clone(),
+            scopes: scopes.to_vec(),
+            expires,
+            family,
+            access,
+            used: false,
+        };
+        let mut store = self.store();
+        if store.by_digest.len() >= self.capacity {
+            // Expired tokens first, then used ones (kept only to detect replays).
+            store.by_digest.retain(|_, g| g.expires > now && !g.used);
+        }
+        if store.by_digest.len() >= self.capacity {
+            tracing::warn!(target: "tower_secure::audit", "refresh token store full: issuing no refresh token");
+            return None;
+        }
+        store.by_digest.insert(digest(&token), grant);
+        Some(token)
+    }
+
+    /// Marks a token used and returns its grant, if it is valid for this client.
+    pub(super) fn redeem(&self, token: &str, client_id: &str, now: u64) -> Redeemed {
+        let mut store = self.store();
+        let Some(grant) = store.by_digest.get_mut(&digest(token)) else { return Redeemed::Invalid };
+        if grant.client_id != client_id || grant.expires <= now {
+            return Redeemed::Invalid;
+        }
+        if grant.used {
+            let family = grant.family;
+            return Redeemed::Replayed(remove_family(&mut store, family));
+        }
+        grant.used = true;
+        Redeemed::Fresh(grant.clone())
+    }
+
+    /// The grant of an unused, unexpired token (for introspection).
+    pub(super) fn peek(&self, token: &str, now: u64) -> Option<RefreshGrant> {
+        let store = self.store();
+        store.by_digest.get(&digest(token)).filter(|g| !g.used && g.expires > now).cloned()
+    }
+
+    /// Revokes a token's family (RFC 7009: revoking a refresh token ends its grant) when it
+    /// belongs to `client_id`. `None`: not a refresh token of this server. `Some(Err)`: it
+    /// belongs to another client.
+    pub(super) fn revoke(&self, token: &str, client_id: &str) -> Option<Result<Vec<(String, u64)>, ()>> {
+        let mut store = self.store();
+        let grant = store.by_digest.get(&digest(token))?;
+        if grant.client_id != client_id {
+            return Some(Err(()));
+        }
+        let family = grant.family;
+        Some(Ok(remove_family(&mut store, family)))
+    }
+}
+
+/// Removes every token of a family and returns their access tokens.
+fn remove_family(store: &mut Store, family: u64) -> Vec<(String, u64)> {
+    let mut access = Vec::new();
+    store.by_digest.retain(|_, grant| {
+        let member = grant.family == family;
+        if member {
+            access.push(grant.access.clone());
+        }
+        !member
+    });
+    access
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// 256 random bits, base64url. `None` only if the OS random source fails.
+pub(super) fn random_token() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alex() -> QualifiedName {
+        QualifiedName::parse("alex").unwrap()
+    }
+
+    // SPEC D1: single use; a replay ends the family; another client's token is invalid.
+    #[test]
+    fn rotation_and_replay() {
+        let tokens = RefreshTokens::new(10);
+        let family = tokens.new_family();
+        let first = tokens.issue("c", &alex(), &[], 100, family, ("j1".into(), 50), 0).unwrap();
+        assert!(matches!(tokens.redeem(&first, "other", 1), Redeemed::Invalid));
+        assert!(matches!(tokens.redeem(&first, "c", 1), Redeemed::Fresh(_)));
+        let second = tokens.issue("c", &alex(), &[], 100, family, ("j2".into(), 50), 1).unwrap();
+        match tokens.redeem(&first, "c", 2) {
+            Redeemed::Replayed(access) => assert_eq!(access.len(), 2),
+            _ => panic!("a replay must end the family"),
+        }
+        assert!(matches!(tokens.redeem(&second, "c", 3), Redeemed::Invalid));
+        assert!(matches!(tokens.redeem("unknown", "c", 3), Redeemed::Invalid));
+    }
+
+    #[test]
+    fn full_store_issues_nothing_and_expired_tokens_are_refused() {
+        let tokens = RefreshTokens::new(1);
+        let first = tokens.issue("c", &alex(), &[], 10, 1, ("j".into(), 5), 0).unwrap();
+        assert!(tokens.issue("c", &alex(), &[], 10, 2, ("k".into(), 5), 1).is_none());
+        assert!(matches!(tokens.redeem(&first, "c", 10), Redeemed::Invalid));
+        assert!(tokens.issue("c", &alex(), &[], 30, 3, ("l".into(), 5), 11).is_some());
+    }
+}
