@@ -6,6 +6,11 @@
 //! curl -i http://127.0.0.1:3000/api/users/v1/42/challenges                 # 401
 //! curl -i -u alex:alex123 http://127.0.0.1:3000/api/users/v1/42/challenges # 200
 //! curl -i -u bob:bob123 http://127.0.0.1:3000/api/users/v1/42/challenges   # 403
+//!
+//! # a token from the built-in token endpoint, then the API with it
+//! curl -s -u quickstart-client:quickstart-secret http://127.0.0.1:3000/oauth2/token \
+//!      -d grant_type=password -d username=alex -d password=alex123 -d scope=internal_identity_mgt_view
+//! curl -i -H "Authorization: Bearer <access_token>" http://127.0.0.1:3000/api/users/v1/42/challenges  # 200
 //! ```
 //!
 //! `TOWER_SECURE_DEPLOYMENT` and `TOWER_SECURE_USERS` point it at other files; `ADDR`
@@ -17,7 +22,8 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tower_secure::config::{load_users, load_users_file, Deployment};
+use tower_secure::config::{load_clients, load_clients_file, load_users, load_users_file, Deployment, Spanned};
+use tower_secure::oauth2::TokenServer;
 use tower_secure::{Principal, SecureLayer};
 
 const DEPLOYMENT: &str = include_str!("deployment.toml");
@@ -48,23 +54,37 @@ async fn admin_stats() -> Json<Value> {
     Json(json!({ "users": 3 }))
 }
 
-/// The app, secured. Public so the tests can serve exactly what the README shows.
-fn app() -> Result<Router, Box<dyn std::error::Error>> {
+/// The app, secured, with the token endpoint beside it. `addr` is where it listens; the
+/// embedded configuration names it as the token issuer.
+fn app(addr: std::net::SocketAddr) -> Result<Router, Box<dyn std::error::Error>> {
     let deployment = match std::env::var_os("TOWER_SECURE_DEPLOYMENT") {
         Some(path) => Deployment::from_file(path)?,
-        None => Deployment::from_toml_str("examples/quickstart/deployment.toml", DEPLOYMENT)?,
+        None => {
+            let mut deployment = Deployment::from_toml_str("examples/quickstart/deployment.toml", DEPLOYMENT)?;
+            if let Some(server) = deployment.oauth2_server.as_mut() {
+                server.get_mut().issuer = Spanned::new(0..0, format!("http://{addr}"));
+            }
+            deployment
+        }
     };
-    let users = match std::env::var_os("TOWER_SECURE_USERS") {
-        Some(path) => load_users_file(path)?,
-        None => load_users("examples/quickstart/users.toml", USERS)?,
+    let (users, clients) = match std::env::var_os("TOWER_SECURE_USERS") {
+        Some(path) => (load_users_file(&path)?, load_clients_file(&path)?),
+        None => {
+            let file = "examples/quickstart/users.toml";
+            (load_users(file, USERS)?, load_clients(file, USERS)?)
+        }
     };
-    let layer = SecureLayer::builder().deployment(deployment).user_store(users).build()?;
+    let tokens = TokenServer::builder().deployment(&deployment).user_store(users).clients(clients).build()?;
+    // The layer trusts the token server's tokens and shares its user store and lockout.
+    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
     Ok(Router::new()
         .route("/api/health", get(health))
         .route("/api/users/v1/{user_id}/challenges", get(challenges))
         .route("/api/me", get(me))
         .route("/api/admin/stats", get(admin_stats))
-        .layer(layer))
+        .layer(layer)
+        // Beside the layer, not under it: the token endpoint authenticates its clients itself.
+        .merge(tokens.router()))
 }
 
 #[tokio::main]
@@ -74,12 +94,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    let app = app()?;
     // The banner is best effort: a closed stdout (`| head -1`) must not stop the server.
     let addr = listener.local_addr()?;
+    let app = app(addr)?;
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "quickstart listening on http://{addr}");
     let _ = writeln!(stdout, "try: curl -i -u alex:alex123 http://{addr}/api/users/v1/42/challenges");
+    let _ = writeln!(
+        stdout,
+        "or:  curl -s -u quickstart-client:quickstart-secret http://{addr}/oauth2/token \\\n       \
+         -d grant_type=password -d username=alex -d password=alex123 -d scope=internal_identity_mgt_view"
+    );
     let _ = stdout.flush();
     axum::serve(listener, app).await?;
     Ok(())

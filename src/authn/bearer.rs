@@ -80,6 +80,8 @@ struct Issuer {
     remote: Option<Arc<RemoteKeys>>,
     /// Set for the token server of this process: its revocations apply to these tokens.
     revoked: Option<RevokedTokens>,
+    /// Verified tokens are also introspected (`introspect = true`).
+    introspect: bool,
 }
 
 /// The token server of this process as a trusted issuer: its keys (HMAC ones included,
@@ -141,7 +143,12 @@ impl BearerAuthenticator {
                 return Err(source.error(issuer.issuer.span(), "issuer", message));
             }
             let name = issuer.issuer.get_ref().clone();
-            let entry = Issuer { audience: issuer.audience.clone(), keys, remote, revoked: None };
+            if issuer.introspect && config.introspection.is_none() {
+                let message = "introspect = true needs an [oauth2.introspection] endpoint";
+                return Err(source.error(issuer.issuer.span(), "introspect", message));
+            }
+            let entry =
+                Issuer { audience: issuer.audience.clone(), keys, remote, revoked: None, introspect: issuer.introspect };
             if issuers.insert(name, entry).is_some() {
                 return Err(source.error(issuer.issuer.span(), "issuer", "this issuer is configured twice"));
             }
@@ -149,7 +156,8 @@ impl BearerAuthenticator {
         let revoked = local.as_ref().map(|l| l.revoked.clone());
         if let Some(local) = local {
             let keys = local.keys.into_iter().map(|(kid, alg, key)| verification_key(Some(kid), alg, key)).collect();
-            let entry = Issuer { audience: local.audience, keys, remote: None, revoked: Some(local.revoked) };
+            let entry =
+                Issuer { audience: local.audience, keys, remote: None, revoked: Some(local.revoked), introspect: false };
             if issuers.insert(local.issuer, entry).is_some() {
                 let span = config.issuer.first().map_or(0..0, |i| i.span());
                 let message = "the token server's own issuer is also an [[oauth2.issuer]]: remove one";
@@ -244,7 +252,16 @@ impl Inner {
         let epoch = self.key_epoch.load(Ordering::Acquire);
         let revocations = self.revocations();
         let (claims, exp) = if is_jws(token) {
-            self.verify(token).await?
+            let (claims, exp, introspect) = self.verify(token).await?;
+            match (introspect, &self.introspection) {
+                // Only a token that passed local verification is sent on (SPEC F11).
+                (true, Some(introspection)) => {
+                    let now = now();
+                    introspection.introspect(token, now).await?;
+                    (claims, exp.min(now.saturating_add(introspection.cache_max_seconds)))
+                }
+                _ => (claims, exp),
+            }
         } else {
             // Only tokens that are not JWTs are introspected: a JWT that fails local
             // verification is never sent on (SPEC F11).
@@ -263,8 +280,9 @@ impl Inner {
     }
 
     /// Structure, header, issuer, key, signature, then claims. Each part is decoded and
-    /// parsed once; jsonwebtoken only checks the signature.
-    async fn verify(&self, token: &str) -> Result<(Value, u64), AuthError> {
+    /// parsed once; jsonwebtoken only checks the signature. Returns the claims, `exp` and
+    /// whether the issuer wants its tokens introspected too.
+    async fn verify(&self, token: &str) -> Result<(Value, u64, bool), AuthError> {
         let parts_ok = token
             .split('.')
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
@@ -309,7 +327,7 @@ impl Inner {
                 return Err(invalid("token revoked"));
             }
         }
-        Ok((claims, exp))
+        Ok((claims, exp, issuer.introspect))
     }
 
     /// SPEC F10, F11: `exp` required; `nbf`/`iat` not in the future beyond the leeway;

@@ -381,6 +381,11 @@ pub struct IssuerConfig {
     /// Keys given one by one.
     #[serde(default)]
     pub key: Vec<Spanned<KeyConfig>>,
+    /// `true`: a token that passed local verification is also sent to
+    /// `[oauth2.introspection]` (cached like any answer), so a revocation at the issuer is
+    /// seen here within `cache_max_seconds`. Default `false`.
+    #[serde(default)]
+    pub introspect: bool,
 }
 
 /// `[[oauth2.issuer.key]]`: one verification key with its one algorithm (SPEC F8).
