@@ -94,8 +94,11 @@ impl SecureLayerBuilder {
 
     /// Trusts the tokens of a [`TokenServer`](crate::oauth2::TokenServer) in this process:
     /// its keys verify them (HMAC ones included) and a token it revokes is refused at once.
-    /// Unless set otherwise, the layer also takes its user store and shares its `basic`
-    /// handler, so the password grant and Basic share one cache and one lockout.
+    /// The layer lets the server's own endpoint paths through (exactly those paths, as
+    /// sent: they authenticate their clients themselves), so its router can sit under the
+    /// layer with the rest of the app. Unless set otherwise, the layer also takes its user
+    /// store and shares its `basic` handler, so the password grant and Basic share one
+    /// cache and one lockout.
     #[cfg(feature = "oauth2-server")]
     pub fn token_server(mut self, server: &crate::oauth2::TokenServer) -> Self {
         self.token_server = Some(server.clone());
@@ -108,6 +111,8 @@ impl SecureLayerBuilder {
         let mut handlers = self.handlers;
         #[cfg_attr(not(feature = "oauth2-server"), allow(unused_mut))]
         let (mut store, mut basic, mut local) = (self.user_store, self.basic, None);
+        #[cfg_attr(not(feature = "oauth2-server"), allow(unused_mut))]
+        let mut token_endpoints: &'static [&'static str] = &[];
         #[cfg(feature = "oauth2-server")]
         if let Some(server) = &self.token_server {
             if store.is_none() {
@@ -115,6 +120,7 @@ impl SecureLayerBuilder {
                 basic = basic.or_else(|| Some(server.basic_authenticator()));
             }
             local = Some(server.local_issuer());
+            token_endpoints = &crate::oauth2::ENDPOINT_PATHS;
         }
         let basic = basic.or_else(|| {
             let store = store.clone()?;
@@ -146,6 +152,7 @@ impl SecureLayerBuilder {
             responder: self.responder.unwrap_or_else(|| Arc::new(ProblemJson)),
             challenges,
             default_challenges,
+            token_endpoints,
         };
         Ok(SecureLayer { engine: Arc::new(engine) })
     }

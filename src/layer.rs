@@ -40,6 +40,10 @@ pub(crate) struct Engine {
     /// `WWW-Authenticate` challenges per rule id, and for the secure default.
     pub(crate) challenges: Vec<Arc<[HeaderValue]>>,
     pub(crate) default_challenges: Arc<[HeaderValue]>,
+    /// Request paths passed through unauthenticated, compared byte for byte with the raw
+    /// path: the endpoints of a token server registered with the builder, which
+    /// authenticate their own clients.
+    pub(crate) token_endpoints: &'static [&'static str],
 }
 
 /// What the layer decided about a request, in its extensions for handlers and
@@ -252,6 +256,11 @@ impl Engine {
         };
         if !self.authenticate_preflight && is_cors_preflight(parts) {
             self.audit_allow(parts, &path, &rule, None, "cors preflight");
+            return Start::Pass(self.context(None, rule, path));
+        }
+        // The raw path, not the decoded one: the router must dispatch exactly this path.
+        if self.token_endpoints.contains(&request_path(parts)) {
+            self.audit_allow(parts, &path, &rule, None, "token endpoint (authenticates its clients)");
             return Start::Pass(self.context(None, rule, path));
         }
         if let Err(error) = single_authorization(&parts.headers) {

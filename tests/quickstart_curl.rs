@@ -106,3 +106,87 @@ fn readme_flow_with_curl() {
     let (status, _) = curl(&["-u", "alex:alex123", &format!("{base}/api/admin/stats")]);
     assert_eq!(status, 403);
 }
+
+/// The JSON body of a `curl -i` answer.
+fn json_body(text: &str) -> serde_json::Value {
+    let body = text.split("\r\n\r\n").last().unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// `POST /oauth2/token` as the README's quickstart client.
+fn token_request(base: &str, form: &[&str]) -> (u16, String) {
+    let endpoint = format!("{base}/oauth2/token");
+    let mut args = vec!["-u", "quickstart-client:quickstart-secret"];
+    for field in form {
+        args.extend(["-d", field]);
+    }
+    args.push(&endpoint);
+    curl(&args)
+}
+
+// SPEC D1, D2, D4, D5, C2, A7: the README's token + API flow with curl, on the shipped
+// configuration (production argon2 parameters, RS256 demo key).
+#[test]
+fn readme_token_flow_with_curl() {
+    let (_server, base) = start_quickstart();
+    let challenges = format!("{base}/api/users/v1/42/challenges");
+    let alex = ["grant_type=password", "username=alex", "password=alex123", "scope=internal_identity_mgt_view"];
+
+    let (status, text) = token_request(&base, &alex);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.to_ascii_lowercase().contains("cache-control: no-store"), "{text}");
+    let answer = json_body(&text);
+    assert_eq!(answer["scope"], "internal_identity_mgt_view", "{text}");
+    assert_eq!(answer["token_type"], "Bearer");
+    assert_eq!(answer["expires_in"], 3600);
+    assert!(answer["refresh_token"].is_string(), "{text}");
+    let token = answer["access_token"].as_str().unwrap().to_owned();
+    let bearer = format!("Authorization: Bearer {token}");
+    let (status, text) = curl(&["-H", &bearer, &challenges]);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"requested_by\":\"alex\""), "{text}");
+
+    // bob may not have the scope: it is left out, and the API answers insufficient_scope.
+    let bob = ["grant_type=password", "username=bob", "password=bob123", "scope=internal_identity_mgt_view openid"];
+    let (status, text) = token_request(&base, &bob);
+    assert_eq!(status, 200, "{text}");
+    let answer = json_body(&text);
+    assert_eq!(answer["scope"], "openid", "only the whitelisted scope: {text}");
+    let bobs = format!("Authorization: Bearer {}", answer["access_token"].as_str().unwrap());
+    let (status, text) = curl(&["-H", &bobs, &challenges]);
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("error=\"insufficient_scope\", scope=\"internal_identity_mgt_view\""), "{text}");
+
+    // SYSTEM: every scope admin may have, without naming it.
+    let (status, text) = token_request(&base, &["grant_type=password", "username=admin", "password=admin", "scope=SYSTEM"]);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json_body(&text)["scope"], "internal_identity_mgt_view", "{text}");
+
+    // A wrong client secret: 401 invalid_client with a Basic challenge.
+    let (status, text) = curl(&[
+        "-u",
+        "quickstart-client:wrong",
+        "-d",
+        "grant_type=client_credentials",
+        &format!("{base}/oauth2/token"),
+    ]);
+    assert_eq!(status, 401, "{text}");
+    assert_eq!(json_body(&text)["error"], "invalid_client");
+    assert!(text.to_ascii_lowercase().contains("www-authenticate: basic realm=\"quickstart\""), "{text}");
+
+    // Revocation is seen by the layer at once, though the token was verified (and cached).
+    let revoke = format!("{base}/oauth2/revoke");
+    let form = format!("token={token}");
+    let (status, text) = curl(&["-u", "quickstart-client:quickstart-secret", "-d", &form, &revoke]);
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = curl(&["-H", &bearer, &challenges]);
+    assert_eq!(status, 401, "a revoked token: {text}");
+    assert!(text.contains("error=\"invalid_token\""), "{text}");
+
+    // The published keys verify what the endpoint signs.
+    let (status, text) = curl(&[&format!("{base}/oauth2/jwks")]);
+    assert_eq!(status, 200, "{text}");
+    let jwks = json_body(&text);
+    assert_eq!(jwks["keys"][0]["kid"], "quickstart-2026");
+    assert!(jwks["keys"][0].get("d").is_none(), "no private part: {text}");
+}

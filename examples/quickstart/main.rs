@@ -82,9 +82,10 @@ fn app(addr: std::net::SocketAddr) -> Result<Router, Box<dyn std::error::Error>>
         .route("/api/users/v1/{user_id}/challenges", get(challenges))
         .route("/api/me", get(me))
         .route("/api/admin/stats", get(admin_stats))
-        .layer(layer)
-        // Beside the layer, not under it: the token endpoint authenticates its clients itself.
-        .merge(tokens.router()))
+        // The token endpoint's routes; the layer lets exactly them through (they
+        // authenticate their clients themselves) and guards everything else.
+        .merge(tokens.router())
+        .layer(layer))
 }
 
 #[tokio::main]

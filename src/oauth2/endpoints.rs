@@ -11,19 +11,33 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::{Form, OAuthError, TokenServer};
 
+/// The paths [`TokenServer::router`] serves; a layer built with
+/// [`token_server`](crate::SecureLayerBuilder::token_server) lets exactly these through.
+pub const ENDPOINT_PATHS: [&str; 6] = [
+    "/oauth2/token",
+    "/oauth2/jwks",
+    "/oauth2/introspect",
+    "/oauth2/revoke",
+    "/.well-known/openid-configuration",
+    "/.well-known/oauth-authorization-server",
+];
+
 impl TokenServer {
-    /// The endpoints as an axum router, to merge beside (not under) the secured routes:
-    /// `POST /oauth2/token`, `GET /oauth2/jwks`, `POST /oauth2/introspect`,
-    /// `POST /oauth2/revoke`, `GET /.well-known/openid-configuration` and
-    /// `GET /.well-known/oauth-authorization-server`.
+    /// The endpoints as an axum router ([`ENDPOINT_PATHS`]): `POST /oauth2/token`,
+    /// `GET /oauth2/jwks`, `POST /oauth2/introspect`, `POST /oauth2/revoke`,
+    /// `GET /.well-known/openid-configuration` and `GET /.well-known/oauth-authorization-server`.
+    /// Merge it into the app and put the layer around both; the layer must know the server
+    /// ([`SecureLayerBuilder::token_server`](crate::SecureLayerBuilder::token_server)),
+    /// otherwise it refuses the endpoints' callers with 401.
     pub fn router(&self) -> Router {
+        let [token_path, jwks_path, introspect_path, revoke_path, openid_path, oauth_path] = ENDPOINT_PATHS;
         Router::new()
-            .route("/oauth2/token", post(token))
-            .route("/oauth2/jwks", get(jwks))
-            .route("/oauth2/introspect", post(introspect))
-            .route("/oauth2/revoke", post(revoke))
-            .route("/.well-known/openid-configuration", get(metadata))
-            .route("/.well-known/oauth-authorization-server", get(metadata))
+            .route(token_path, post(token))
+            .route(jwks_path, get(jwks))
+            .route(introspect_path, post(introspect))
+            .route(revoke_path, post(revoke))
+            .route(openid_path, get(metadata))
+            .route(oauth_path, get(metadata))
             .with_state(self.clone())
     }
 

@@ -7,8 +7,10 @@
 //! behaves like WSO2's role-based scope validation: a whitelist, scopes bound to
 //! permissions and roles, and `SYSTEM`.
 //!
-//! Mount [`TokenServer::router`] *beside* the secured routes, not under the
-//! [`SecureLayer`](crate::SecureLayer): the endpoints authenticate their clients themselves.
+//! Merge [`TokenServer::router`] into the app and put the [`SecureLayer`](crate::SecureLayer)
+//! around all of it, built with [`token_server`](crate::SecureLayerBuilder::token_server): the
+//! layer lets exactly the endpoint paths through (they authenticate their clients
+//! themselves) and trusts the server's tokens.
 //!
 //! ```
 //! use axum::routing::get;
@@ -35,8 +37,8 @@
 //! let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
 //! let app: Router = Router::new()
 //!     .route("/api/hello", get(|| async { "hello" }))
-//!     .layer(layer)
-//!     .merge(tokens.router());
+//!     .merge(tokens.router())
+//!     .layer(layer);
 //! # Ok(()) }
 //! ```
 
@@ -54,6 +56,7 @@ use http::HeaderMap;
 use jsonwebtoken::{Header, Validation};
 use serde_json::{json, Map, Value};
 
+pub use endpoints::ENDPOINT_PATHS;
 pub use error::OAuthError;
 pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
 
@@ -189,6 +192,8 @@ fn now() -> u64 {
 
 /// A successful token response (RFC 6749 section 5.1).
 struct Issued {
+    /// The token's `sub`, for the audit log.
+    subject: String,
     access_token: String,
     expires_in: u64,
     scopes: Vec<String>,
@@ -269,7 +274,9 @@ impl TokenServer {
             _ => return Err(refused("client id or secret is not form-urlencoded UTF-8")),
         };
         inner.client_secrets.verify(&id, &secret).await.map_err(|e| {
-            tracing::warn!(target: "tower_secure::audit", reason = e.reason(), "client authentication failed");
+            // Only a registered id is logged: an unknown one is attacker text (or a pasted secret).
+            let client = inner.clients.get_key_value(id.as_str()).map_or("(unknown)", |(id, _)| id.as_str());
+            tracing::warn!(target: "tower_secure::audit", client, reason = e.reason(), "client authentication failed");
             OAuthError::from_auth(e, |r| OAuthError::invalid_client(r)).with_realm(&inner.realm)
         })?;
         inner.clients.get(id.as_str()).ok_or_else(|| refused("client vanished"))
@@ -293,7 +300,7 @@ impl TokenServer {
         };
         match &issued {
             Ok(issued) => tracing::info!(target: "tower_secure::audit", client = %client.id, grant_type,
-                scope = %issued.scopes.join(" "), "token issued"),
+                sub = %issued.subject, scope = %issued.scopes.join(" "), "token issued"),
             Err(e) => tracing::warn!(target: "tower_secure::audit", client = %client.id, grant_type,
                 error = e.code(), reason = e.reason(), "token refused"),
         }
@@ -323,7 +330,8 @@ impl TokenServer {
         let scopes = self.grant_scopes("client_credentials", client, &subject, &requested).await?;
         // No refresh token for client credentials (RFC 6749 section 4.4.3).
         let (access_token, _, _) = self.sign(&client.id, &client.id, &scopes)?;
-        Ok(Issued { access_token, expires_in: self.inner.access_seconds, scopes, refresh_token: None })
+        let subject = client.id.clone();
+        Ok(Issued { subject, access_token, expires_in: self.inner.access_seconds, scopes, refresh_token: None })
     }
 
     async fn refresh_grant(&self, client: &ClientRecord, form: &Form) -> Result<Issued, OAuthError> {
@@ -394,7 +402,9 @@ impl TokenServer {
             let expires = now().saturating_add(inner.refresh_seconds);
             inner.refresh.issue(&client.id, user, &scopes, expires, family, (jti, exp), now())
         });
-        Ok(Issued { access_token, expires_in: inner.access_seconds, scopes, refresh_token: refresh_token.flatten() })
+        let refresh_token = refresh_token.flatten();
+        let subject = subject.to_owned();
+        Ok(Issued { subject, access_token, expires_in: inner.access_seconds, scopes, refresh_token })
     }
 
     /// A signed JWT access token (RFC 9068 shape) and its `jti` and `exp`.
