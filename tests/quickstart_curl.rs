@@ -158,7 +158,8 @@ fn readme_token_flow_with_curl() {
     assert!(text.contains("error=\"insufficient_scope\", scope=\"internal_identity_mgt_view\""), "{text}");
 
     // SYSTEM: every scope admin may have, without naming it.
-    let (status, text) = token_request(&base, &["grant_type=password", "username=admin", "password=admin", "scope=SYSTEM"]);
+    let (status, text) =
+        token_request(&base, &["grant_type=password", "username=admin", "password=admin", "scope=SYSTEM"]);
     assert_eq!(status, 200, "{text}");
     assert_eq!(json_body(&text)["scope"], "internal_identity_mgt_view", "{text}");
 
@@ -182,6 +183,21 @@ fn readme_token_flow_with_curl() {
     let (status, text) = curl(&["-H", &bearer, &challenges]);
     assert_eq!(status, 401, "a revoked token: {text}");
     assert!(text.contains("error=\"invalid_token\""), "{text}");
+
+    // SPEC E1, F1: the layer lets the token endpoint's exact raw paths through, nothing
+    // else: an encoded or prefixed spelling meets the layer (the client's Basic credential is
+    // no user's: 401), never a handler without its check.
+    for spelling in ["/oauth2/%74oken", "/t/carbon.super/oauth2/token", "/oauth2/token/"] {
+        let (status, text) = curl(&[
+            "-u",
+            "quickstart-client:quickstart-secret",
+            "-d",
+            "grant_type=client_credentials",
+            &format!("{base}{spelling}"),
+        ]);
+        assert_eq!(status, 401, "{spelling}: {text}");
+        assert!(!text.contains("access_token"), "{spelling}: {text}");
+    }
 
     // The published keys verify what the endpoint signs.
     let (status, text) = curl(&[&format!("{base}/oauth2/jwks")]);

@@ -147,8 +147,13 @@ impl BearerAuthenticator {
                 let message = "introspect = true needs an [oauth2.introspection] endpoint";
                 return Err(source.error(issuer.issuer.span(), "introspect", message));
             }
-            let entry =
-                Issuer { audience: issuer.audience.clone(), keys, remote, revoked: None, introspect: issuer.introspect };
+            let entry = Issuer {
+                audience: issuer.audience.clone(),
+                keys,
+                remote,
+                revoked: None,
+                introspect: issuer.introspect,
+            };
             if issuers.insert(name, entry).is_some() {
                 return Err(source.error(issuer.issuer.span(), "issuer", "this issuer is configured twice"));
             }
@@ -156,8 +161,13 @@ impl BearerAuthenticator {
         let revoked = local.as_ref().map(|l| l.revoked.clone());
         if let Some(local) = local {
             let keys = local.keys.into_iter().map(|(kid, alg, key)| verification_key(Some(kid), alg, key)).collect();
-            let entry =
-                Issuer { audience: local.audience, keys, remote: None, revoked: Some(local.revoked), introspect: false };
+            let entry = Issuer {
+                audience: local.audience,
+                keys,
+                remote: None,
+                revoked: Some(local.revoked),
+                introspect: false,
+            };
             if issuers.insert(local.issuer, entry).is_some() {
                 let span = config.issuer.first().map_or(0..0, |i| i.span());
                 let message = "the token server's own issuer is also an [[oauth2.issuer]]: remove one";

@@ -2,8 +2,8 @@
 //! exactly one header, a size cap checked before anything is decoded, visible ASCII
 //! only, a case-insensitive scheme, `1*SP`, a token68 credential and no trailing data.
 
-use http::header::AUTHORIZATION;
 use base64::Engine as _;
+use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
 
 use crate::error::{AuthError, AuthErrorKind};

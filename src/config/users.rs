@@ -205,7 +205,8 @@ fn granted(
 ) -> Result<PermissionSet, ConfigError> {
     let mut permissions = PermissionSet::default();
     for role in names {
-        let grants = roles.get(role.get_ref()).ok_or_else(|| source.error(role.span(), "roles", "no [[role]] has this name"))?;
+        let grants =
+            roles.get(role.get_ref()).ok_or_else(|| source.error(role.span(), "roles", "no [[role]] has this name"))?;
         permissions.extend(grants.iter().cloned());
     }
     Ok(permissions)

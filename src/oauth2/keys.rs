@@ -83,7 +83,8 @@ fn load(table: &Spanned<SigningKeyConfig>) -> Result<SigningKey, LoadError> {
 }
 
 fn hmac(config: &SigningKeyConfig) -> Result<(EncodingKey, DecodingKey), LoadError> {
-    let secret = config.secret_base64.as_ref().ok_or(("secret_base64", "an HS256 key needs secret_base64".to_owned()))?;
+    let secret =
+        config.secret_base64.as_ref().ok_or(("secret_base64", "an HS256 key needs secret_base64".to_owned()))?;
     if config.pem.is_some() || config.pem_file.is_some() {
         return Err(("pem", "an HS256 key takes only secret_base64".to_owned()));
     }

@@ -364,7 +364,8 @@ impl TokenServer {
             Some(record) if !record.disabled => record,
             _ => return Err(OAuthError::invalid_grant("the user is gone or disabled")),
         };
-        let user = Principal::builder(record.name, "oauth2").roles(record.roles).permissions(record.permissions).build();
+        let user =
+            Principal::builder(record.name, "oauth2").roles(record.roles).permissions(record.permissions).build();
         let requested = if narrowed.is_empty() { grant.scopes.clone() } else { narrowed };
         let scopes = self.grant_scopes("refresh_token", client, &user, &requested).await?;
         self.issue(client, user.name(), &user.name().to_string(), scopes, Some(grant.family))
@@ -572,7 +573,8 @@ impl Form {
         let Some(text) = self.0.get("scope").filter(|s| !s.is_empty()) else { return Ok(Vec::new()) };
         let mut scopes: Vec<String> = Vec::new();
         for token in text.split(' ') {
-            let valid = !token.is_empty() && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+            let valid = !token.is_empty()
+                && token.bytes().all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
             if !valid {
                 return Err(OAuthError::invalid_request("scope is not space-delimited scope tokens"));
             }
