@@ -585,3 +585,94 @@ fn display_form() {
     assert_eq!(err.to_string(), format!("{shown}: {}", err.message));
     assert!(err.message.contains("cannot read"), "{err}");
 }
+
+/// Builds a token server from rule-file text (no users, no clients).
+fn token_server(text: &str) -> Result<tower_secure::oauth2::TokenServer, ConfigError> {
+    let deployment = Deployment::from_toml_str(FILE, text)?;
+    tower_secure::oauth2::TokenServer::builder().deployment(&deployment).build()
+}
+
+#[track_caller]
+fn token_server_error(text: &str) -> ConfigError {
+    match token_server(text) {
+        Ok(_) => panic!("this token server configuration must be refused:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+const HS_SECRET: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
+
+// SPEC D1, D3, F2: token-server keys, the whitelist and scope definitions are checked at
+// build time, each error at its key.
+#[test]
+fn token_server_configuration_errors() {
+    let server = |key: &str| format!("[oauth2_server]\nissuer = \"http://127.0.0.1\"\n\n[[oauth2_server.key]]\n{key}");
+    let good = server(&format!("kid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n"));
+    assert!(token_server(&good).is_ok(), "{good}");
+
+    let err = token_server_error("[[resource.access_control]]\ncontext = \"/a\"\n");
+    assert!(err.message.contains("[oauth2_server]"), "{err}");
+    let err = token_server_error("[oauth2_server]\nissuer = \"http://127.0.0.1\"\n");
+    assert!(err.message.contains("[[oauth2_server.key]]"), "{err}");
+
+    let text = server("kid = \"k1\"\nalgorithm = \"RS512\"\nsecret_base64 = \"x\"\n");
+    check(&token_server_error(&text), FILE, line_of(&text, "RS512"), "algorithm", &["RS256, ES256, EdDSA or HS256"]);
+    let text = server("kid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"c2hvcnQ=\"\n");
+    check(&token_server_error(&text), FILE, line_of(&text, "c2hvcnQ="), "secret_base64", &["at least 32 bytes"]);
+    let text = server("kid = \"k1\"\nalgorithm = \"RS256\"\npem = \"not a key\"\n");
+    check(&token_server_error(&text), FILE, line_of(&text, "not a key"), "pem", &["PKCS#8"]);
+    let text = server("kid = \"k1\"\nalgorithm = \"ES256\"\npem_file = \"/no/such/key.pem\"\n");
+    check(&token_server_error(&text), FILE, line_of(&text, "no/such"), "pem_file", &["cannot read"]);
+    let text = server(&format!("kid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n\n[[oauth2_server.key]]\nkid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n"));
+    check(&token_server_error(&text), FILE, line_of_nth(&text, "kid = ", 1), "kid", &["two keys"]);
+    let text = server("algorithm = \"HS256\"\n");
+    assert!(Deployment::from_toml_str(FILE, &text).is_err(), "kid is required");
+
+    let text = format!("[scope_validation]\nwhitelist = [\"openid\", \"(unclosed\"]\n\n{good}");
+    check(&token_server_error(&text), FILE, line_of(&text, "(unclosed"), "whitelist", &["not a regex"]);
+    let text = format!("[[scope]]\nname = \"a b\"\n\n{good}");
+    check(&token_server_error(&text), FILE, line_of(&text, "a b"), "name", &["not a scope token"]);
+    let text = format!("[scope_validation]\nwhitelisted = [\"x\"]\n\n{good}");
+    check(&token_server_error(&text), FILE, line_of(&text, "whitelisted"), "whitelisted", &["unknown field"]);
+
+    // A validating layer's `introspect = true` needs an introspection endpoint.
+    let text = "[[oauth2.issuer]]\nissuer = \"https://idp.example.com\"\nintrospect = true\njwks_uri = \"https://idp.example.com/jwks\"\n";
+    let deployment = Deployment::from_toml_str(FILE, text).unwrap();
+    let err = SecureLayer::builder().deployment(deployment).build().err().expect("introspect without an endpoint");
+    check(&err, FILE, 2, "introspect", &["[oauth2.introspection]"]);
+}
+
+// SPEC D1, F2: `[[client]]` tables are checked at load: id syntax, duplicates, secret
+// hashes, roles and grant types, each error at its key.
+#[test]
+fn client_table_errors() {
+    use tower_secure::config::load_clients;
+    let hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$LwR0gKiubpFYBdXhy9LIdt8OMLdqFvTfuyD4TQVjBFk";
+    let client =
+        |extra: &str| format!("[[role]]\nname = \"r\"\n\n[[client]]\nid = \"app\"\nsecret = \"{hash}\"\n{extra}");
+    let clients = load_clients("users.toml", &client("roles = [\"r\"]\n")).unwrap();
+    assert_eq!(clients[0].grant_types, ["password", "client_credentials", "refresh_token"]);
+    assert_eq!(clients[0].roles, ["r"]);
+
+    let text = client("roles = [\"nope\"]\n");
+    check(
+        &load_clients("users.toml", &text).unwrap_err(),
+        "users.toml",
+        line_of(&text, "nope"),
+        "roles",
+        &["no [[role]]"],
+    );
+    let text = client("grant_types = [\"authorization_code\"]\n");
+    let err = load_clients("users.toml", &text).unwrap_err();
+    check(&err, "users.toml", line_of(&text, "authorization_code"), "grant_types", &["unknown grant type"]);
+    let text = client("").replace("id = \"app\"", "id = \"app id\"");
+    check(&load_clients("users.toml", &text).unwrap_err(), "users.toml", line_of(&text, "app id"), "id", &["1 to 128"]);
+    let text = client("").replace(hash, "plain-secret");
+    let err = load_clients("users.toml", &text).unwrap_err();
+    check(&err, "users.toml", line_of(&text, "plain-secret"), "secret", &["not a PHC password hash"]);
+    let text = format!("{}\n[[client]]\nid = \"app\"\nsecret = \"{hash}\"\n", client(""));
+    let err = load_clients("users.toml", &text).unwrap_err();
+    check(&err, "users.toml", line_of_nth(&text, "id = \"app\"", 1), "id", &["defined twice"]);
+    // The users loader accepts the same file.
+    assert!(load_users("users.toml", &client("")).is_ok());
+}

@@ -36,7 +36,7 @@ impl SigningKeys {
         }
         let mut keys: Vec<SigningKey> = Vec::new();
         for table in &server.get_ref().key {
-            let key = load(table).map_err(|(key, message)| source.error(table.span(), key, message))?;
+            let key = load(table).map_err(|(key, message)| source.error(span_of(table, key), key, message))?;
             if keys.iter().any(|k| k.kid == key.kid) {
                 return Err(source.error(table.get_ref().kid.span(), "kid", "two keys have this kid"));
             }
@@ -57,6 +57,20 @@ impl SigningKeys {
 }
 
 type LoadError = (&'static str, String);
+
+/// Where a key's error points: the offending value when it is there, else the table.
+fn span_of(table: &Spanned<SigningKeyConfig>, key: &str) -> std::ops::Range<usize> {
+    let config = table.get_ref();
+    let value = match key {
+        "kid" => Some(config.kid.span()),
+        "algorithm" => Some(config.algorithm.span()),
+        "secret_base64" => config.secret_base64.as_ref().map(Spanned::span),
+        "pem_file" => config.pem_file.as_ref().map(Spanned::span),
+        "pem" => config.pem.as_ref().or(config.pem_file.as_ref()).map(Spanned::span),
+        _ => None,
+    };
+    value.unwrap_or_else(|| table.span())
+}
 
 fn load(table: &Spanned<SigningKeyConfig>) -> Result<SigningKey, LoadError> {
     let config = table.get_ref();
