@@ -846,7 +846,8 @@ mod tests {
     // SPEC A7: RFC 6750 challenges.
     #[test]
     fn challenges() {
-        let bearer = BearerAuthenticator::new(&OAuth2Config::default(), HashMap::new(), None, None, Arc::default());
+        let bearer =
+            BearerAuthenticator::new(&OAuth2Config::default(), HashMap::new(), None, None, Arc::default(), None);
         let text = |e: Option<&AuthError>| bearer.challenge("api", e).map(|v| v.to_str().unwrap().to_owned());
         assert_eq!(text(None).unwrap(), r#"Bearer realm="api""#);
         assert_eq!(text(Some(&invalid("x"))).unwrap(), r#"Bearer realm="api", error="invalid_token""#);

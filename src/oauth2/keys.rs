@@ -85,13 +85,15 @@ fn load(table: &Spanned<SigningKeyConfig>) -> Result<SigningKey, LoadError> {
         "HS256" => Algorithm::HS256,
         _ => return Err(("algorithm", "the token server signs with RS256, ES256, EdDSA or HS256".to_owned())),
     };
-    let (encoding, decoding) = match algorithm {
-        Algorithm::HS256 => hmac(config)?,
-        _ => private_key(config, algorithm)?,
-    };
-    let public = match algorithm {
-        Algorithm::HS256 => None,
-        _ => Some(public_jwk(&encoding, algorithm, &kid)?),
+    let (encoding, decoding, public) = match algorithm {
+        Algorithm::HS256 => {
+            let (encoding, decoding) = hmac(config)?;
+            (encoding, decoding, None)
+        }
+        _ => {
+            let (encoding, decoding, public) = private_key(config, algorithm, &kid)?;
+            (encoding, decoding, Some(public))
+        }
     };
     Ok(SigningKey { kid, algorithm, encoding, decoding, public })
 }
@@ -111,7 +113,12 @@ fn hmac(config: &SigningKeyConfig) -> Result<(EncodingKey, DecodingKey), LoadErr
     Ok((EncodingKey::from_secret(&bytes), DecodingKey::from_secret(&bytes)))
 }
 
-fn private_key(config: &SigningKeyConfig, algorithm: Algorithm) -> Result<(EncodingKey, DecodingKey), LoadError> {
+/// The signing key, its verification key and its public JWK (with `kid`, `use`, `alg`).
+fn private_key(
+    config: &SigningKeyConfig,
+    algorithm: Algorithm,
+    kid: &str,
+) -> Result<(EncodingKey, DecodingKey, Value), LoadError> {
     if config.secret_base64.is_some() {
         return Err(("secret_base64", "only HS256 keys take a secret".to_owned()));
     }
@@ -127,28 +134,11 @@ fn private_key(config: &SigningKeyConfig, algorithm: Algorithm) -> Result<(Encod
         Algorithm::ES256 => EncodingKey::from_ec_pem(text.as_bytes()).map_err(bad)?,
         _ => EncodingKey::from_ed_pem(text.as_bytes()).map_err(bad)?,
     };
-    // Signing once proves the key fits the algorithm (an RSA key given as ES256 fails here,
-    // not at the first token request).
-    let probe = jsonwebtoken::crypto::sign(b"probe", &encoding, algorithm).map_err(bad)?;
-    let jwk = Jwk::from_encoding_key(&encoding, algorithm).map_err(bad)?;
-    let decoding = DecodingKey::from_jwk(&jwk).map_err(bad)?;
-    let verified = jsonwebtoken::crypto::verify(&probe, b"probe", &decoding, algorithm).unwrap_or(false);
-    if !verified {
-        return Err(("pem", "the key does not verify its own signature".to_owned()));
-    }
-    if algorithm == Algorithm::RS256 {
-        if let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &jwk.algorithm {
-            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&rsa.n).unwrap_or_default();
-            if n.iter().skip_while(|b| **b == 0).count() * 8 < 2048 {
-                return Err(("pem", "RSA keys need at least 2048 bits".to_owned()));
-            }
-        }
-    }
-    Ok((encoding, decoding))
-}
-
-fn public_jwk(encoding: &EncodingKey, algorithm: Algorithm, kid: &str) -> Result<Value, LoadError> {
-    let mut jwk = Jwk::from_encoding_key(encoding, algorithm).map_err(|e| ("pem", e.to_string()))?;
+    let mut jwk = match algorithm {
+        // jsonwebtoken 10.4 cannot derive an Ed25519 JWK (`unimplemented!`): built here.
+        Algorithm::EdDSA => ed25519_jwk(&text)?,
+        _ => Jwk::from_encoding_key(&encoding, algorithm).map_err(bad)?,
+    };
     jwk.common.key_id = Some(kid.to_owned());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
     jwk.common.key_algorithm = Some(match algorithm {
@@ -156,5 +146,31 @@ fn public_jwk(encoding: &EncodingKey, algorithm: Algorithm, kid: &str) -> Result
         Algorithm::ES256 => KeyAlgorithm::ES256,
         _ => KeyAlgorithm::EdDSA,
     });
-    serde_json::to_value(&jwk).map_err(|e| ("pem", e.to_string()))
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(bad)?;
+    // Signing once proves the key fits the algorithm and its published half (an RSA key
+    // given as ES256 fails here, not at the first token request).
+    let probe = jsonwebtoken::crypto::sign(b"probe", &encoding, algorithm).map_err(bad)?;
+    let verified = jsonwebtoken::crypto::verify(&probe, b"probe", &decoding, algorithm).unwrap_or(false);
+    if !verified {
+        return Err(("pem", "the key does not verify its own signature".to_owned()));
+    }
+    if let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &jwk.algorithm {
+        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&rsa.n).unwrap_or_default();
+        if n.iter().skip_while(|b| **b == 0).count() * 8 < 2048 {
+            return Err(("pem", "RSA keys need at least 2048 bits".to_owned()));
+        }
+    }
+    let public = serde_json::to_value(&jwk).map_err(|e| ("pem", e.to_string()))?;
+    Ok((encoding, decoding, public))
+}
+
+/// The public JWK (`kty` OKP, `crv` Ed25519) of a PKCS#8 Ed25519 private key.
+fn ed25519_jwk(pem_text: &str) -> Result<Jwk, LoadError> {
+    use aws_lc_rs::signature::KeyPair as _;
+    let bad = |m: &str| ("pem", format!("not a PKCS#8 Ed25519 private key: {m}"));
+    let der = pem::parse(pem_text).map_err(|e| bad(&e.to_string()))?;
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(der.contents())
+        .map_err(|e| bad(&e.to_string()))?;
+    let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
+    serde_json::from_value(json!({ "kty": "OKP", "crv": "Ed25519", "x": x })).map_err(|e| bad(&e.to_string()))
 }

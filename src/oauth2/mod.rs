@@ -277,7 +277,7 @@ impl TokenServer {
             // Only a registered id is logged: an unknown one is attacker text (or a pasted secret).
             let client = inner.clients.get_key_value(id.as_str()).map_or("(unknown)", |(id, _)| id.as_str());
             tracing::warn!(target: "tower_secure::audit", client, reason = e.reason(), "client authentication failed");
-            OAuthError::from_auth(e, |r| OAuthError::invalid_client(r)).with_realm(&inner.realm)
+            OAuthError::from_auth(e, OAuthError::invalid_client).with_realm(&inner.realm)
         })?;
         inner.clients.get(id.as_str()).ok_or_else(|| refused("client vanished"))
     }
@@ -311,10 +311,12 @@ impl TokenServer {
         let username = form.required("username")?;
         let password = form.required("password")?;
         let requested = form.scopes()?;
-        let user = self.inner.users.verify(username, password).await.map_err(|e| {
-            let refused = |r| OAuthError::invalid_grant(r);
-            OAuthError::from_auth(e, refused)
-        })?;
+        let user = self
+            .inner
+            .users
+            .verify(username, password)
+            .await
+            .map_err(|e| OAuthError::from_auth(e, OAuthError::invalid_grant))?;
         let scopes = self.grant_scopes("password", client, &user, &requested).await?;
         self.issue(client, user.name(), &user.name().to_string(), scopes, None)
     }
@@ -338,12 +340,13 @@ impl TokenServer {
         let token = form.required("refresh_token")?;
         let narrowed = form.scopes()?;
         let inner = &self.inner;
-        // Scope check before redeeming, so a bad request does not use the token up.
-        if let Some(grant) = inner.refresh.peek(token, now()) {
-            if narrowed.iter().any(|s| !grant.scopes.contains(s)) {
-                return Err(OAuthError::invalid_scope("refresh asks for a scope outside the grant"));
-            }
-        }
+        // Everything that can fail for other reasons than the token itself (scope, user
+        // store, validator) is decided before the token is used up, so the retry a 503
+        // asks for still works.
+        let decided = match inner.refresh.peek(token, now()) {
+            Some(grant) if grant.client_id == client.id => Some(self.refreshed_scopes(client, &grant, narrowed).await?),
+            _ => None,
+        };
         let grant = match inner.refresh.redeem(token, &client.id, now()) {
             Redeemed::Fresh(grant) => grant,
             Redeemed::Invalid => return Err(OAuthError::invalid_grant("unknown, expired or foreign refresh token")),
@@ -356,10 +359,28 @@ impl TokenServer {
                 return Err(OAuthError::invalid_grant("refresh token used twice"));
             }
         };
-        // The user is looked up again: a disabled user or a lost role ends the grant.
+        // A token unusable when peeked never becomes fresh again; fail closed all the same.
+        let Some((user, scopes)) = decided else {
+            return Err(OAuthError::invalid_grant("refresh token changed while in use"));
+        };
+        self.issue(client, &user, &user.to_string(), scopes, Some(grant.family))
+    }
+
+    /// The user of a refresh grant, looked up again (a disabled user or a lost role ends
+    /// what it granted), and the scopes the new tokens get.
+    async fn refreshed_scopes(
+        &self,
+        client: &ClientRecord,
+        grant: &refresh::RefreshGrant,
+        narrowed: Vec<String>,
+    ) -> Result<(QualifiedName, Vec<String>), OAuthError> {
+        let inner = &self.inner;
+        if narrowed.iter().any(|s| !grant.scopes.contains(s)) {
+            return Err(OAuthError::invalid_scope("refresh asks for a scope outside the grant"));
+        }
         let record = authn::find_user(&*inner.store, &grant.user, inner.store_timeout)
             .await
-            .map_err(|e| OAuthError::from_auth(e, |r| OAuthError::invalid_grant(r)))?;
+            .map_err(|e| OAuthError::from_auth(e, OAuthError::invalid_grant))?;
         let record = match record {
             Some(record) if !record.disabled => record,
             _ => return Err(OAuthError::invalid_grant("the user is gone or disabled")),
@@ -368,7 +389,7 @@ impl TokenServer {
             Principal::builder(record.name, "oauth2").roles(record.roles).permissions(record.permissions).build();
         let requested = if narrowed.is_empty() { grant.scopes.clone() } else { narrowed };
         let scopes = self.grant_scopes("refresh_token", client, &user, &requested).await?;
-        self.issue(client, user.name(), &user.name().to_string(), scopes, Some(grant.family))
+        Ok((user.name().clone(), scopes))
     }
 
     /// Asks the validator, then applies the default scope (SPEC D2).
