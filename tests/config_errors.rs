@@ -638,7 +638,9 @@ fn token_server_configuration_errors() {
     // A validating layer's `introspect = true` needs an introspection endpoint.
     let text = "[[oauth2.issuer]]\nissuer = \"https://idp.example.com\"\nintrospect = true\njwks_uri = \"https://idp.example.com/jwks\"\n";
     let deployment = Deployment::from_toml_str(FILE, text).unwrap();
-    let err = SecureLayer::builder().deployment(deployment).build().err().expect("introspect without an endpoint");
+    let Err(err) = SecureLayer::builder().deployment(deployment).build() else {
+        panic!("introspect = true without an endpoint must be refused");
+    };
     check(&err, FILE, 2, "introspect", &["[oauth2.introspection]"]);
 }
 
