@@ -100,7 +100,8 @@ async fn me(caller: Principal) -> Json<Value> {
     }))
 }
 
-/// The whole app on 127.0.0.1:0, issuer = its own address; returns the base URL.
+/// The whole app on 127.0.0.1:0 as the quickstart composes it (token router merged in, the
+/// layer around both), issuer = its own address; returns the base URL.
 async fn start_app(key_file: &str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
@@ -114,8 +115,8 @@ async fn start_app(key_file: &str) -> String {
     let app = Router::new()
         .route("/api/users/v1/{user_id}/challenges", get(challenges))
         .route("/api/me", get(me))
-        .layer(layer)
-        .merge(tokens.router());
+        .merge(tokens.router())
+        .layer(layer);
     tokio::spawn(async move {
         axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
     });
@@ -173,6 +174,8 @@ fn basic_id(sent: &Value) -> &str {
     sent["basic"]["id"].as_str().unwrap_or_else(|| panic!("no Basic credential sent: {sent:#}"))
 }
 
+// SPEC D1, D2, D3, D5: requests-oauthlib's password, client credentials and refresh flows
+// against the whole app; tokens without the scope get 403. One Python run, checked step by step.
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     let dir = tempfile::tempdir().unwrap();
@@ -180,19 +183,31 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     let key_file = dir.path().join("rs.pem").display().to_string();
     let base = start_app(&key_file).await;
     let report = run_client(&base).await;
-    let versions = &report["versions"];
+    check_discovery(&report, &base);
+    check_password_grant(&report, &base);
+    check_client_id_in_body(&report);
+    check_client_secret_in_body_refused(&report);
+    check_client_credentials(&report);
+    check_refresh(&report);
+    check_lacking_scope(&report);
+    check_narrowed_scope(&report);
+}
 
-    // SPEC D5: the discovery document a client starts from names this server's endpoints
-    // and Basic as the one client authentication method.
+/// SPEC D5: the discovery document a client starts from names this server's endpoints
+/// and Basic as the one client authentication method.
+fn check_discovery(report: &Value, base: &str) {
     let discovery = &report["discovery"];
-    assert_eq!(discovery["issuer"], base.as_str());
+    assert_eq!(discovery["issuer"], base);
     assert_eq!(discovery["token_endpoint"], format!("{base}/oauth2/token"));
     assert_eq!(discovery["jwks_uri"], format!("{base}/oauth2/jwks"));
     assert_eq!(discovery["token_endpoint_auth_methods_supported"], json!(["client_secret_basic"]));
+}
 
-    // SPEC D1 (a): the password grant as requests-oauthlib documents it. The client id and
-    // secret go in Basic (the secret's colon intact), username and password in the body.
-    let password = step(&report, "password");
+/// SPEC D1 (a): the password grant as requests-oauthlib documents it. The client id and
+/// secret go in Basic (the secret's colon intact), username and password in the body.
+fn check_password_grant(report: &Value, base: &str) {
+    let versions = &report["versions"];
+    let password = step(report, "password");
     let sent = &password["sent"];
     assert_eq!(sent["status"], 200, "password grant refused ({versions}): {sent:#}");
     assert_eq!(sent["basic"], json!({ "id": APP_ID, "secret": APP_SECRET }));
@@ -215,7 +230,7 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     assert_eq!(verified["header"]["kid"], "interop-rs256");
     assert_eq!(verified["header"]["typ"], "at+jwt");
     let claims = &verified["claims"];
-    assert_eq!(claims["iss"], base.as_str());
+    assert_eq!(claims["iss"], base);
     assert_eq!(claims["sub"], "alex");
     assert_eq!(claims["aud"], APP_ID);
     assert_eq!(claims["client_id"], APP_ID);
@@ -224,22 +239,26 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     // The session's bearer token opens the scoped API and names the caller.
     assert_eq!(password["api"]["status"], 200, "{:#}", password["api"]);
     assert_eq!(password["api"]["body"], json!({ "user_id": "42", "requested_by": "alex" }));
-    assert_eq!(password["me"]["status"], 200);
+    assert_eq!(password["me"]["status"], 200, "{:#}", password["me"]);
     assert_eq!(password["me"]["body"]["user"], "alex");
     assert_eq!(password["me"]["body"]["scopes"], json!([SCOPE]));
     assert_eq!(password["me"]["body"]["client_id"], APP_ID);
+}
 
-    // SPEC D1 (a'): client_id in the body as well as in Basic, naming the same client.
-    let body_id = step(&report, "password_body_client_id");
+/// SPEC D1 (a'): client_id in the body as well as in Basic, naming the same client.
+fn check_client_id_in_body(report: &Value) {
+    let body_id = step(report, "password_body_client_id");
     let sent = &body_id["sent"];
     assert_eq!(sent["body"]["client_id"], APP_ID, "the client did not put client_id in the body: {sent:#}");
     assert_eq!(basic_id(sent), APP_ID);
     assert_eq!(sent["status"], 200, "client_id in body + Basic refused: {sent:#}");
-    assert_eq!(body_id["api"]["status"], 200);
+    assert_eq!(body_id["api"]["status"], 200, "{body_id:#}");
+}
 
-    // SPEC D1: the secret in the body (client_secret_post, no Basic) is not accepted:
-    // 401 invalid_client with a Basic challenge, which oauthlib raises as InvalidClientError.
-    let secret_post = step(&report, "password_secret_in_body");
+/// SPEC D1: the secret in the body (client_secret_post, no Basic) is not accepted:
+/// 401 invalid_client with a Basic challenge, which oauthlib raises as InvalidClientError.
+fn check_client_secret_in_body_refused(report: &Value) {
+    let secret_post = step(report, "password_secret_in_body");
     let sent = &secret_post["sent"];
     assert_eq!(sent["body"]["client_secret"], APP_SECRET, "{sent:#}");
     assert!(sent["basic"].is_null(), "{sent:#}");
@@ -247,10 +266,12 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     assert_eq!(sent["response"]["error"], "invalid_client");
     assert!(sent["www_authenticate"].as_str().unwrap_or_default().starts_with("Basic realm=\"interop\""), "{sent:#}");
     assert_eq!(secret_post["error"]["error"], "invalid_client", "{secret_post:#}");
+}
 
-    // SPEC D1, D2 (b): client_credentials with BackendApplicationClient; the service's role
-    // holds the scope's permission; no refresh token (RFC 6749 4.4.3).
-    let service = step(&report, "client_credentials");
+/// SPEC D1, D2 (b): client_credentials with BackendApplicationClient; the service's role
+/// holds the scope's permission; no refresh token (RFC 6749 4.4.3).
+fn check_client_credentials(report: &Value) {
+    let service = step(report, "client_credentials");
     let sent = &service["sent"];
     assert_eq!(sent["status"], 200, "client_credentials refused: {sent:#}");
     assert_eq!(basic_id(sent), SERVICE_ID);
@@ -264,10 +285,12 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     assert_eq!(service["api"]["status"], 200, "{:#}", service["api"]);
     assert_eq!(service["api"]["body"]["requested_by"], SERVICE_ID);
     assert_eq!(service["me"]["body"]["client_id"], SERVICE_ID);
+}
 
-    // SPEC D1 (c): session.refresh_token rotates both tokens, keeps the scope, and the new
-    // access token opens the API.
-    let refresh = step(&report, "refresh");
+/// SPEC D1 (c): session.refresh_token rotates both tokens, keeps the scope, and the new
+/// access token opens the API.
+fn check_refresh(report: &Value) {
+    let refresh = step(report, "refresh");
     let sent = &refresh["sent"];
     assert_eq!(sent["status"], 200, "refresh refused: {sent:#}");
     assert_eq!(basic_id(sent), APP_ID);
@@ -285,10 +308,12 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     assert_eq!(replay["sent"]["status"], 400, "{replay:#}");
     assert_eq!(replay["error"]["error"], "invalid_grant", "{replay:#}");
     assert_eq!(refresh["api_after_replay"]["status"], 401, "{:#}", refresh["api_after_replay"]);
+}
 
-    // SPEC D2 (d): bob lacks the bound permission. The token is issued without the scope,
-    // and the scoped API answers 403 insufficient_scope; routes without a scope still open.
-    let lacking = step(&report, "lacking_scope");
+/// SPEC D2 (d): bob lacks the bound permission. The token is issued without the scope,
+/// and the scoped API answers 403 insufficient_scope; routes without a scope still open.
+fn check_lacking_scope(report: &Value) {
+    let lacking = step(report, "lacking_scope");
     assert_eq!(lacking["sent"]["status"], 200, "{:#}", lacking["sent"]);
     assert!(lacking["verified"]["claims"].get("scope").is_none(), "{:#}", lacking["verified"]);
     assert_eq!(lacking["api"]["status"], 403, "{:#}", lacking["api"]);
@@ -299,11 +324,13 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
     // Not asserted: the response carries no `scope` when nothing is granted, which RFC 6749
     // 5.1 reads as "identical to the request", so oauthlib reports the scope as granted.
     // The resource server holds the line regardless: the 403 above.
+}
 
-    // SPEC D2, D3 (d'): asking for the scope and a whitelisted one grants only the latter;
-    // the response names it, so oauthlib raises its "Scope has changed" warning, and the
-    // narrowed token is still refused by the scoped API.
-    let narrowed = step(&report, "narrowed_scope");
+/// SPEC D2, D3 (d'): asking for the scope and a whitelisted one grants only the latter;
+/// the response names it, so oauthlib raises its "Scope has changed" warning, and the
+/// narrowed token is still refused by the scoped API.
+fn check_narrowed_scope(report: &Value) {
+    let narrowed = step(report, "narrowed_scope");
     assert_eq!(narrowed["sent"]["response"]["scope"], "openid", "{:#}", narrowed["sent"]);
     assert_eq!(narrowed["warning"]["old"], json!(["internal_identity_mgt_view", "openid"]), "{narrowed:#}");
     assert_eq!(narrowed["warning"]["new"], json!(["openid"]), "{narrowed:#}");

@@ -201,6 +201,7 @@ def password_grant_body_client_id():
         password=CONFIG["users"]["alex"],
         auth=HTTPBasicAuth(APP["id"], APP["secret"]),
         include_client_id=True,
+        scope=[SCOPE],
         timeout=TIMEOUT,
     )
     return {"sent": exchanges[-1], "token": token_view(token), "api": call(session, API)}
