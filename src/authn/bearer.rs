@@ -332,8 +332,9 @@ impl Inner {
         }
         let exp = self.check_claims(&claims, issuer_name, issuer)?;
         if let Some(revoked) = &issuer.revoked {
-            let iat = claims.get("iat").and_then(seconds);
-            if revoked.is_revoked(claims.get("jti").and_then(Value::as_str), iat) {
+            let (jti, client) =
+                (claims.get("jti").and_then(Value::as_str), claims.get("client_id").and_then(Value::as_str));
+            if revoked.is_revoked(jti, client, claims.get("iat").and_then(seconds)) {
                 return Err(invalid("token revoked"));
             }
         }

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 /// Revoked access tokens by `jti`, each kept until its `exp`. Cheap to clone (shared).
 ///
-/// Bounded: when `capacity` live entries are reached, every token issued up to that
-/// moment is refused instead (a `not_before` watermark), so a full list never lets a
-/// revoked token back in.
+/// Bounded, and failing closed: when `capacity` live entries are reached, the client with
+/// the most entries has every token issued to it so far refused (a per-client `not_before`
+/// watermark) and its entries dropped. A client revoking its own tokens en masse can only
+/// log out itself; no revoked token ever comes back.
 #[derive(Clone)]
 #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
 pub(crate) struct RevokedTokens {
@@ -18,51 +19,59 @@ pub(crate) struct RevokedTokens {
 
 #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
 struct Inner {
-    ids: Mutex<HashMap<String, u64>>,
+    state: Mutex<State>,
     capacity: usize,
-    /// Tokens with `iat` at or before this (seconds since the epoch) count as revoked.
-    not_before: AtomicU64,
     /// Bumped on every revocation; a verification cached under an older generation is
     /// checked again.
     generation: AtomicU64,
 }
 
+#[derive(Default)]
+struct State {
+    /// `jti` -> (`exp`, client id).
+    ids: HashMap<String, (u64, Arc<str>)>,
+    /// Client id -> tokens issued to it at or before this second count as revoked.
+    not_before: HashMap<Arc<str>, u64>,
+}
+
 #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
 impl RevokedTokens {
     pub(crate) fn new(capacity: usize) -> Self {
-        let inner = Inner {
-            ids: Mutex::new(HashMap::new()),
-            capacity: capacity.max(1),
-            not_before: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-        };
+        let inner = Inner { state: Mutex::default(), capacity: capacity.max(1), generation: AtomicU64::new(0) };
         Self { inner: Arc::new(inner) }
     }
 
-    /// Revokes the token `jti`, which expires at `exp`; `now` is the current time.
-    pub(crate) fn revoke(&self, jti: &str, exp: u64, now: u64) {
-        let mut ids = self.inner.ids.lock().unwrap_or_else(PoisonError::into_inner);
-        if ids.len() >= self.inner.capacity {
-            ids.retain(|_, until| *until >= now);
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Revokes token `jti` of `client`, which expires at `exp`; `now` is the current time.
+    pub(crate) fn revoke(&self, jti: &str, exp: u64, client: &str, now: u64) {
+        let mut state = self.state();
+        if state.ids.len() >= self.inner.capacity {
+            state.ids.retain(|_, (until, _)| *until >= now);
         }
-        if ids.len() >= self.inner.capacity {
-            // Fail closed: forget the list and refuse everything issued so far.
-            ids.clear();
-            self.inner.not_before.fetch_max(now, Ordering::AcqRel);
-            tracing::error!(target: "tower_secure::audit", "revocation list full: every token issued so far is refused");
-        } else {
-            ids.insert(jti.to_owned(), exp);
+        if state.ids.len() >= self.inner.capacity {
+            let heaviest = heaviest_client(&state.ids);
+            state.ids.retain(|_, (_, owner)| *owner != heaviest);
+            tracing::warn!(target: "tower_secure::audit", client = %heaviest,
+                "revocation list full: every token issued so far to the client with the most revocations is refused");
+            state.not_before.insert(heaviest, now);
         }
+        let client: Arc<str> =
+            state.not_before.get_key_value(client).map_or_else(|| Arc::from(client), |(k, _)| k.clone());
+        state.ids.insert(jti.to_owned(), (exp, client));
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// True when a token with this `jti` and `iat` has been revoked.
-    pub(crate) fn is_revoked(&self, jti: Option<&str>, iat: Option<u64>) -> bool {
-        let not_before = self.inner.not_before.load(Ordering::Acquire);
-        if not_before > 0 && iat.is_none_or(|iat| iat <= not_before) {
+    /// True when token `jti` of `client`, issued at `iat`, has been revoked.
+    pub(crate) fn is_revoked(&self, jti: Option<&str>, client: Option<&str>, iat: Option<u64>) -> bool {
+        let state = self.state();
+        let watermark = client.and_then(|c| state.not_before.get(c));
+        if watermark.is_some_and(|&before| iat.is_none_or(|iat| iat <= before)) {
             return true;
         }
-        jti.is_some_and(|jti| self.inner.ids.lock().unwrap_or_else(PoisonError::into_inner).contains_key(jti))
+        jti.is_some_and(|jti| state.ids.contains_key(jti))
     }
 
     pub(crate) fn generation(&self) -> u64 {
@@ -70,21 +79,35 @@ impl RevokedTokens {
     }
 }
 
+/// The client holding the most entries.
+fn heaviest_client(ids: &HashMap<String, (u64, Arc<str>)>) -> Arc<str> {
+    let mut counts: HashMap<&Arc<str>, usize> = HashMap::new();
+    for (_, client) in ids.values() {
+        *counts.entry(client).or_default() += 1;
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map_or_else(|| Arc::from(""), |(client, _)| client.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // SPEC D5: a revoked jti is refused; a full list refuses everything issued so far.
+    // SPEC D5: a revoked jti is refused; a full list refuses everything issued so far to
+    // the client with the most revocations, and nothing of anybody else's.
     #[test]
-    fn revocation_and_watermark() {
-        let revoked = RevokedTokens::new(2);
-        revoked.revoke("a", 100, 10);
-        assert!(revoked.is_revoked(Some("a"), Some(5)));
-        assert!(!revoked.is_revoked(Some("b"), Some(5)));
-        revoked.revoke("b", 100, 10);
-        revoked.revoke("c", 100, 20);
-        assert!(revoked.is_revoked(Some("zzz"), Some(20)), "issued before the watermark");
-        assert!(!revoked.is_revoked(Some("zzz"), Some(21)));
-        assert_eq!(revoked.generation(), 3);
+    fn revocation_and_per_client_watermark() {
+        let revoked = RevokedTokens::new(3);
+        revoked.revoke("victim-1", 100, "victim", 10);
+        assert!(revoked.is_revoked(Some("victim-1"), Some("victim"), Some(5)));
+        assert!(!revoked.is_revoked(Some("b"), Some("victim"), Some(5)));
+        revoked.revoke("noisy-1", 100, "noisy", 10);
+        revoked.revoke("noisy-2", 100, "noisy", 10);
+        revoked.revoke("noisy-3", 100, "noisy", 20);
+        assert!(revoked.is_revoked(Some("noisy-any"), Some("noisy"), Some(20)), "issued before its watermark");
+        assert!(!revoked.is_revoked(Some("noisy-new"), Some("noisy"), Some(21)));
+        assert!(revoked.is_revoked(Some("noisy-3"), Some("noisy"), Some(21)), "the new entry is kept");
+        assert!(revoked.is_revoked(Some("victim-1"), Some("victim"), Some(5)), "others keep their revocations");
+        assert!(!revoked.is_revoked(Some("other"), Some("victim"), Some(5)), "others are not logged out");
+        assert_eq!(revoked.generation(), 4);
     }
 }

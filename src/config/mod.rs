@@ -479,9 +479,9 @@ pub struct OAuth2ServerConfig {
     /// Largest request body the endpoints read, in bytes. Default 8192.
     #[serde(default = "default_max_form_bytes")]
     pub max_form_bytes: usize,
-    /// How many live refresh tokens (and revoked access tokens) are remembered at most;
-    /// beyond it the oldest are forgotten (a forgotten refresh token no longer works).
-    /// Default 100,000.
+    /// How many refresh tokens are remembered at most (beyond it the oldest is forgotten
+    /// and no longer works), and how many revoked access tokens (beyond it the client with
+    /// the most revocations has every token issued to it so far refused). Default 100,000.
     #[serde(default = "default_max_tracked_tokens")]
     pub max_tracked_tokens: usize,
     /// Signing keys. The first signs new tokens; all are published at `/oauth2/jwks`, so a

@@ -352,7 +352,7 @@ impl TokenServer {
             Redeemed::Invalid => return Err(OAuthError::invalid_grant("unknown, expired or foreign refresh token")),
             Redeemed::Replayed(access) => {
                 for (jti, exp) in access {
-                    inner.revoked.revoke(&jti, exp, now());
+                    inner.revoked.revoke(&jti, exp, &client.id, now());
                 }
                 tracing::warn!(target: "tower_secure::audit", client = %client.id,
                     "refresh token replayed: its grant is revoked");
@@ -422,7 +422,7 @@ impl TokenServer {
         let refresh_token = client.grant_types.iter().any(|g| g == "refresh_token").then(|| {
             let family = family.unwrap_or_else(|| inner.refresh.new_family());
             let expires = now().saturating_add(inner.refresh_seconds);
-            inner.refresh.issue(&client.id, user, &scopes, expires, family, (jti, exp), now())
+            inner.refresh.issue(&client.id, user, &scopes, expires, family, (jti, exp))
         });
         let refresh_token = refresh_token.flatten();
         let subject = subject.to_owned();
@@ -469,9 +469,10 @@ impl TokenServer {
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation).ok()?.claims;
-        let jti = claims.get("jti").and_then(Value::as_str);
+        let (jti, client) =
+            (claims.get("jti").and_then(Value::as_str), claims.get("client_id").and_then(Value::as_str));
         let iat = claims.get("iat").and_then(Value::as_u64);
-        (!inner.revoked.is_revoked(jti, iat)).then_some(claims)
+        (!inner.revoked.is_revoked(jti, client, iat)).then_some(claims)
     }
 
     /// RFC 7662: what the server knows of a token, for any authenticated client.
@@ -509,7 +510,7 @@ impl TokenServer {
         match inner.refresh.revoke(token, &client.id) {
             Some(Ok(access)) => {
                 for (jti, exp) in access {
-                    inner.revoked.revoke(&jti, exp, now);
+                    inner.revoked.revoke(&jti, exp, &client.id, now);
                 }
                 tracing::info!(target: "tower_secure::audit", client = %client.id, "refresh token revoked");
                 return Ok(());
@@ -523,7 +524,7 @@ impl TokenServer {
             }
             let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
             let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
-            inner.revoked.revoke(jti, exp, now);
+            inner.revoked.revoke(jti, exp, &client.id, now);
             tracing::info!(target: "tower_secure::audit", client = %client.id, "access token revoked");
         }
         Ok(())

@@ -1,7 +1,7 @@
 // Refresh tokens (SPEC D1): opaque, stored by SHA-256 digest, single use. Using one
 // rotates it; presenting a used one again revokes its whole family (RFC 9700 4.14).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use base64::Engine as _;
@@ -41,7 +41,27 @@ pub(super) struct RefreshTokens {
 #[derive(Default)]
 struct Store {
     by_digest: HashMap<[u8; 32], RefreshGrant>,
+    /// Digests in issue order, oldest first, for eviction; may name tokens already gone.
+    order: VecDeque<[u8; 32]>,
     next_family: u64,
+}
+
+impl Store {
+    /// Makes room for one more token: forgets the oldest ones (a forgotten refresh token
+    /// no longer works), in O(1) amortised.
+    fn make_room(&mut self, capacity: usize) {
+        while self.by_digest.len() >= capacity {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if self.by_digest.remove(&oldest).is_some() {
+                tracing::debug!(target: "tower_secure::audit", "refresh token store full: the oldest token forgotten");
+            }
+        }
+        // Entries of tokens removed otherwise (revocation, replay) are dropped now and then.
+        if self.order.len() > 2 * capacity {
+            let live = &self.by_digest;
+            self.order.retain(|digest| live.contains_key(digest));
+        }
+    }
 }
 
 impl RefreshTokens {
@@ -59,9 +79,8 @@ impl RefreshTokens {
         store.next_family
     }
 
-    /// Stores a grant and returns its token, or `None` when the store is full of live
-    /// tokens (the caller then issues no refresh token).
-    #[allow(clippy::too_many_arguments)]
+    /// Stores a grant and returns its token; a full store forgets its oldest token first.
+    /// `None` only when the OS has no randomness.
     pub(super) fn issue(
         &self,
         client_id: &str,
@@ -70,7 +89,6 @@ impl RefreshTokens {
         expires: u64,
         family: u64,
         access: (String, u64),
-        now: u64,
     ) -> Option<String> {
         let token = random_token()?;
         let grant = RefreshGrant {
@@ -83,15 +101,10 @@ impl RefreshTokens {
             used: false,
         };
         let mut store = self.store();
-        if store.by_digest.len() >= self.capacity {
-            // Expired tokens first, then used ones (kept only to detect replays).
-            store.by_digest.retain(|_, g| g.expires > now && !g.used);
-        }
-        if store.by_digest.len() >= self.capacity {
-            tracing::warn!(target: "tower_secure::audit", "refresh token store full: issuing no refresh token");
-            return None;
-        }
-        store.by_digest.insert(digest(&token), grant);
+        store.make_room(self.capacity);
+        let digest = digest(&token);
+        store.by_digest.insert(digest, grant);
+        store.order.push_back(digest);
         Some(token)
     }
 
@@ -167,10 +180,10 @@ mod tests {
     fn rotation_and_replay() {
         let tokens = RefreshTokens::new(10);
         let family = tokens.new_family();
-        let first = tokens.issue("c", &alex(), &[], 100, family, ("j1".into(), 50), 0).unwrap();
+        let first = tokens.issue("c", &alex(), &[], 100, family, ("j1".into(), 50)).unwrap();
         assert!(matches!(tokens.redeem(&first, "other", 1), Redeemed::Invalid));
         assert!(matches!(tokens.redeem(&first, "c", 1), Redeemed::Fresh(_)));
-        let second = tokens.issue("c", &alex(), &[], 100, family, ("j2".into(), 50), 1).unwrap();
+        let second = tokens.issue("c", &alex(), &[], 100, family, ("j2".into(), 50)).unwrap();
         match tokens.redeem(&first, "c", 2) {
             Redeemed::Replayed(access) => assert_eq!(access.len(), 2),
             _ => panic!("a replay must end the family"),
@@ -179,12 +192,21 @@ mod tests {
         assert!(matches!(tokens.redeem("unknown", "c", 3), Redeemed::Invalid));
     }
 
+    // SPEC D1, F18: a full store forgets its oldest token, keeps the newest, and stays bounded.
     #[test]
-    fn full_store_issues_nothing_and_expired_tokens_are_refused() {
-        let tokens = RefreshTokens::new(1);
-        let first = tokens.issue("c", &alex(), &[], 10, 1, ("j".into(), 5), 0).unwrap();
-        assert!(tokens.issue("c", &alex(), &[], 10, 2, ("k".into(), 5), 1).is_none());
-        assert!(matches!(tokens.redeem(&first, "c", 10), Redeemed::Invalid));
-        assert!(tokens.issue("c", &alex(), &[], 30, 3, ("l".into(), 5), 11).is_some());
+    fn full_store_forgets_the_oldest_and_expired_tokens_are_refused() {
+        let tokens = RefreshTokens::new(2);
+        let first = tokens.issue("c", &alex(), &[], 10, 1, ("j".into(), 5)).unwrap();
+        let second = tokens.issue("c", &alex(), &[], 10, 2, ("k".into(), 5)).unwrap();
+        let third = tokens.issue("c", &alex(), &[], 10, 3, ("l".into(), 5)).unwrap();
+        assert!(matches!(tokens.redeem(&first, "c", 1), Redeemed::Invalid), "the oldest is forgotten");
+        assert!(matches!(tokens.redeem(&second, "c", 1), Redeemed::Fresh(_)));
+        assert!(matches!(tokens.redeem(&third, "c", 10), Redeemed::Invalid), "expired");
+        for family in 4..1000 {
+            let token = tokens.issue("c", &alex(), &[], 10, family, ("m".into(), 5)).unwrap();
+            assert!(matches!(tokens.revoke(&token, "c"), Some(Ok(_))));
+        }
+        let store = tokens.store();
+        assert!(store.by_digest.len() <= 2 && store.order.len() <= 5, "bounded: {}", store.order.len());
     }
 }
