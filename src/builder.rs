@@ -1,16 +1,16 @@
 //! [`SecureLayerBuilder`]: collects the deployment, user store and plugins and validates
 //! all of it at build time, so a bad configuration never reaches a request.
 
-use std::collections::HashSet;
+use std::any::Any;
 use std::sync::Arc;
 
-use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator, RegisteredHandler, Registry};
+use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator};
 use crate::authz::AuthorizationHandler;
 use crate::config::{ConfigError, Deployment};
 use crate::error::{ErrorResponder, ProblemJson};
-use crate::identity::UserStore;
-use crate::layer::{Engine, SecureLayer};
-use crate::policy::{Policy, Rule};
+use crate::identity::{InMemoryUserStore, UserStore};
+use crate::layer::SecureLayer;
+use crate::reload::{EngineParts, Shared};
 
 /// Builds a [`SecureLayer`].
 ///
@@ -29,6 +29,8 @@ use crate::policy::{Policy, Rule};
 pub struct SecureLayerBuilder {
     deployment: Option<Deployment>,
     user_store: Option<Arc<dyn UserStore>>,
+    /// The user store again when it is an [`InMemoryUserStore`], which reloads can replace.
+    users: Option<InMemoryUserStore>,
     basic: Option<BasicAuthenticator>,
     bearer: Option<BearerAuthenticator>,
     handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
@@ -50,6 +52,7 @@ impl SecureLayerBuilder {
     /// permissions. (The `oauth2` handler is enabled by `[[oauth2.issuer]]` in the
     /// deployment.)
     pub fn user_store(mut self, store: impl UserStore) -> Self {
+        self.users = (&store as &dyn Any).downcast_ref::<InMemoryUserStore>().cloned();
         self.user_store = Some(Arc::new(store));
         self
     }
@@ -110,13 +113,14 @@ impl SecureLayerBuilder {
         let deployment = self.deployment.unwrap_or_default();
         let mut handlers = self.handlers;
         #[cfg_attr(not(feature = "oauth2-server"), allow(unused_mut))]
-        let (mut store, mut basic, mut local) = (self.user_store, self.basic, None);
+        let (mut store, mut basic, mut local, mut users) = (self.user_store, self.basic, None, self.users);
         #[cfg_attr(not(feature = "oauth2-server"), allow(unused_mut))]
         let mut token_endpoints: &'static [&'static str] = &[];
         #[cfg(feature = "oauth2-server")]
         if let Some(server) = &self.token_server {
             if store.is_none() {
                 store = Some(server.user_store());
+                users = server.reloadable_users();
                 basic = basic.or_else(|| Some(server.basic_authenticator()));
             }
             local = Some(server.local_issuer());
@@ -126,69 +130,25 @@ impl SecureLayerBuilder {
             let store = store.clone()?;
             Some(BasicAuthenticator::from_arc(store, &deployment.authentication.basic))
         });
-        if let Some(basic) = basic {
-            handlers.insert(0, (Arc::new(basic), None));
+        if let Some(basic) = &basic {
+            handlers.insert(0, (Arc::new(basic.clone()), None));
         }
         let bearer = match self.bearer {
             Some(bearer) => Some(bearer),
             None => BearerAuthenticator::with_local_issuer(&deployment, store, local)?,
         };
-        if let Some(bearer) = bearer {
-            handlers.insert(0, (Arc::new(bearer), None));
+        if let Some(bearer) = &bearer {
+            handlers.insert(0, (Arc::new(bearer.clone()), None));
         }
-        let registry = registry(&deployment, handlers)?;
-        let names: Vec<&str> = registry.handlers().iter().map(RegisteredHandler::name).collect();
-        let policy = Policy::compile_with_handlers(&deployment, &names)?;
-        let realm = deployment.authentication.realm.clone();
-        let challenges_of = |rule: &Rule| Arc::from(registry.challenges(rule.allowed_auth_handlers(), &realm));
-        let challenges = policy.rules().iter().map(|rule| challenges_of(rule)).collect();
-        let default_challenges = Arc::from(registry.challenges(None, &realm));
-        let engine = Engine {
-            policy,
-            registry,
+        let parts = EngineParts {
+            handlers,
             authorizers: self.authorizers,
-            realm,
-            authenticate_preflight: deployment.cors.authenticate_preflight,
             responder: self.responder.unwrap_or_else(|| Arc::new(ProblemJson)),
-            challenges,
-            default_challenges,
             token_endpoints,
+            basic,
+            bearer,
+            users,
         };
-        Ok(SecureLayer { engine: Arc::new(engine) })
+        Ok(SecureLayer { shared: Arc::new(Shared::new(&deployment, parts)?) })
     }
-}
-
-/// Unique names; priorities from the configuration, then the registration, then the
-/// handler's default.
-fn registry(
-    deployment: &Deployment,
-    handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
-) -> Result<Registry, ConfigError> {
-    let source = &deployment.source;
-    let priorities = &deployment.authentication.priorities;
-    let mut seen = HashSet::new();
-    let mut registered = Vec::with_capacity(handlers.len());
-    for (handler, explicit) in handlers {
-        let name = handler.name().to_owned();
-        if !seen.insert(name.clone()) {
-            return Err(ConfigError {
-                file: source.file().clone(),
-                line: 0,
-                column: 0,
-                key: None,
-                message: format!("two authentication handlers are called `{name}`"),
-            });
-        }
-        let configured = priorities.get(&name).map(|p| *p.get_ref());
-        let priority = configured.or(explicit).unwrap_or_else(|| handler.default_priority());
-        registered.push(RegisteredHandler { handler, priority });
-    }
-    if let Some((name, value)) = priorities.iter().find(|(name, _)| !seen.contains(name.as_str())) {
-        return Err(source.error(
-            value.span(),
-            name,
-            format!("no authentication handler called `{name}` is registered"),
-        ));
-    }
-    Ok(Registry::new(registered))
 }

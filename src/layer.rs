@@ -31,7 +31,7 @@ pub const AUDIT_TARGET: &str = "tower_secure::audit";
 
 /// Everything a decision needs, built and validated once by the builder.
 pub(crate) struct Engine {
-    pub(crate) policy: Policy,
+    pub(crate) policy: Arc<Policy>,
     pub(crate) registry: Registry,
     pub(crate) authorizers: Vec<Arc<dyn AuthorizationHandler>>,
     pub(crate) realm: String,
@@ -53,10 +53,10 @@ pub struct AuthContext {
     principal: Option<Principal>,
     rule: Arc<Rule>,
     tenant: Option<String>,
-    /// Only anonymous contexts keep the engine, for the extractor's 401 (its challenges and
-    /// body); authenticated requests skip the shared reference count.
+    /// The configuration version that decided, for the responses of the extractors and of
+    /// `#[secure]` handler rules (challenges, body, scope bindings): never a newer one.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    engine: Option<Arc<Engine>>,
+    engine: Arc<Engine>,
 }
 
 impl AuthContext {
@@ -79,11 +79,48 @@ impl AuthContext {
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn unauthenticated(&self) -> Response<Bytes> {
         let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
-        match &self.engine {
-            Some(engine) => error.to_response(engine.challenges_for(&self.rule), &*engine.responder),
-            None => error.to_response(&[], &ProblemJson),
+        error.to_response(self.engine.challenges_for(&self.rule), &*self.engine.responder)
+    }
+
+    /// Checks a handler's own `#[secure]` requirements against this request's caller
+    /// (SPEC B5), with the scope bindings, challenges and body of the configuration that
+    /// decided the request. Anonymous callers get 401; others 403 as the layer would.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    // The refusal is a response, built once on the rare refusing path.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn check_handler_rule<S: AsRef<str>>(
+        &self,
+        parts: &Parts,
+        handler: &str,
+        required: &authz::Requirements<'_, S>,
+    ) -> Result<(), Response<Bytes>> {
+        let Some(principal) = &self.principal else {
+            audit_refusal(parts, None, Some(&self.rule), None, None, &unauthenticated_for(handler));
+            return Err(self.unauthenticated());
+        };
+        let policy = &self.engine.policy;
+        match authz::check_requirements(required, principal, &|name| policy.scope(name)) {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let registered =
+                    self.engine.registry.handlers().iter().find(|h| h.name() == principal.authenticated_by());
+                audit_refusal(
+                    parts,
+                    None,
+                    Some(&self.rule),
+                    registered.map(RegisteredHandler::name),
+                    Some(principal),
+                    &error,
+                );
+                let challenge = registered.and_then(|h| handler_challenge(h, &self.engine.realm, &error));
+                Err(error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*self.engine.responder))
+            }
         }
     }
+}
+
+fn unauthenticated_for(handler: &str) -> AuthError {
+    AuthError::new(AuthErrorKind::Unauthenticated, format!("handler `{handler}` requires an authenticated caller"))
 }
 
 impl std::fmt::Debug for AuthContext {
@@ -117,7 +154,7 @@ impl std::fmt::Debug for AuthContext {
 /// ```
 #[derive(Clone)]
 pub struct SecureLayer {
-    pub(crate) engine: Arc<Engine>,
+    pub(crate) shared: Arc<crate::reload::Shared>,
 }
 
 impl SecureLayer {
@@ -126,14 +163,19 @@ impl SecureLayer {
         crate::SecureLayerBuilder::default()
     }
 
-    /// The compiled policy this layer enforces.
-    pub fn policy(&self) -> &Policy {
-        &self.engine.policy
+    /// The compiled policy this layer enforces now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.shared.current.load().policy.clone()
     }
 
     /// The authentication handlers by name, in the order they are asked.
     pub fn handler_order(&self) -> Vec<(String, i32)> {
-        self.engine.registry.handlers().iter().map(|h| (h.name().to_owned(), h.priority)).collect()
+        self.shared.current.load().registry.handlers().iter().map(|h| (h.name().to_owned(), h.priority)).collect()
+    }
+
+    /// A handle that reloads this layer's rules (and users) while it serves (SPEC B7).
+    pub fn reloader(&self) -> crate::Reloader {
+        crate::Reloader { shared: self.shared.clone() }
     }
 }
 
@@ -147,7 +189,7 @@ impl<S> Layer<S> for SecureLayer {
     type Service = SecureService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SecureService { inner, engine: self.engine.clone() }
+        SecureService { inner, shared: self.shared.clone() }
     }
 }
 
@@ -155,7 +197,7 @@ impl<S> Layer<S> for SecureLayer {
 #[derive(Clone)]
 pub struct SecureService<S> {
     inner: S,
-    engine: Arc<Engine>,
+    shared: Arc<crate::reload::Shared>,
 }
 
 impl<S> SecureService<S> {
@@ -197,7 +239,9 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        let state = match self.engine.start(&parts) {
+        // One configuration version decides the whole request (SPEC B7).
+        let engine = self.shared.current.load();
+        let state = match engine.start(&parts) {
             Start::Refuse(response) => State::Refused { response: Some(response) },
             Start::Pass(context) => {
                 let mut request = Request::from_parts(parts, body);
@@ -208,7 +252,7 @@ where
                 // Hand the readied service to the future and keep a fresh clone (tower idiom).
                 let fresh = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, fresh);
-                let engine = self.engine.clone();
+                let engine = Arc::clone(&engine);
                 let fut: AuthFuture = Box::pin(async move {
                     let decision = engine.decide(handler, rule, path, principal, &parts).await;
                     (parts, decision)
@@ -376,8 +420,7 @@ impl Engine {
 
     fn context(self: &Arc<Self>, principal: Option<Principal>, rule: Arc<Rule>, path: CanonicalPath) -> AuthContext {
         let tenant = path.tenant().map(str::to_owned);
-        let engine = principal.is_none().then(|| self.clone());
-        AuthContext { principal, rule, tenant, engine }
+        AuthContext { principal, rule, tenant, engine: self.clone() }
     }
 
     pub(crate) fn challenges_for(&self, rule: &Rule) -> &[HeaderValue] {

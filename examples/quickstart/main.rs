@@ -13,8 +13,10 @@
 //! curl -i -H "Authorization: Bearer <access_token>" http://127.0.0.1:3000/api/users/v1/42/challenges  # 200
 //! ```
 //!
-//! `TOWER_SECURE_DEPLOYMENT` and `TOWER_SECURE_USERS` point it at other files; `ADDR`
-//! changes the listen address (default 127.0.0.1:3000).
+//! `TOWER_SECURE_DEPLOYMENT` and `TOWER_SECURE_USERS` point it at other files, which are
+//! then watched and reloaded when they change; `ADDR` changes the listen address (default
+//! 127.0.0.1:3000). `cargo run --example quickstart -- --policy` prints the effective
+//! policy (rule file and `#[secure]` handlers) and exits.
 
 use std::io::Write as _;
 
@@ -24,7 +26,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_secure::config::{load_clients, load_clients_file, load_users, load_users_file, Deployment, Spanned};
 use tower_secure::oauth2::TokenServer;
-use tower_secure::{Principal, SecureLayer};
+use tower_secure::{secure, PolicyListing, Principal, SecureLayer};
 
 const DEPLOYMENT: &str = include_str!("deployment.toml");
 const USERS: &str = include_str!("users.toml");
@@ -50,13 +52,16 @@ async fn me(caller: Principal) -> Json<Value> {
     }))
 }
 
+/// The handler carries its own rule: the rule file's `/api/admin/**` rule and this one both
+/// apply (deny wins), unless a rule file marks a rule `override = true`.
+#[secure(permission = "/permission/admin", path = "/api/admin/stats", method = "GET")]
 async fn admin_stats() -> Json<Value> {
     Json(json!({ "users": 3 }))
 }
 
 /// The app, secured, with the token endpoint beside it. `addr` is where it listens; the
 /// embedded configuration names it as the token issuer.
-fn app(addr: std::net::SocketAddr) -> Result<Router, Box<dyn std::error::Error>> {
+fn app(addr: std::net::SocketAddr) -> Result<(Router, SecureLayer), Box<dyn std::error::Error>> {
     let deployment = match std::env::var_os("TOWER_SECURE_DEPLOYMENT") {
         Some(path) => Deployment::from_file(path)?,
         None => {
@@ -77,7 +82,7 @@ fn app(addr: std::net::SocketAddr) -> Result<Router, Box<dyn std::error::Error>>
     let tokens = TokenServer::builder().deployment(&deployment).user_store(users).clients(clients).build()?;
     // The layer trusts the token server's tokens and shares its user store and lockout.
     let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
-    Ok(Router::new()
+    let app = Router::new()
         .route("/api/health", get(health))
         .route("/api/users/v1/{user_id}/challenges", get(challenges))
         .route("/api/me", get(me))
@@ -85,7 +90,8 @@ fn app(addr: std::net::SocketAddr) -> Result<Router, Box<dyn std::error::Error>>
         // The token endpoint's routes; the layer lets exactly them through (they
         // authenticate their clients themselves) and guards everything else.
         .merge(tokens.router())
-        .layer(layer))
+        .layer(layer.clone());
+    Ok((app, layer))
 }
 
 #[tokio::main]
@@ -97,7 +103,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     // The banner is best effort: a closed stdout (`| head -1`) must not stop the server.
     let addr = listener.local_addr()?;
-    let app = app(addr)?;
+    let (app, layer) = app(addr)?;
+    if std::env::args().any(|a| a == "--policy") {
+        print!("{}", PolicyListing::new(&layer));
+        return Ok(());
+    }
+    // Files given by path are watched: an edit reloads them, a broken edit is refused
+    // (logged) and the running rules stay.
+    if let Some(rules) = std::env::var_os("TOWER_SECURE_DEPLOYMENT") {
+        let users = std::env::var_os("TOWER_SECURE_USERS").map(Into::into);
+        layer.reloader().watch(rules, users, std::time::Duration::from_secs(2));
+    }
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "quickstart listening on http://{addr}");
     let _ = writeln!(stdout, "try: curl -i -u alex:alex123 http://{addr}/api/users/v1/42/challenges");

@@ -1,5 +1,259 @@
-//! `tower-secure-macros`: home of the `#[secure(...)]` attribute (SPEC B5).
+//! `tower-secure-macros`: the `#[secure(...)]` attribute (SPEC B5), re-exported as
+//! `tower_secure::secure`; its documentation lives there.
 //!
-//! The attribute lands with the macro issue; until then this crate exports nothing,
-//! so no rule can silently be attached to a handler and ignored.
+//! The attribute does not rewrite the handler's body, signature as callers see it, or
+//! return type. It emits a hidden static with the rule (registered for the policy listing),
+//! a zero-sized type naming it, and inserts a guard extractor as the handler's *first*
+//! argument, so the check runs before any other extractor reads the request.
 #![forbid(unsafe_code)]
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Token};
+
+/// Attaches an access rule to an axum handler; see `tower_secure::secure`.
+#[proc_macro_attribute]
+pub fn secure(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(attr.into(), item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(error) => error.to_compile_error().into(),
+    }
+}
+
+/// The attribute's arguments, checked.
+struct Args {
+    scopes: Vec<LitStr>,
+    scopes_match: Option<LitStr>,
+    permissions: Vec<LitStr>,
+    permissions_match: Option<LitStr>,
+    path: Option<LitStr>,
+    method: Option<LitStr>,
+}
+
+struct RawArgs(Punctuated<MetaNameValue, Token![,]>);
+
+impl Parse for RawArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        Ok(Self(Punctuated::parse_terminated(input)?))
+    }
+}
+
+const KEYS: &str = "scope, permission, scopes_match, permissions_match, path, method";
+
+impl Args {
+    fn parse(attr: TokenStream2) -> syn::Result<Self> {
+        let raw: RawArgs = syn::parse2(attr)?;
+        let mut args = Args {
+            scopes: Vec::new(),
+            scopes_match: None,
+            permissions: Vec::new(),
+            permissions_match: None,
+            path: None,
+            method: None,
+        };
+        let mut seen: Vec<String> = Vec::new();
+        for pair in raw.0 {
+            let key = pair.path.get_ident().map(ToString::to_string).unwrap_or_default();
+            // `scopes` and `permissions` are the same keys as `scope` and `permission`.
+            let canonical = match key.as_str() {
+                "scope" | "scopes" => "scope",
+                "permission" | "permissions" => "permission",
+                "scopes_match" | "permissions_match" | "path" | "method" => key.as_str(),
+                _ => {
+                    let message = format!("unknown key `{}` in #[secure]: expected one of {KEYS}", key_text(&pair));
+                    return Err(syn::Error::new(pair.path.span(), message));
+                }
+            }
+            .to_owned();
+            if seen.contains(&canonical) {
+                return Err(syn::Error::new(pair.path.span(), format!("duplicate key `{canonical}` in #[secure]")));
+            }
+            seen.push(canonical.clone());
+            match canonical.as_str() {
+                "scope" => args.scopes = one_or_many(&pair.value, check_scope)?,
+                "permission" => args.permissions = one_or_many(&pair.value, check_permission)?,
+                "scopes_match" => args.scopes_match = Some(match_mode(&pair.value)?),
+                "permissions_match" => args.permissions_match = Some(match_mode(&pair.value)?),
+                "path" => args.path = Some(check(&pair.value, check_path)?),
+                _ => args.method = Some(check(&pair.value, check_method)?),
+            }
+        }
+        if args.scopes.is_empty() && args.permissions.is_empty() {
+            let message = "#[secure] needs a `scope` or a `permission` (both lists are empty)";
+            return Err(syn::Error::new(Span::call_site(), message));
+        }
+        for (mode, list, name) in
+            [(&args.scopes_match, &args.scopes, "scope"), (&args.permissions_match, &args.permissions, "permission")]
+        {
+            if let (Some(mode), true) = (mode, list.is_empty()) {
+                return Err(syn::Error::new(mode.span(), format!("a match mode without any `{name}`")));
+            }
+        }
+        Ok(args)
+    }
+}
+
+fn key_text(pair: &MetaNameValue) -> String {
+    quote!(#pair).to_string().split('=').next().unwrap_or_default().trim().to_owned()
+}
+
+/// A string literal, checked by `rule`.
+fn check(value: &Expr, rule: fn(&str) -> Result<(), String>) -> syn::Result<LitStr> {
+    match value {
+        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => {
+            rule(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
+            Ok(lit.clone())
+        }
+        other => Err(syn::Error::new(other.span(), "expected a string literal")),
+    }
+}
+
+/// `"x"` or `["x", "y"]`, each checked by `rule`; an empty list is an error.
+fn one_or_many(value: &Expr, rule: fn(&str) -> Result<(), String>) -> syn::Result<Vec<LitStr>> {
+    match value {
+        Expr::Array(ExprArray { elems, bracket_token, .. }) => {
+            if elems.is_empty() {
+                return Err(syn::Error::new(
+                    bracket_token.span.join(),
+                    "an empty list requires nothing: leave the key out",
+                ));
+            }
+            let items: Vec<LitStr> = elems.iter().map(|e| check(e, rule)).collect::<syn::Result<_>>()?;
+            for (i, item) in items.iter().enumerate() {
+                if items[..i].iter().any(|earlier| earlier.value() == item.value()) {
+                    return Err(syn::Error::new(item.span(), "listed twice"));
+                }
+            }
+            Ok(items)
+        }
+        single => Ok(vec![check(single, rule)?]),
+    }
+}
+
+fn match_mode(value: &Expr) -> syn::Result<LitStr> {
+    check(value, |v| match v {
+        "all" | "any" => Ok(()),
+        _ => Err("expected \"all\" or \"any\"".to_owned()),
+    })
+}
+
+/// The same syntax the rule file accepts for a scope (a scope token, RFC 6749 section 3.3).
+fn check_scope(scope: &str) -> Result<(), String> {
+    let valid = !scope.is_empty() && scope.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\');
+    if valid {
+        Ok(())
+    } else if scope.is_empty() {
+        Err("empty scope".to_owned())
+    } else {
+        Err("not a scope token (printable ASCII, no space, quote or backslash)".to_owned())
+    }
+}
+
+/// The same syntax the rule file accepts for a permission: an absolute path of non-empty
+/// segments, no `.`/`..`, no white space or control characters.
+fn check_permission(permission: &str) -> Result<(), String> {
+    let rest = permission.strip_prefix('/').ok_or("a permission is an absolute path such as `/permission/admin`")?;
+    if permission.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a permission has no white space or control characters".to_owned());
+    }
+    if rest.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err("a permission's segments are non-empty and not `.` or `..`".to_owned());
+    }
+    Ok(())
+}
+
+fn check_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') {
+        Ok(())
+    } else {
+        Err("the route path starts with `/`, as in axum's `route`".to_owned())
+    }
+}
+
+fn check_method(method: &str) -> Result<(), String> {
+    if !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err("an HTTP method such as \"GET\"".to_owned())
+    }
+}
+
+fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let mut function: ItemFn =
+        syn::parse2(item).map_err(|e| syn::Error::new(e.span(), "#[secure] goes on an async fn (an axum handler)"))?;
+    let args = Args::parse(attr)?;
+    if function.sig.asyncness.is_none() {
+        return Err(syn::Error::new(function.sig.fn_token.span(), "#[secure] goes on an `async fn` (an axum handler)"));
+    }
+    if let Some(receiver) = function.sig.receiver() {
+        return Err(syn::Error::new(receiver.span(), "#[secure] goes on a free async fn, not a method"));
+    }
+    let name = function.sig.ident.clone();
+    let name_text = name.to_string();
+    let rule_static = format_ident!("__TOWER_SECURE_RULE_{}", name);
+    let rule_type = format_ident!("__TowerSecureRule_{}", name);
+    let krate = quote!(::tower_secure);
+    let mode = |m: &Option<LitStr>| match m.as_ref().map(LitStr::value).as_deref() {
+        Some("any") => quote!(#krate::config::MatchMode::Any),
+        _ => quote!(#krate::config::MatchMode::All),
+    };
+    let (scopes, permissions) = (&args.scopes, &args.permissions);
+    let (scopes_match, permissions_match) = (mode(&args.scopes_match), mode(&args.permissions_match));
+    let option = |value: &Option<LitStr>| match value {
+        Some(lit) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
+    };
+    let (path, method) = (option(&args.path), option(&args.method));
+    let span = function.sig.ident.span();
+    let guard: syn::FnArg = syn::parse2(quote_spanned! {span=>
+        _: #krate::secure_attr::Guard<#rule_type>
+    })?;
+    function.sig.inputs.insert(0, guard);
+    let visibility = &function.vis;
+    Ok(quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals)]
+        static #rule_static: #krate::secure_attr::HandlerRule = #krate::secure_attr::HandlerRule::new(
+            #name_text,
+            ::core::module_path!(),
+            ::core::file!(),
+            ::core::line!(),
+            &[#(#scopes),*],
+            #scopes_match,
+            &[#(#permissions),*],
+            #permissions_match,
+            #path,
+            #method,
+        );
+        #krate::__private::inventory::submit! {
+            #krate::secure_attr::RegisteredRule(&#rule_static)
+        }
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        #visibility struct #rule_type;
+        impl #krate::secure_attr::RuleOf for #rule_type {
+            fn rule() -> &'static #krate::secure_attr::HandlerRule {
+                &#rule_static
+            }
+        }
+        #function
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_match_the_rule_file() {
+        assert!(check_scope("internal_identity_mgt_view").is_ok());
+        assert!(check_scope("a b").is_err() && check_scope("").is_err());
+        assert!(check_permission("/permission/admin").is_ok());
+        assert!(check_permission("permission").is_err() && check_permission("/a//b").is_err());
+        assert!(check_permission("/a/../b").is_err() && check_permission("/a b").is_err());
+    }
+}

@@ -7,8 +7,8 @@ use http::request::Parts;
 
 use crate::config::MatchMode;
 use crate::error::AuthError;
-use crate::identity::{Principal, SUPER_TENANT};
-use crate::policy::{CanonicalPath, Policy, Rule};
+use crate::identity::{Permission, Principal, SUPER_TENANT};
+use crate::policy::{CanonicalPath, Policy, Rule, ScopeDefinition};
 
 /// What an authorization handler decides on.
 #[derive(Debug, Clone, Copy)]
@@ -58,19 +58,41 @@ pub trait AuthorizationHandler: Send + Sync + 'static {
     async fn authorize(&self, request: &AuthorizationRequest<'_>) -> Result<(), AuthError>;
 }
 
-/// The built-in checks, in order: tenant, then scopes or permissions.
+/// The rule's own requirements, the tenant check first (SPEC C1, C2, C4, C5).
 pub(crate) fn check_rule(policy: &Policy, request: &AuthorizationRequest<'_>) -> Result<(), AuthError> {
     check_tenant(request)?;
-    let (rule, principal) = (request.rule, request.principal);
-    if !rule.scopes().is_empty() {
-        check_scopes(policy, rule, principal)?;
-        // A token's scopes were issued against its user's permissions: not re-checked
-        // (SPEC C2). Any other caller must also hold the rule's own permissions (C1).
+    let rule = request.rule;
+    let required = Requirements {
+        scopes: rule.scopes(),
+        scopes_match: rule.scopes_match(),
+        permissions: rule.permissions(),
+        permissions_match: rule.permissions_match(),
+    };
+    check_requirements(&required, request.principal, &|name| policy.scope(name))
+}
+
+/// What a rule requires: the rule file's or a handler's `#[secure]` (one check serves both).
+pub(crate) struct Requirements<'a, S> {
+    pub(crate) scopes: &'a [S],
+    pub(crate) scopes_match: MatchMode,
+    pub(crate) permissions: &'a [Permission],
+    pub(crate) permissions_match: MatchMode,
+}
+
+/// Scopes, then permissions. A token's scopes were issued against its user's permissions:
+/// not re-checked (SPEC C2). Any other caller must also hold the permissions (C1).
+pub(crate) fn check_requirements<'d, S: AsRef<str>>(
+    required: &Requirements<'_, S>,
+    principal: &Principal,
+    scope_definition: &dyn Fn(&str) -> Option<&'d ScopeDefinition>,
+) -> Result<(), AuthError> {
+    if !required.scopes.is_empty() {
+        check_scopes(required, principal, scope_definition)?;
         if principal.scopes().is_some() {
             return Ok(());
         }
     }
-    check_permissions(rule, principal)
+    check_permissions(required, principal)
 }
 
 /// Only a leading `/t/{tenant}` names a tenant; other paths belong to the super tenant.
@@ -85,15 +107,14 @@ fn check_tenant(request: &AuthorizationRequest<'_>) -> Result<(), AuthError> {
 }
 
 /// All (or any) permissions must be covered by the caller's permission tree (SPEC C1).
-fn check_permissions(rule: &Rule, principal: &Principal) -> Result<(), AuthError> {
-    let required = rule.permissions();
-    if required.is_empty() {
+fn check_permissions<S>(required: &Requirements<'_, S>, principal: &Principal) -> Result<(), AuthError> {
+    if required.permissions.is_empty() {
         return Ok(());
     }
     let held = |p| principal.has_permission(p);
-    let allowed = match rule.permissions_match() {
-        MatchMode::All => required.iter().all(held),
-        MatchMode::Any => required.iter().any(held),
+    let allowed = match required.permissions_match {
+        MatchMode::All => required.permissions.iter().all(held),
+        MatchMode::Any => required.permissions.iter().any(held),
     };
     if allowed {
         Ok(())
@@ -105,20 +126,27 @@ fn check_permissions(rule: &Rule, principal: &Principal) -> Result<(), AuthError
 /// SPEC C2: a token caller must carry the scopes (its user's permissions are not
 /// re-checked); any other caller is judged by the permissions each scope is bound to
 /// (SPEC C4), and a scope without a permission binding denies.
-fn check_scopes(policy: &Policy, rule: &Rule, principal: &Principal) -> Result<(), AuthError> {
-    let holds = |scope: &String| match principal.scopes() {
-        Some(token_scopes) => token_scopes.iter().any(|s| s == scope),
-        None => policy.scope(scope).is_some_and(|definition| {
+fn check_scopes<'d, S: AsRef<str>>(
+    required: &Requirements<'_, S>,
+    principal: &Principal,
+    scope_definition: &dyn Fn(&str) -> Option<&'d ScopeDefinition>,
+) -> Result<(), AuthError> {
+    let holds = |scope: &S| match principal.scopes() {
+        Some(token_scopes) => token_scopes.iter().any(|s| s == scope.as_ref()),
+        None => scope_definition(scope.as_ref()).is_some_and(|definition| {
             !definition.permissions.is_empty() && definition.permissions.iter().all(|p| principal.has_permission(p))
         }),
     };
-    let allowed = match rule.scopes_match() {
-        MatchMode::All => rule.scopes().iter().all(holds),
-        MatchMode::Any => rule.scopes().iter().any(holds),
+    let allowed = match required.scopes_match {
+        MatchMode::All => required.scopes.iter().all(holds),
+        MatchMode::Any => required.scopes.iter().any(holds),
     };
     match (allowed, principal.scopes()) {
         (true, _) => Ok(()),
-        (false, Some(_)) => Err(AuthError::insufficient_scope(rule.scopes())),
+        (false, Some(_)) => {
+            let names: Vec<String> = required.scopes.iter().map(|s| s.as_ref().to_owned()).collect();
+            Err(AuthError::insufficient_scope(&names))
+        }
         (false, None) => Err(AuthError::forbidden("missing scope")),
     }
 }

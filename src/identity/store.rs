@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 
 use super::{PermissionSet, QualifiedName};
@@ -74,37 +75,44 @@ pub trait UserStore: Send + Sync + 'static {
 /// assert_eq!(store.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+/// Clones share the users: [`replace_with`](Self::replace_with) on one is seen by all
+/// (that is how a reload reaches the layer and the token server at once).
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryUserStore {
-    users: Arc<HashMap<QualifiedName, UserRecord>>,
+    users: Arc<ArcSwap<HashMap<QualifiedName, UserRecord>>>,
 }
 
 impl InMemoryUserStore {
     /// A store holding these users (a later record with the same name replaces an earlier one).
     pub fn new(users: impl IntoIterator<Item = UserRecord>) -> Self {
-        let users = users.into_iter().map(|u| (u.name.clone(), u)).collect();
-        Self { users: Arc::new(users) }
+        let users: HashMap<_, _> = users.into_iter().map(|u| (u.name.clone(), u)).collect();
+        Self { users: Arc::new(ArcSwap::from_pointee(users)) }
     }
 
     /// How many users the store holds.
     pub fn len(&self) -> usize {
-        self.users.len()
+        self.users.load().len()
     }
 
     /// True when the store holds no user.
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
+        self.users.load().is_empty()
+    }
+
+    /// Replaces every user with `other`'s, atomically, for this store and its clones.
+    pub fn replace_with(&self, other: &InMemoryUserStore) {
+        self.users.store(other.users.load_full());
     }
 }
 
 #[async_trait]
 impl UserStore for InMemoryUserStore {
     async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
-        Ok(self.users.get(name).cloned())
+        Ok(self.users.load().get(name).cloned())
     }
 
     fn reference_password_hash(&self) -> Option<String> {
-        self.users.values().find_map(|u| u.password_hash.clone())
+        self.users.load().values().find_map(|u| u.password_hash.clone())
     }
 }
 

@@ -85,6 +85,8 @@ struct Inner {
     /// Verifies users' passwords (the password grant) exactly like the `basic` handler.
     users: BasicAuthenticator,
     store: Arc<dyn UserStore>,
+    /// The store again when it is an [`InMemoryUserStore`] (reloadable).
+    users_in_memory: Option<InMemoryUserStore>,
     store_timeout: Duration,
     clients: HashMap<String, ClientRecord>,
     /// Verifies client secrets: the clients as users of their own store.
@@ -100,6 +102,7 @@ struct Inner {
 pub struct TokenServerBuilder {
     deployment: Option<Deployment>,
     store: Option<Arc<dyn UserStore>>,
+    users_in_memory: Option<InMemoryUserStore>,
     clients: Vec<ClientRecord>,
     validator: Option<Arc<dyn ScopeValidator>>,
 }
@@ -114,6 +117,7 @@ impl TokenServerBuilder {
 
     /// The users of the password grant.
     pub fn user_store(mut self, store: impl UserStore) -> Self {
+        self.users_in_memory = (&store as &dyn std::any::Any).downcast_ref::<InMemoryUserStore>().cloned();
         self.store = Some(Arc::new(store));
         self
     }
@@ -162,6 +166,7 @@ impl TokenServerBuilder {
             keys,
             users: BasicAuthenticator::from_arc(store.clone(), basic),
             store,
+            users_in_memory: self.users_in_memory,
             store_timeout: Duration::from_secs(basic.store_timeout_seconds.max(1)),
             clients: self.clients.into_iter().map(|c| (c.id.clone(), c)).collect(),
             client_secrets,
@@ -243,6 +248,10 @@ impl TokenServer {
 
     pub(crate) fn user_store(&self) -> Arc<dyn UserStore> {
         self.inner.store.clone()
+    }
+
+    pub(crate) fn reloadable_users(&self) -> Option<InMemoryUserStore> {
+        self.inner.users_in_memory.clone()
     }
 
     /// This server as an issuer the bearer handler of the same process trusts: all its

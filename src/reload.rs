@@ -1,0 +1,308 @@
+//! Hot reload (SPEC B7): the rules (and an in-memory users file) are replaced while the
+//! layer serves. A new configuration is compiled completely, then swapped in atomically:
+//! each request is decided by exactly one version, and a file that does not load is
+//! refused with its error logged while the old version keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+
+use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator, RegisteredHandler, Registry};
+use crate::authz::AuthorizationHandler;
+use crate::config::{load_users_file, ConfigError, Deployment};
+use crate::error::ErrorResponder;
+use crate::identity::InMemoryUserStore;
+use crate::layer::Engine;
+use crate::policy::{Policy, Rule};
+
+/// What a layer keeps between versions: the current engine and the parts every new one
+/// is built from.
+pub(crate) struct Shared {
+    pub(crate) current: ArcSwap<Engine>,
+    pub(crate) parts: EngineParts,
+    /// The sections a reload cannot change (the handlers were built from them).
+    restart_only: RestartOnly,
+    /// Reloads one at a time.
+    reloading: Mutex<()>,
+    version: AtomicU64,
+}
+
+/// Everything but the rule file that an engine is made of.
+pub(crate) struct EngineParts {
+    pub(crate) handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
+    pub(crate) authorizers: Vec<Arc<dyn AuthorizationHandler>>,
+    pub(crate) responder: Arc<dyn ErrorResponder>,
+    pub(crate) token_endpoints: &'static [&'static str],
+    /// Caches that hold user data, cleared when the users change.
+    pub(crate) basic: Option<BasicAuthenticator>,
+    pub(crate) bearer: Option<BearerAuthenticator>,
+    /// The user store, when it is one [`Reloader::reload_users`] can replace.
+    pub(crate) users: Option<InMemoryUserStore>,
+}
+
+impl EngineParts {
+    /// Compiles a deployment into an engine; any error leaves nothing half-built.
+    pub(crate) fn engine(&self, deployment: &Deployment) -> Result<Engine, ConfigError> {
+        let registry = registry(deployment, self.handlers.clone())?;
+        let names: Vec<&str> = registry.handlers().iter().map(RegisteredHandler::name).collect();
+        let policy = Policy::compile_with_handlers(deployment, &names)?;
+        let realm = deployment.authentication.realm.clone();
+        let challenges_of = |rule: &Rule| Arc::from(registry.challenges(rule.allowed_auth_handlers(), &realm));
+        let challenges = policy.rules().iter().map(|rule| challenges_of(rule)).collect();
+        let default_challenges = Arc::from(registry.challenges(None, &realm));
+        Ok(Engine {
+            policy: Arc::new(policy),
+            registry,
+            authorizers: self.authorizers.clone(),
+            realm,
+            authenticate_preflight: deployment.cors.authenticate_preflight,
+            responder: self.responder.clone(),
+            challenges,
+            default_challenges,
+            token_endpoints: self.token_endpoints,
+        })
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(deployment: &Deployment, parts: EngineParts) -> Result<Self, ConfigError> {
+        let engine = parts.engine(deployment)?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(engine),
+            parts,
+            restart_only: RestartOnly::of(deployment),
+            reloading: Mutex::new(()),
+            version: AtomicU64::new(0),
+        })
+    }
+}
+
+/// Unique names; priorities from the configuration, then the registration, then the
+/// handler's default.
+fn registry(
+    deployment: &Deployment,
+    handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
+) -> Result<Registry, ConfigError> {
+    let source = &deployment.source;
+    let priorities = &deployment.authentication.priorities;
+    let mut seen = std::collections::HashSet::new();
+    let mut registered = Vec::with_capacity(handlers.len());
+    for (handler, explicit) in handlers {
+        let name = handler.name().to_owned();
+        if !seen.insert(name.clone()) {
+            return Err(ConfigError {
+                file: source.file().clone(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("two authentication handlers are called `{name}`"),
+            });
+        }
+        let configured = priorities.get(&name).map(|p| *p.get_ref());
+        let priority = configured.or(explicit).unwrap_or_else(|| handler.default_priority());
+        registered.push(RegisteredHandler { handler, priority });
+    }
+    if let Some((name, value)) = priorities.iter().find(|(name, _)| !seen.contains(name.as_str())) {
+        return Err(source.error(
+            value.span(),
+            name,
+            format!("no authentication handler called `{name}` is registered"),
+        ));
+    }
+    Ok(Registry::new(registered))
+}
+
+/// The sections the handlers were built from (`[authentication.basic]`, `[oauth2]`), as
+/// parsed TOML values: comparing them ignores formatting and positions.
+#[derive(PartialEq)]
+struct RestartOnly(Vec<(&'static str, Option<toml::Value>)>);
+
+impl RestartOnly {
+    const SECTIONS: [(&'static str, &'static [&'static str]); 2] =
+        [("[authentication.basic]", &["authentication", "basic"]), ("[oauth2]", &["oauth2"])];
+
+    fn of(deployment: &Deployment) -> Self {
+        let table: toml::Table = deployment.source.text().parse().unwrap_or_default();
+        let sections = Self::SECTIONS.iter().map(|(name, path)| {
+            let value = path.iter().try_fold(None::<&toml::Value>, |at, key| {
+                let next = match at {
+                    None => table.get(*key),
+                    Some(value) => value.get(*key),
+                };
+                next.map(Some).ok_or(())
+            });
+            (*name, value.ok().flatten().cloned())
+        });
+        Self(sections.collect())
+    }
+
+    /// The first section that differs.
+    fn changed(&self, other: &Self) -> Option<&'static str> {
+        self.0.iter().zip(&other.0).find(|(a, b)| a != b).map(|((name, _), _)| *name)
+    }
+}
+
+/// Reloads a [`SecureLayer`](crate::SecureLayer) while it serves (SPEC B7). Cheap to clone.
+///
+/// A reload compiles the new rule file completely (every load error of the builder
+/// applies), then swaps it in atomically: a request is decided by the old version or the
+/// new one, never a mix. A file that does not load is refused: the error is returned and
+/// logged, and the old version keeps serving. `[authentication.basic]` and `[oauth2]`
+/// configure the handlers themselves and need a restart: a reload that changes them is
+/// refused. The token server (`[oauth2_server]`, `[scope_validation]`) keeps its own
+/// configuration.
+///
+/// ```
+/// use tower_secure::config::Deployment;
+/// use tower_secure::SecureLayer;
+///
+/// let layer = SecureLayer::builder().build()?;
+/// let reloader = layer.reloader();
+/// let open = Deployment::from_toml_str("deployment.toml", r#"
+///     [[resource.access_control]]
+///     context = "/health"
+///     secure = false
+/// "#)?;
+/// reloader.reload(open)?;
+/// assert_eq!(reloader.version(), 1);
+/// let broken = Deployment::from_toml_str("deployment.toml", "[[resource.access_control]]\ncontext = \"/a\"\nsecure = false\npermissions = [\"/p\"]\n")?;
+/// assert!(reloader.reload(broken).is_err());
+/// assert_eq!(reloader.version(), 1, "the old version keeps serving");
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct Reloader {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Replaces the rules with `deployment`'s.
+    pub fn reload(&self, deployment: Deployment) -> Result<(), ConfigError> {
+        let shared = &self.shared;
+        let _one_at_a_time = shared.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let outcome = match shared.restart_only.changed(&RestartOnly::of(&deployment)) {
+            Some(section) => Err(ConfigError {
+                file: deployment.source.file().clone(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("{section} changed: the handlers were built from it, restart to apply it"),
+            }),
+            None => shared.parts.engine(&deployment),
+        };
+        match outcome {
+            Ok(engine) => {
+                shared.current.store(Arc::new(engine));
+                let version = shared.version.fetch_add(1, Ordering::AcqRel) + 1;
+                tracing::info!(target: "tower_secure::audit", file = %deployment.source.file(), version, "rules reloaded");
+                Ok(())
+            }
+            Err(error) => {
+                tracing::error!(target: "tower_secure::audit", %error, "reload refused: the old rules keep serving");
+                Err(error)
+            }
+        }
+    }
+
+    /// Reads and reloads a rule file.
+    pub fn reload_file(&self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
+        match Deployment::from_file(path) {
+            Ok(deployment) => self.reload(deployment),
+            Err(error) => {
+                tracing::error!(target: "tower_secure::audit", %error, "reload refused: the old rules keep serving");
+                Err(error)
+            }
+        }
+    }
+
+    /// Replaces the users of a layer whose user store is an [`InMemoryUserStore`] (as
+    /// [`load_users`](crate::config::load_users) makes), and forgets every cached
+    /// verification, so removed users, changed passwords and changed roles apply at once.
+    pub fn reload_users(&self, users: InMemoryUserStore) -> Result<(), ConfigError> {
+        let parts = &self.shared.parts;
+        let Some(store) = &parts.users else {
+            let error = ConfigError {
+                file: Arc::from("<users>"),
+                line: 0,
+                column: 0,
+                key: None,
+                message: "this layer's user store is not an InMemoryUserStore: reload it yourself".to_owned(),
+            };
+            tracing::error!(target: "tower_secure::audit", %error, "users reload refused");
+            return Err(error);
+        };
+        store.replace_with(&users);
+        if let Some(basic) = &parts.basic {
+            basic.clear_cache();
+        }
+        if let Some(bearer) = &parts.bearer {
+            bearer.clear_cache();
+        }
+        tracing::info!(target: "tower_secure::audit", users = users.len(), "users reloaded");
+        Ok(())
+    }
+
+    /// Reads a users file and reloads it (see [`reload_users`](Self::reload_users)).
+    pub fn reload_users_file(&self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
+        match load_users_file(path) {
+            Ok(users) => self.reload_users(users),
+            Err(error) => {
+                tracing::error!(target: "tower_secure::audit", %error, "users reload refused: the old users stay");
+                Err(error)
+            }
+        }
+    }
+
+    /// How many reloads of the rules have succeeded.
+    pub fn version(&self) -> u64 {
+        self.shared.version.load(Ordering::Acquire)
+    }
+
+    /// Polls the rule file (and optionally a users file) every `every` and reloads what
+    /// changed (modification time or size). Runs until the returned task is aborted; needs
+    /// a tokio runtime.
+    pub fn watch(
+        &self,
+        rules: impl Into<PathBuf>,
+        users: Option<PathBuf>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let reloader = self.clone();
+        let rules = rules.into();
+        tokio::spawn(async move {
+            let mut seen_rules = stamp(&rules);
+            let mut seen_users = users.as_deref().map(stamp);
+            let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+            loop {
+                ticks.tick().await;
+                let now = stamp(&rules);
+                if now != seen_rules {
+                    seen_rules = now;
+                    let _ = reloader.reload_file(&rules);
+                }
+                if let Some(path) = users.as_deref() {
+                    let now = Some(stamp(path));
+                    if now != seen_users {
+                        seen_users = now;
+                        let _ = reloader.reload_users_file(path);
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// What identifies a version of a file without reading it.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader").field("version", &self.version()).finish_non_exhaustive()
+    }
+}
