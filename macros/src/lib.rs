@@ -15,7 +15,24 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Token};
 
-/// Attaches an access rule to an axum handler; see `tower_secure::secure`.
+/// Attaches an access rule to an axum handler (SPEC B5).
+///
+/// ```text
+/// #[secure(scope = "internal_identity_mgt_view")]
+/// async fn challenges(Path(user_id): Path<String>) -> String { ... }
+///
+/// #[secure(permission = ["/permission/a", "/permission/b"], permissions_match = "any",
+///          path = "/api/things/{id}", method = "PUT")]
+/// async fn update(Path(id): Path<String>, Json(body): Json<Value>) -> String { ... }
+/// ```
+///
+/// Keys: `scope` (or `scopes`) and `permission` (or `permissions`), each a string or a
+/// list; `scopes_match` / `permissions_match`: `"all"` (default) or `"any"`; optional `path`
+/// and `method`, which let the policy listing find the runtime rule that meets the route.
+/// The handler's rule and the rule file's rule for the request both apply (deny wins),
+/// unless the rule file's rule has `override = true`, which replaces the handler's rule.
+/// The check runs before the handler's other extractors; a handler reached without the
+/// `SecureLayer` answers 500. Misuse is a compile error at the offending token.
 #[proc_macro_attribute]
 pub fn secure(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item.into()) {

@@ -1,0 +1,7 @@
+// Proves a match mode other than "all" or "any" is rejected at the string. SPEC B5
+use tower_secure::secure;
+
+#[secure(scope = ["x", "y"], scopes_match = "some")]
+async fn handler() {}
+
+fn main() {}

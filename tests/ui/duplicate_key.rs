@@ -1,0 +1,7 @@
+// Proves the same key given twice is rejected at the second one. SPEC B5
+use tower_secure::secure;
+
+#[secure(scope = "x", scope = "y")]
+async fn handler() {}
+
+fn main() {}

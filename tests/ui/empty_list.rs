@@ -1,0 +1,7 @@
+// Proves an empty scope list is rejected at the brackets. SPEC B5
+use tower_secure::secure;
+
+#[secure(scope = [])]
+async fn handler() {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+// Proves an empty scope string is rejected at the string. SPEC B5
+use tower_secure::secure;
+
+#[secure(scope = "")]
+async fn handler() {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+// Proves a rule with neither a scope nor a permission (`#[secure()]`) is rejected. SPEC B5
+use tower_secure::secure;
+
+#[secure()]
+async fn handler() {}
+
+fn main() {}

@@ -1,0 +1,11 @@
+// Proves the attribute refuses a method (a fn with `self`) in an impl block. SPEC B5
+use tower_secure::secure;
+
+struct Api;
+
+impl Api {
+    #[secure(scope = "x")]
+    async fn handler(&self) {}
+}
+
+fn main() {}

@@ -1,0 +1,7 @@
+// Proves the attribute refuses a non-function item (a struct). SPEC B5
+use tower_secure::secure;
+
+#[secure(scope = "x")]
+struct Handler;
+
+fn main() {}

@@ -1,0 +1,7 @@
+// Proves a scope containing a space (two scopes in one string) is rejected. SPEC B5
+use tower_secure::secure;
+
+#[secure(scope = "read write")]
+async fn handler() {}
+
+fn main() {}

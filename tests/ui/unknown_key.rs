@@ -1,0 +1,7 @@
+// Proves an unknown key (a misspelt `scope`) is rejected, naming the valid keys. SPEC B5
+use tower_secure::secure;
+
+#[secure(scop = "x")]
+async fn handler() {}
+
+fn main() {}
