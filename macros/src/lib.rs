@@ -32,7 +32,9 @@ use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Token};
 /// The handler's rule and the rule file's rule for the request both apply (deny wins),
 /// unless the rule file's rule has `override = true`, which replaces the handler's rule.
 /// The check runs before the handler's other extractors; a handler reached without the
-/// `SecureLayer` answers 500. Misuse is a compile error at the offending token.
+/// `SecureLayer` answers 500. Misuse is a compile error at the offending token. Free
+/// functions only: on an associated function of an `impl` block the expansion does not
+/// compile (its hidden items cannot live there).
 #[proc_macro_attribute]
 pub fn secure(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item.into()) {
@@ -59,7 +61,7 @@ impl Parse for RawArgs {
     }
 }
 
-const KEYS: &str = "scope, permission, scopes_match, permissions_match, path, method";
+const KEYS: &str = "scope (or scopes), permission (or permissions), scopes_match, permissions_match, path, method";
 
 impl Args {
     fn parse(attr: TokenStream2) -> syn::Result<Self> {
@@ -82,12 +84,17 @@ impl Args {
                 "scopes_match" | "permissions_match" | "path" | "method" => key.as_str(),
                 _ => {
                     let message = format!("unknown key `{}` in #[secure]: expected one of {KEYS}", key_text(&pair));
-                    return Err(syn::Error::new(pair.path.span(), message));
+                    return Err(syn::Error::new_spanned(&pair.path, message));
                 }
             }
             .to_owned();
             if seen.contains(&canonical) {
-                return Err(syn::Error::new(pair.path.span(), format!("duplicate key `{canonical}` in #[secure]")));
+                let message = if key == canonical {
+                    format!("duplicate key `{key}` in #[secure]")
+                } else {
+                    format!("duplicate key `{key}` in #[secure] (`{canonical}` and `{key}` are the same key)")
+                };
+                return Err(syn::Error::new_spanned(&pair.path, message));
             }
             seen.push(canonical.clone());
             match canonical.as_str() {
@@ -99,16 +106,17 @@ impl Args {
                 _ => args.method = Some(check(&pair.value, check_method)?),
             }
         }
-        if args.scopes.is_empty() && args.permissions.is_empty() {
-            let message = "#[secure] needs a `scope` or a `permission` (both lists are empty)";
-            return Err(syn::Error::new(Span::call_site(), message));
-        }
-        for (mode, list, name) in
-            [(&args.scopes_match, &args.scopes, "scope"), (&args.permissions_match, &args.permissions, "permission")]
-        {
+        let modes =
+            [(&args.scopes_match, &args.scopes, "scope"), (&args.permissions_match, &args.permissions, "permission")];
+        for (mode, list, name) in modes {
             if let (Some(mode), true) = (mode, list.is_empty()) {
-                return Err(syn::Error::new(mode.span(), format!("a match mode without any `{name}`")));
+                let message = format!("`{name}s_match` without any `{name}`: add a `{name}` or remove `{name}s_match`");
+                return Err(syn::Error::new(mode.span(), message));
             }
+        }
+        if args.scopes.is_empty() && args.permissions.is_empty() {
+            let message = "#[secure] needs at least one `scope` or `permission`";
+            return Err(syn::Error::new(Span::call_site(), message));
         }
         Ok(args)
     }
@@ -125,7 +133,7 @@ fn check(value: &Expr, rule: fn(&str) -> Result<(), String>) -> syn::Result<LitS
             rule(&lit.value()).map_err(|m| syn::Error::new(lit.span(), m))?;
             Ok(lit.clone())
         }
-        other => Err(syn::Error::new(other.span(), "expected a string literal")),
+        other => Err(syn::Error::new_spanned(other, "expected a string literal")),
     }
 }
 
@@ -142,7 +150,7 @@ fn one_or_many(value: &Expr, rule: fn(&str) -> Result<(), String>) -> syn::Resul
             let items: Vec<LitStr> = elems.iter().map(|e| check(e, rule)).collect::<syn::Result<_>>()?;
             for (i, item) in items.iter().enumerate() {
                 if items[..i].iter().any(|earlier| earlier.value() == item.value()) {
-                    return Err(syn::Error::new(item.span(), "listed twice"));
+                    return Err(syn::Error::new(item.span(), format!("`{}` listed twice", item.value())));
                 }
             }
             Ok(items)
@@ -164,7 +172,7 @@ fn check_scope(scope: &str) -> Result<(), String> {
     if valid {
         Ok(())
     } else if scope.is_empty() {
-        Err("empty scope".to_owned())
+        Err("empty scope: a scope is a non-empty scope token".to_owned())
     } else {
         Err("not a scope token (printable ASCII, no space, quote or backslash)".to_owned())
     }
@@ -195,19 +203,22 @@ fn check_method(method: &str) -> Result<(), String> {
     if !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()) {
         Ok(())
     } else {
-        Err("an HTTP method such as \"GET\"".to_owned())
+        Err("expected an HTTP method such as \"GET\"".to_owned())
     }
 }
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    let mut function: ItemFn =
-        syn::parse2(item).map_err(|e| syn::Error::new(e.span(), "#[secure] goes on an async fn (an axum handler)"))?;
+    let mut function: ItemFn = syn::parse2(item)
+        .map_err(|e| syn::Error::new(e.span(), "#[secure] goes on a free `async fn` (an axum handler)"))?;
     let args = Args::parse(attr)?;
     if function.sig.asyncness.is_none() {
-        return Err(syn::Error::new(function.sig.fn_token.span(), "#[secure] goes on an `async fn` (an axum handler)"));
+        return Err(syn::Error::new(
+            function.sig.fn_token.span(),
+            "#[secure] goes on a free `async fn` (an axum handler)",
+        ));
     }
     if let Some(receiver) = function.sig.receiver() {
-        return Err(syn::Error::new(receiver.span(), "#[secure] goes on a free async fn, not a method"));
+        return Err(syn::Error::new_spanned(receiver, "#[secure] goes on a free `async fn`, not a method"));
     }
     let name = function.sig.ident.clone();
     let name_text = name.to_string();
