@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 
 use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator, RegisteredHandler, Registry};
 use crate::authz::AuthorizationHandler;
-use crate::config::{load_users_file, ConfigError, Deployment};
+use crate::config::{load_users_file, BasicConfig, ConfigError, Deployment, OAuth2Config};
 use crate::error::ErrorResponder;
 use crate::identity::InMemoryUserStore;
 use crate::layer::Engine;
@@ -116,32 +116,27 @@ fn registry(
 }
 
 /// The sections the handlers were built from (`[authentication.basic]`, `[oauth2]`), as
-/// parsed TOML values: comparing them ignores formatting and positions.
+/// the handlers saw them (defaults filled in; positions and formatting do not count).
 #[derive(PartialEq)]
-struct RestartOnly(Vec<(&'static str, Option<toml::Value>)>);
+struct RestartOnly {
+    basic: BasicConfig,
+    oauth2: OAuth2Config,
+}
 
 impl RestartOnly {
-    const SECTIONS: [(&'static str, &'static [&'static str]); 2] =
-        [("[authentication.basic]", &["authentication", "basic"]), ("[oauth2]", &["oauth2"])];
-
     fn of(deployment: &Deployment) -> Self {
-        let table: toml::Table = deployment.source.text().parse().unwrap_or_default();
-        let sections = Self::SECTIONS.iter().map(|(name, path)| {
-            let value = path.iter().try_fold(None::<&toml::Value>, |at, key| {
-                let next = match at {
-                    None => table.get(*key),
-                    Some(value) => value.get(*key),
-                };
-                next.map(Some).ok_or(())
-            });
-            (*name, value.ok().flatten().cloned())
-        });
-        Self(sections.collect())
+        Self { basic: deployment.authentication.basic.clone(), oauth2: deployment.oauth2.clone() }
     }
 
     /// The first section that differs.
     fn changed(&self, other: &Self) -> Option<&'static str> {
-        self.0.iter().zip(&other.0).find(|(a, b)| a != b).map(|((name, _), _)| *name)
+        if self.basic != other.basic {
+            Some("[authentication.basic]")
+        } else if self.oauth2 != other.oauth2 {
+            Some("[oauth2]")
+        } else {
+            None
+        }
     }
 }
 
@@ -272,9 +267,11 @@ impl Reloader {
     ) -> tokio::task::JoinHandle<()> {
         let reloader = self.clone();
         let rules = rules.into();
+        // The versions being served are the ones on disk now, not when the task first runs:
+        // an edit made in between is a change.
+        let mut seen_rules = stamp(&rules);
+        let mut seen_users = users.as_deref().map(stamp);
         tokio::spawn(async move {
-            let mut seen_rules = stamp(&rules);
-            let mut seen_users = users.as_deref().map(stamp);
             let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
             loop {
                 ticks.tick().await;

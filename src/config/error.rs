@@ -61,11 +61,6 @@ impl SourceMap {
         Self { file: Arc::from(file), text: Arc::from(text), line_starts }
     }
 
-    /// The text as read.
-    pub(crate) fn text(&self) -> &str {
-        &self.text
-    }
-
     /// The file name.
     pub fn file(&self) -> &Arc<str> {
         &self.file

@@ -248,7 +248,7 @@ fn default_realm() -> String {
 }
 
 /// `[authentication.basic]`: the verification cache, lockout and hashing throttle (SPEC A4).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicConfig {
     /// How long a verified credential is trusted without re-hashing. Default 300.
@@ -314,7 +314,7 @@ pub struct ScopeConfig {
 
 /// `[oauth2]`: how bearer tokens are validated (SPEC A5, F8-F12). The `oauth2` handler is
 /// registered when at least one `[[oauth2.issuer]]` is configured.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OAuth2Config {
     /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds. Default 60.
@@ -360,7 +360,7 @@ impl Default for OAuth2Config {
 }
 
 /// `[[oauth2.issuer]]`: one trusted issuer and the keys that verify its tokens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The exact `iss` value of its tokens.
@@ -389,7 +389,7 @@ pub struct IssuerConfig {
 }
 
 /// `[[oauth2.issuer.key]]`: one verification key with its one algorithm (SPEC F8).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// The `kid` tokens name; optional when the issuer has a single key.
@@ -414,7 +414,7 @@ pub struct KeyConfig {
 
 /// `[oauth2.introspection]` (SPEC A6): tokens that are not JWTs are checked at this RFC 7662
 /// endpoint. A JWT is never sent there, even when it fails local verification.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
     /// The introspection endpoint URL.
