@@ -135,10 +135,23 @@ impl SecureLayerBuilder {
         }
         let bearer = match self.bearer {
             Some(bearer) => Some(bearer),
-            None => BearerAuthenticator::with_local_issuer(&deployment, store, local)?,
+            None => BearerAuthenticator::with_local_issuer(&deployment, store.clone(), local)?,
         };
         if let Some(bearer) = &bearer {
             handlers.insert(0, (Arc::new(bearer.clone()), None));
+        }
+        #[cfg(feature = "tls")]
+        let client_cert = match (&deployment.client_cert, &store) {
+            (None, _) => None,
+            (Some(table), None) => {
+                let message = "the client_cert handler needs a user store (SecureLayerBuilder::user_store)";
+                return Err(deployment.source.error(table.span(), "client_cert", message));
+            }
+            (Some(_), Some(store)) => crate::authn::ClientCertAuthenticator::from_config(&deployment, store.clone())?,
+        };
+        #[cfg(feature = "tls")]
+        if let Some(client_cert) = &client_cert {
+            handlers.push((Arc::new(client_cert.clone()), None));
         }
         let parts = EngineParts {
             handlers,
@@ -147,6 +160,8 @@ impl SecureLayerBuilder {
             token_endpoints,
             basic,
             bearer,
+            #[cfg(feature = "tls")]
+            client_cert,
             users,
         };
         Ok(SecureLayer { shared: Arc::new(Shared::new(&deployment, parts)?) })

@@ -19,6 +19,8 @@ pub mod policy;
 mod reload;
 #[cfg(feature = "axum")]
 pub mod secure_attr;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use builder::SecureLayerBuilder;
 pub use error::{AuthError, AuthErrorKind, ErrorBody, ErrorResponder, ProblemJson};

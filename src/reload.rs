@@ -39,6 +39,8 @@ pub(crate) struct EngineParts {
     /// Caches that hold user data, cleared when the users change.
     pub(crate) basic: Option<BasicAuthenticator>,
     pub(crate) bearer: Option<BearerAuthenticator>,
+    #[cfg(feature = "tls")]
+    pub(crate) client_cert: Option<crate::authn::ClientCertAuthenticator>,
     /// The user store, when it is one [`Reloader::reload_users`] can replace.
     pub(crate) users: Option<InMemoryUserStore>,
 }
@@ -235,6 +237,10 @@ impl Reloader {
         }
         if let Some(bearer) = &parts.bearer {
             bearer.clear_cache();
+        }
+        #[cfg(feature = "tls")]
+        if let Some(client_cert) = &parts.client_cert {
+            client_cert.clear_cache();
         }
         tracing::info!(target: "tower_secure::audit", users = users.len(), "users reloaded");
         Ok(())

@@ -107,6 +107,8 @@ struct VerifiedToken {
     epoch: u64,
     /// The revocation generation when the token was verified; see [`RevokedTokens`].
     revocations: u64,
+    /// `cnf.x5t#S256`: the client certificate the token is bound to (RFC 8705).
+    bound_to: Option<[u8; 32]>,
 }
 
 impl BearerAuthenticator {
@@ -245,10 +247,10 @@ impl Inner {
         token68(value, self.max_token_bytes)
     }
 
-    fn cached(&self, digest: &[u8; 32]) -> Option<Principal> {
+    fn cached(&self, digest: &[u8; 32], request: &Parts) -> Option<Result<Principal, AuthError>> {
         let hit = self.cache.get(digest)?;
         let current = hit.epoch == self.key_epoch.load(Ordering::Acquire) && hit.revocations == self.revocations();
-        (current && now() < hit.exp).then_some(hit.principal)
+        (current && now() < hit.exp).then(|| check_binding(hit.bound_to, request).map(|()| hit.principal))
     }
 
     fn revocations(&self) -> u64 {
@@ -256,7 +258,7 @@ impl Inner {
     }
 
     /// The uncached path: `authenticate_now` already missed the cache for this token.
-    async fn authenticate(&self, token: &str) -> Result<Principal, AuthError> {
+    async fn authenticate(&self, token: &str, request: &Parts) -> Result<Principal, AuthError> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         // Read before verifying: a key retired meanwhile makes this entry stale at once.
         let epoch = self.key_epoch.load(Ordering::Acquire);
@@ -282,9 +284,12 @@ impl Inner {
             let until = answer.get("exp").and_then(seconds).map_or(limit, |exp| exp.min(limit));
             (answer, until)
         };
+        let bound_to = certificate_binding(&claims)?;
+        check_binding(bound_to, request)?;
         let principal = self.principal(&claims).await?;
         if now() < exp {
-            self.cache.insert(digest, VerifiedToken { principal: principal.clone(), exp, epoch, revocations });
+            let verified = VerifiedToken { principal: principal.clone(), exp, epoch, revocations, bound_to };
+            self.cache.insert(digest, verified);
         }
         Ok(principal)
     }
@@ -423,6 +428,37 @@ impl Inner {
         }
         Ok(builder.build())
     }
+}
+
+/// `cnf.x5t#S256` (RFC 8705): the SHA-256 of the client certificate the token is bound to.
+fn certificate_binding(claims: &Value) -> Result<Option<[u8; 32]>, AuthError> {
+    let Some(cnf) = claims.get("cnf") else { return Ok(None) };
+    let Some(thumbprint) = cnf.get("x5t#S256") else {
+        // Other confirmation methods (DPoP `jkt`, ...) are not checked here: refuse, not ignore.
+        return Err(invalid("unsupported cnf confirmation method"));
+    };
+    let bytes = thumbprint
+        .as_str()
+        .and_then(|t| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| invalid("cnf x5t#S256 is not a base64url SHA-256"))?;
+    Ok(Some(bytes))
+}
+
+/// A certificate-bound token is accepted only over a connection whose client certificate
+/// has that thumbprint (SPEC A11); without the `tls` feature there is no such connection.
+fn check_binding(bound_to: Option<[u8; 32]>, request: &Parts) -> Result<(), AuthError> {
+    let Some(expected) = bound_to else { return Ok(()) };
+    #[cfg(feature = "tls")]
+    {
+        use subtle::ConstantTimeEq as _;
+        let presented = request.extensions.get::<super::ClientCertificate>().map(|c| c.thumbprint_sha256());
+        if presented.is_some_and(|p| bool::from(p.ct_eq(&expected))) {
+            return Ok(());
+        }
+    }
+    let _ = (expected, request);
+    Err(invalid("token bound to another client certificate"))
 }
 
 /// The key chosen for a token: one from the configuration file or one of the fetched set.
@@ -772,7 +808,7 @@ impl AuthenticationHandler for BearerAuthenticator {
 
     async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError> {
         let token = self.inner.token(request)?;
-        self.inner.authenticate(token).await
+        self.inner.authenticate(token, request).await
     }
 
     fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {
@@ -781,7 +817,7 @@ impl AuthenticationHandler for BearerAuthenticator {
             Err(error) => return Some(Err(error)),
         };
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.inner.cached(&digest).map(Ok)
+        self.inner.cached(&digest, request)
     }
 
     /// RFC 6750 section 3: `invalid_request` for a malformed header, `invalid_token` for

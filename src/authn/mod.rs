@@ -6,6 +6,8 @@
 
 mod basic;
 mod bearer;
+#[cfg(feature = "tls")]
+mod client_cert;
 pub mod header;
 mod introspection;
 mod jwks;
@@ -19,6 +21,10 @@ use http::HeaderValue;
 
 pub use basic::BasicAuthenticator;
 pub use bearer::BearerAuthenticator;
+#[cfg(feature = "tls")]
+pub(crate) use client_cert::pem_certificates;
+#[cfg(feature = "tls")]
+pub use client_cert::{CaInfo, ClientCertAuthenticator, ClientCertificate, TrustRoots};
 // The token server's way in (feature `oauth2-server`).
 #[cfg(feature = "oauth2-server")]
 pub(crate) use basic::MAX_BASIC_TOKEN;

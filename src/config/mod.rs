@@ -48,6 +48,10 @@ pub struct Deployment {
     pub scope_validation: ScopeValidationConfig,
     /// `[oauth2_server]`: the built-in token endpoint (SPEC D1, D5); `None` when absent.
     pub oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
+    /// `[client_cert]`: the `client_cert` handler (SPEC A8); `None` when absent.
+    pub client_cert: Option<Spanned<ClientCertConfig>>,
+    /// `[intermediate_cert_validation]` (SPEC A9).
+    pub intermediate_cert_validation: IntermediateCertValidation,
     /// Where the text came from, for error positions.
     pub source: SourceMap,
 }
@@ -69,6 +73,10 @@ struct DeploymentFile {
     scope_validation: ScopeValidationConfig,
     #[serde(default)]
     oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
+    #[serde(default)]
+    client_cert: Option<Spanned<ClientCertConfig>>,
+    #[serde(default)]
+    intermediate_cert_validation: IntermediateCertValidation,
 }
 
 impl Deployment {
@@ -84,6 +92,8 @@ impl Deployment {
             oauth2: parsed.oauth2,
             scope_validation: parsed.scope_validation,
             oauth2_server: parsed.oauth2_server,
+            client_cert: parsed.client_cert,
+            intermediate_cert_validation: parsed.intermediate_cert_validation,
             source,
         })
     }
@@ -106,6 +116,8 @@ impl Default for Deployment {
             oauth2: OAuth2Config::default(),
             scope_validation: ScopeValidationConfig::default(),
             oauth2_server: None,
+            client_cert: None,
+            intermediate_cert_validation: IntermediateCertValidation::default(),
             source: SourceMap::new("<default>", ""),
         }
     }
@@ -524,4 +536,48 @@ pub struct SigningKeyConfig {
     /// published; only a layer in the same process can verify such tokens.
     #[serde(default)]
     pub secret_base64: Option<Spanned<String>>,
+}
+
+/// `[client_cert]` (SPEC A8, F16): the `client_cert` handler, registered when this table is
+/// present. Certificates from the crate's TLS server are verified there; forwarded ones
+/// (from a TLS-terminating proxy) here.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCertConfig {
+    /// The header a trusted proxy forwards the client certificate in (for example
+    /// `X-Forwarded-Client-Cert`, or `Client-Cert` for RFC 9440). Default: none, forwarded
+    /// certificates are off.
+    #[serde(default)]
+    pub forwarded_header: Option<Spanned<String>>,
+    /// The proxies (IP addresses) whose forwarded header is believed; from anyone else the
+    /// header is ignored and logged.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// PEM file with the CA certificates forwarded certificates must chain to.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<String>>,
+    /// PEM file with intermediate CA certificates for building the path of a forwarded
+    /// certificate (the header carries the client certificate alone).
+    #[serde(default)]
+    pub intermediates_file: Option<Spanned<String>>,
+}
+
+/// `[intermediate_cert_validation]` (SPEC A9): which CAs may have issued client
+/// certificates, checked on the path verification built.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntermediateCertValidation {
+    /// Turns the check on. Default `false`.
+    #[serde(default)]
+    pub enable: bool,
+    /// Common names of CAs on the verified path that make a certificate acceptable.
+    #[serde(default)]
+    pub cert_cns: Vec<String>,
+    /// SHA-256 fingerprints (hex, `:` allowed) of an allowed CA certificate or of its
+    /// public key (SubjectPublicKeyInfo), for CAs whose name could be reissued.
+    #[serde(default)]
+    pub cert_fingerprints: Vec<Spanned<String>>,
+    /// Path prefixes (on segment boundaries) where the check is skipped.
+    #[serde(default)]
+    pub exempt_contexts: Vec<Spanned<String>>,
 }
