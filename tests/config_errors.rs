@@ -678,3 +678,49 @@ fn client_table_errors() {
     // The users loader accepts the same file.
     assert!(load_users("users.toml", &client("")).is_ok());
 }
+
+/// Builds a layer with users from rule-file text.
+fn layer_error(text: &str) -> ConfigError {
+    let deployment = Deployment::from_toml_str(FILE, text).unwrap_or_else(|e| panic!("must parse: {e}\n{text}"));
+    let users = load_users("users.toml", "").unwrap();
+    match SecureLayer::builder().deployment(deployment).user_store(users).build() {
+        Ok(_) => panic!("this configuration must be refused:\n{text}"),
+        Err(e) => e,
+    }
+}
+
+// SPEC A8, A9, F16, F2: `[client_cert]` and `[intermediate_cert_validation]` are checked at
+// build time, each error at its key.
+#[test]
+fn client_certificate_configuration_errors() {
+    let text = "[client_cert]\nforwarded_header = \"X-Forwarded-Client-Cert\"\n";
+    check(&layer_error(text), FILE, 2, "trusted_proxies", &["trusted_proxies"]);
+    let text = "[client_cert]\nforwarded_header = \"bad header\"\ntrusted_proxies = [\"127.0.0.1\"]\n";
+    check(&layer_error(text), FILE, 2, "forwarded_header", &["not a header name"]);
+    let text = "[client_cert]\nforwarded_header = \"Client-Cert\"\ntrusted_proxies = [\"localhost\"]\n";
+    check(&layer_error(text), FILE, 3, "trusted_proxies", &["not an IP address"]);
+    let text = "[client_cert]\nforwarded_header = \"Client-Cert\"\ntrusted_proxies = [\"127.0.0.1\"]\n";
+    assert!(layer_error(text).message.contains("ca_file"));
+    let text = "[client_cert]\nforwarded_header = \"Client-Cert\"\ntrusted_proxies = [\"::1\"]\nca_file = \"/no/such/ca.pem\"\n";
+    check(&layer_error(text), FILE, 4, "ca_file", &["cannot read"]);
+
+    let allow = |extra: &str| format!("[client_cert]\n\n[intermediate_cert_validation]\nenable = true\n{extra}");
+    let text = allow("cert_fingerprints = [\"abcd\"]\n");
+    check(&layer_error(&text), FILE, 5, "cert_fingerprints", &["SHA-256"]);
+    let text = allow("cert_cns = [\"CA\"]\nexempt_contexts = [\"scim2\"]\n");
+    check(&layer_error(&text), FILE, 6, "exempt_contexts", &["canonical path"]);
+    let text = allow("cert_cns = [\"CA\"]\nexempt_contexts = [\"/a/../b\"]\n");
+    check(&layer_error(&text), FILE, 6, "exempt_contexts", &["canonical path"]);
+    assert!(layer_error(&allow("")).message.contains("refuse every certificate"));
+
+    // The handler needs a user store to look the certificate's user up.
+    let deployment = Deployment::from_toml_str(FILE, "[client_cert]\n").unwrap();
+    let Err(err) = SecureLayer::builder().deployment(deployment).build() else {
+        panic!("[client_cert] without a user store must be refused");
+    };
+    check(&err, FILE, 1, "client_cert", &["user store"]);
+    // With one, it is registered last.
+    let deployment = Deployment::from_toml_str(FILE, "[client_cert]\n").unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).user_store(load_users("u", "").unwrap()).build().unwrap();
+    assert_eq!(layer.handler_order(), vec![("basic".to_owned(), 20), ("client_cert".to_owned(), 10)]);
+}
