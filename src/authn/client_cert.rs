@@ -223,9 +223,11 @@ fn unix_seconds(now: SystemTime) -> i64 {
     now.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// webpki builds and verifies the path (signatures, validity, `clientAuth` required, name
-/// constraints); the facts the handler needs come from that path, never from the list the
-/// client sent (SPEC A9, F14).
+/// webpki builds and verifies the path (signatures, validity, name constraints, and no CA
+/// on it whose EKU extension excludes `clientAuth`); the certificate itself must list
+/// `clientAuth` (RFC 5280 4.2.1.12: CAs usually carry no EKU extension, which restricts
+/// nothing, so webpki's "required" test cannot be used on the whole path). The facts the
+/// handler needs come from that path, never from the list the client sent (SPEC A9, F14).
 fn verify_path(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -234,7 +236,7 @@ fn verify_path(
 ) -> Result<VerifiedCert, String> {
     let end_entity = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("malformed certificate: {e}"))?;
     let time = UnixTime::since_unix_epoch(now.duration_since(UNIX_EPOCH).unwrap_or_default());
-    let usage = webpki::KeyUsage::required(EKU_CLIENT_AUTH);
+    let usage = webpki::KeyUsage::required_if_present(EKU_CLIENT_AUTH);
     let path = end_entity
         .verify_for_usage(webpki::ALL_VERIFICATION_ALGS, &roots.anchors, intermediates, time, usage, None, None)
         .map_err(|e| format!("path not verified: {e}"))?;
@@ -243,6 +245,10 @@ fn verify_path(
     let anchor = roots.anchors.iter().position(|a| std::ptr::eq(a, path.anchor())).map(|i| roots.infos[i].clone());
     issuers.extend(anchor);
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf).map_err(|e| format!("malformed certificate: {e}"))?;
+    let client_auth = parsed.extended_key_usage().map_err(|e| format!("malformed extended key usage: {e}"))?;
+    if !client_auth.is_some_and(|eku| eku.value.client_auth) {
+        return Err("the certificate's extended key usage does not list clientAuth".to_owned());
+    }
     Ok(VerifiedCert {
         common_names: common_names(&parsed)?,
         not_before: parsed.validity().not_before.timestamp(),
