@@ -10,6 +10,10 @@
 //!   with and without a flood of wrong passwords (argon2 default cost) for another user,
 //!   under the default Basic throttle (20 hashes/s, one at a time). Target: >= 0.80x of
 //!   the no-flood rate. The flood's rates are printed when it stops.
+//! * `tls_loopback`: the crate's TLS server with a client certificate over keep-alive
+//!   connections, no layer vs. the `client_cert` handler with the intermediate allow-list
+//!   and a permission rule. Target: >= 0.90x (the certificate is verified and parsed once
+//!   per connection, its caller remembered for the connection).
 //! * `rule_lookup`: `Policy::lookup` over 10 .. 10,000 generated rules.
 //! * `config_load`: parsing and compiling a 10,000-rule deployment (and 1,000, to see
 //!   how it grows).
@@ -341,12 +345,24 @@ fn bench_http(
     prepare: &dyn Fn(),
 ) {
     for &connections in connections {
-        let mut senders: Vec<Sender> = client.block_on(join_all((0..connections).map(|_| connect(addr))));
-        group.bench_function(BenchmarkId::new(label, format!("{connections}conn")), |b| {
-            prepare();
-            b.iter_custom(|iters| http_batch(client, &mut senders, target, iters))
-        });
+        let senders: Vec<Sender> = client.block_on(join_all((0..connections).map(|_| connect(addr))));
+        bench_senders(group, client, label, senders, target, prepare);
     }
+}
+
+/// Benchmarks `label/{n}conn` over these open connections.
+fn bench_senders(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    client: &Runtime,
+    label: &str,
+    mut senders: Vec<Sender>,
+    target: &Target,
+    prepare: &dyn Fn(),
+) {
+    group.bench_function(BenchmarkId::new(label, format!("{}conn", senders.len())), |b| {
+        prepare();
+        b.iter_custom(|iters| http_batch(client, &mut senders, target, iters))
+    });
 }
 
 /// Concurrent connections that keep both server workers busy on two cores (per-request
@@ -805,5 +821,149 @@ fn bearer(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, in_process, http_loopback, wrong_password_flood, rule_lookup, config_load, bearer);
+// ---------------------------------------------------------------------------------------
+// 7. tls_loopback
+
+/// A test PKI made with rcgen: root -> "Bench Intermediate CA" -> alex's client
+/// certificate, and a server certificate for `localhost` from the same root.
+struct BenchPki {
+    root_pem: String,
+    server_chain_pem: String,
+    server_key_pem: String,
+    client_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    client_key_der: Vec<u8>,
+}
+
+fn bench_pki() -> BenchPki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let named = |cn: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params
+    };
+    let ca = |cn: &str| {
+        let mut params = named(cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+    };
+    let root = CertifiedIssuer::self_signed(ca("Bench Root CA"), KeyPair::generate().expect("key")).expect("root");
+    let intermediate =
+        CertifiedIssuer::signed_by(ca("Bench Intermediate CA"), KeyPair::generate().expect("key"), &root)
+            .expect("intermediate");
+    let server_key = KeyPair::generate().expect("key");
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = server.signed_by(&server_key, &root).expect("server certificate");
+    let client_key = KeyPair::generate().expect("key");
+    let mut client = named("alex");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client.signed_by(&client_key, &intermediate).expect("client certificate");
+    BenchPki {
+        root_pem: root.pem(),
+        server_chain_pem: server.pem(),
+        server_key_pem: server_key.serialize_pem(),
+        client_chain: vec![client.der().clone(), intermediate.der().clone()],
+        client_key_der: client_key.serialize_der(),
+    }
+}
+
+/// Certificate callers, allow-listed intermediate, the view permission on the route.
+const CLIENT_CERT: &str = r#"
+[client_cert]
+
+[intermediate_cert_validation]
+enable = true
+cert_cns = ["Bench Intermediate CA"]
+
+[[resource.access_control]]
+context = "/api/users/v1/{user_id}/challenges"
+http_method = "GET"
+permissions = ["/permission/admin/manage/identity/identitymgt/view"]
+"#;
+
+/// Serves `app` over the crate's TLS server, client certificates asked for and verified.
+fn serve_tls(rt: &Runtime, pki: &BenchPki, app: Router) -> SocketAddr {
+    use tower_secure::authn::TrustRoots;
+    use tower_secure::tls::{ClientAuth, TlsServer};
+    let roots = TrustRoots::from_pem(&pki.root_pem).expect("roots");
+    let tls = TlsServer::from_pem(&pki.server_chain_pem, &pki.server_key_pem, ClientAuth::Optional(roots))
+        .expect("TLS server");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        tokio::spawn(async move { tls.serve(listener, app).await.expect("serve") });
+        addr
+    })
+}
+
+/// A rustls client trusting the bench root and presenting alex's certificate chain.
+fn tls_connector(pki: &BenchPki) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let root = CertificateDer::from_pem_slice(pki.root_pem.as_bytes()).expect("root PEM");
+    roots.add(root).expect("root");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.client_key_der.clone()));
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(pki.client_chain.clone(), key)
+        .expect("client certificate");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// One keep-alive HTTP/1.1 connection over TLS; its driver runs on the calling runtime.
+async fn connect_tls(addr: SocketAddr, connector: &tokio_rustls::TlsConnector) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("server name");
+    let tls = connector.connect(name, stream).await.expect("TLS handshake");
+    let (sender, connection) = http1::handshake(TokioIo::new(tls)).await.expect("handshake");
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    sender
+}
+
+/// The same TLS server (client certificate asked for, presented and verified once per
+/// connection in both variants) with and without the layer, over keep-alive connections:
+/// what the `client_cert` handler, the allow-list and the permission check cost per
+/// request once the connection's certificate is known.
+fn tls_loopback(c: &mut Criterion) {
+    let pki = bench_pki();
+    let server = server_runtime();
+    let client = current_thread();
+    let users = users_toml(&cheap_hash("eve-password"));
+    let plain_addr = serve_tls(&server, &pki, router());
+    let secured_addr = serve_tls(&server, &pki, router().layer(layer(CLIENT_CERT, &users)));
+    let connector = tls_connector(&pki);
+    let (plain, secured) = (Target::new(plain_addr, None), Target::new(secured_addr, None));
+    let mut group = c.benchmark_group("tls_loopback");
+    tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 20);
+    group.throughput(Throughput::Elements(1));
+    for connections in HTTP_CONNECTIONS {
+        for (label, addr, target) in [("no_layer", plain_addr, &plain), ("client_cert", secured_addr, &secured)] {
+            let mut senders: Vec<Sender> =
+                client.block_on(join_all((0..connections).map(|_| connect_tls(addr, &connector))));
+            // Both answer 200 (the secured one as alex, through the allow-list).
+            client.block_on(sequential(&mut senders[0], target, 1));
+            bench_senders(&mut group, &client, label, senders, target, &|| {});
+        }
+    }
+    group.finish();
+    drop(client);
+    drop(server);
+}
+
+criterion_group!(
+    benches,
+    in_process,
+    http_loopback,
+    wrong_password_flood,
+    rule_lookup,
+    config_load,
+    bearer,
+    tls_loopback
+);
 criterion_main!(benches);

@@ -485,24 +485,34 @@ impl HandlerInner {
         }
     }
 
-    /// Everything but the user look-up: verified, valid now, one CN, issued by an allowed CA.
-    fn check(&self, cert: &ClientCertificate, parts: &Parts) -> Result<QualifiedName, AuthError> {
+    /// The checks that depend on the request or the time, run on every request: verified,
+    /// valid now, issued by an allowed CA (or the path is exempt).
+    fn check<'c>(&self, cert: &'c ClientCertificate, parts: &Parts) -> Result<&'c VerifiedCert, AuthError> {
         let verified = cert.inner.verified.as_ref().map_err(|_| refused("certificate not verified"))?;
         let now = unix_seconds(SystemTime::now());
         if now < verified.not_before || now > verified.not_after {
             return Err(refused("certificate not valid now"));
         }
         if let Some(allow) = &self.allow_list {
-            let path = CanonicalPath::parse(request_path(parts)).map_err(|_| AuthError::invalid_request("bad path"))?;
-            if !allow.exempt(path.as_str()) && !allow.allows(&verified.issuers) {
-                return Err(refused("certificate not issued by an allowed intermediate CA"));
+            // The path is parsed only for a certificate the list does not allow.
+            if !allow.allows(&verified.issuers) {
+                let path =
+                    CanonicalPath::parse(request_path(parts)).map_err(|_| AuthError::invalid_request("bad path"))?;
+                if !allow.exempt(path.as_str()) {
+                    return Err(refused("certificate not issued by an allowed intermediate CA"));
+                }
             }
         }
-        let [cn] = verified.common_names.as_slice() else {
-            return Err(refused("certificate subject needs exactly one CN"));
-        };
-        QualifiedName::parse(cn).map_err(|_| refused("certificate CN is not a user name"))
+        Ok(verified)
     }
+}
+
+/// The user a verified certificate names: its one CN, as a qualified user name (SPEC F15).
+fn user_name(verified: &VerifiedCert) -> Result<QualifiedName, AuthError> {
+    let [cn] = verified.common_names.as_slice() else {
+        return Err(refused("certificate subject needs exactly one CN"));
+    };
+    QualifiedName::parse(cn).map_err(|_| refused("certificate CN is not a user name"))
 }
 
 impl Forwarded {
@@ -557,7 +567,7 @@ impl AuthenticationHandler for ClientCertAuthenticator {
             Some(cert) => cert?,
             None => return Err(AuthError::internal("client_cert handler called without a certificate")),
         };
-        let name = inner.check(&cert, request)?;
+        let name = user_name(inner.check(&cert, request)?)?;
         let epoch = inner.epoch.load(Ordering::Acquire);
         if let Some(principal) = cert.cached(epoch, Instant::now()) {
             return Ok(principal);
@@ -575,7 +585,8 @@ impl AuthenticationHandler for ClientCertAuthenticator {
     }
 
     /// The connection's certificate already authenticated a caller: answered without a
-    /// store look-up (checks that depend on the request or the time run every time).
+    /// store look-up (checks that depend on the request or the time run every time; the
+    /// CN passed [`user_name`] before the caller was remembered).
     fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {
         let inner = &self.inner;
         let cert = request.extensions.get::<ClientCertificate>()?;

@@ -1,8 +1,9 @@
-//! The README's flow, for real: the quickstart example binary (embedded config, users
-//! with production argon2 parameters) driven by curl over 127.0.0.1.
+//! The README's flows, for real: the example binaries (the quickstart with its embedded
+//! config and production argon2 hashes, the mTLS example with a PKI it generates) driven
+//! by curl over 127.0.0.1.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// Kills the server when the test ends, whatever happens. Holds the server's stdout open
@@ -20,15 +21,18 @@ impl Drop for Server {
     }
 }
 
-fn example_binary() -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/examples/quickstart
+fn example_binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/examples/<name>
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    profile_dir.join("examples").join(format!("quickstart{}", std::env::consts::EXE_SUFFIX))
+    profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
-fn start_quickstart() -> (Server, String) {
-    let mut child = Command::new(example_binary())
+/// Starts example `name` with `args` on 127.0.0.1:0; returns the server and the base URL
+/// its banner (first line) ends with.
+fn start_example(name: &str, args: &[&str]) -> (Server, String) {
+    let mut child = Command::new(example_binary(name))
+        .args(args)
         .env("ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .env_remove("TOWER_SECURE_DEPLOYMENT")
@@ -36,21 +40,25 @@ fn start_quickstart() -> (Server, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("the quickstart example is built by `cargo test`");
+        .expect("the examples are built by `cargo test`");
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut first_line = String::new();
     stdout.read_line(&mut first_line).unwrap();
     let mut server = Server { child, _stdout: stdout };
     let base = first_line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
-    if !base.starts_with("http://127.0.0.1:") {
+    if !base.starts_with("http://127.0.0.1:") && !base.starts_with("https://127.0.0.1:") {
         let _ = server.child.kill();
         let mut stderr = String::new();
         if let Some(mut pipe) = server.child.stderr.take() {
             let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
         }
-        panic!("the quickstart did not start: stdout {first_line:?}, stderr {stderr:?}");
+        panic!("example {name} did not start: stdout {first_line:?}, stderr {stderr:?}");
     }
     (server, base)
+}
+
+fn start_quickstart() -> (Server, String) {
+    start_example("quickstart", &[])
 }
 
 /// Runs curl with a time limit; returns (status, headers+body).
@@ -205,4 +213,37 @@ fn readme_token_flow_with_curl() {
     let jwks = json_body(&text);
     assert_eq!(jwks["keys"][0]["kid"], "quickstart-2026");
     assert!(jwks["keys"][0].get("d").is_none(), "no private part: {text}");
+}
+
+// SPEC A8, A9: the README's mTLS session: `mtls make-certs` writes a dev PKI, `mtls serve`
+// serves it; curl with alex's certificate (allowed intermediate) gets 200 as alex, with
+// SECONDARY/alex's as that user, with a certificate from the other intermediate 401, and
+// without one 401 on the API and 200 on the open path.
+#[test]
+fn readme_mtls_flow_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().display().to_string();
+    let made = Command::new(example_binary("mtls")).args(["make-certs", &pki]).output().unwrap();
+    assert!(made.status.success(), "make-certs: {}", String::from_utf8_lossy(&made.stderr));
+    let (_server, base) = start_example("mtls", &["serve", &pki]);
+    let file = |name: &str| Path::new(&pki).join(name).display().to_string();
+    let (ca, me) = (file("ca.pem"), format!("{base}/api/me"));
+    let with_cert = |cert: &str| {
+        let (pem, key) = (file(&format!("{cert}.pem")), file(&format!("{cert}.key")));
+        curl(&["--cacert", &ca, "--cert", &pem, "--key", &key, &me])
+    };
+
+    let (status, text) = with_cert("alex");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json_body(&text), serde_json::json!({"user": "alex", "authenticated_by": "client_cert"}));
+    let (status, text) = with_cert("secondary-alex");
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(json_body(&text)["user"], "SECONDARY/alex");
+    let (status, text) = with_cert("alex-other-ca");
+    assert_eq!(status, 401, "issuer not allowed: {text}");
+
+    let (status, text) = curl(&["--cacert", &ca, &me]);
+    assert_eq!(status, 401, "no certificate: {text}");
+    let (status, text) = curl(&["--cacert", &ca, &format!("{base}/public")]);
+    assert_eq!(status, 200, "open path: {text}");
 }
