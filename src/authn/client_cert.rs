@@ -586,7 +586,7 @@ impl AuthenticationHandler for ClientCertAuthenticator {
 
     /// The connection's certificate already authenticated a caller: answered without a
     /// store look-up (checks that depend on the request or the time run every time; the
-    /// CN passed [`user_name`] before the caller was remembered).
+    /// CN passed the one-CN and user-name checks before the caller was remembered).
     fn authenticate_now(&self, request: &Parts) -> Option<Result<Principal, AuthError>> {
         let inner = &self.inner;
         let cert = request.extensions.get::<ClientCertificate>()?;
