@@ -52,6 +52,8 @@ pub(crate) struct Engine {
 pub struct AuthContext {
     principal: Option<Principal>,
     rule: Arc<Rule>,
+    /// The rule of the path as a router reads it, when that is another (see [`Applied`]).
+    routed_rule: Option<Arc<Rule>>,
     tenant: Option<String>,
     /// The configuration version that decided, for the responses of the extractors and of
     /// `#[secure]` handler rules (challenges, body, scope bindings): never a newer one.
@@ -68,6 +70,21 @@ impl AuthContext {
     /// The rule that applied (the secure default when none matched).
     pub fn rule(&self) -> &Rule {
         &self.rule
+    }
+
+    /// Every rule that applied, all of which let the request through: [`rule`](Self::rule),
+    /// and, for a path with percent-encodings that a router matching raw text (axum's)
+    /// reads as another rule's path, that rule too (SPEC E1: `/api/items/%70ublic` is
+    /// `/api/items/public` for the policy, but axum dispatches it to `/api/items/{id}`).
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        std::iter::once(&*self.rule).chain(self.routed_rule.as_deref())
+    }
+
+    /// True when every rule that applied has `override = true`: a handler's own
+    /// `#[secure]` rule is then replaced (SPEC B5); otherwise it applies as well.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn overrides_compiled(&self) -> bool {
+        self.rules().all(Rule::overrides_compiled)
     }
 
     /// The tenant of the path (`/t/{tenant}/...`), `None` for the super tenant.
@@ -248,13 +265,13 @@ where
                 request.extensions_mut().insert(context);
                 State::Inner { fut: self.inner.call(request) }
             }
-            Start::Authenticate { handler, rule, path, principal } => {
+            Start::Authenticate { handler, rules, path, principal } => {
                 // Hand the readied service to the future and keep a fresh clone (tower idiom).
                 let fresh = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, fresh);
                 let engine = Arc::clone(&engine);
                 let fut: AuthFuture = Box::pin(async move {
-                    let decision = engine.decide(handler, rule, path, principal, &parts).await;
+                    let decision = engine.decide(handler, rules, path, principal, &parts).await;
                     (parts, decision)
                 });
                 State::Authenticating { fut, inner: Some(ready), body: Some(body) }
@@ -272,98 +289,146 @@ enum Start {
     /// secured resources, authorization with the plugins.
     Authenticate {
         handler: usize,
-        rule: Arc<Rule>,
+        rules: Applied,
         path: CanonicalPath,
         principal: Option<Principal>,
     },
 }
 
+/// The rules a request is held to (SPEC E1, F1): the rule of its decoded path and, when the
+/// raw path has percent-encodings and a router matching raw text (axum's) would read it as
+/// another rule's path, that rule too. Both must let the request through (deny wins), so
+/// the handler the router picks never runs without its own rule's check.
+#[derive(Clone)]
+struct Applied {
+    rule: Arc<Rule>,
+    routed: Option<Arc<Rule>>,
+}
+
+impl Applied {
+    fn each(&self) -> impl Iterator<Item = &Rule> {
+        std::iter::once(&*self.rule).chain(self.routed.as_deref())
+    }
+
+    fn is_secure(&self) -> bool {
+        self.each().any(Rule::is_secure)
+    }
+
+    /// A handler every rule allows (`allowed_auth_handlers`).
+    fn allows(&self, handler: &RegisteredHandler) -> bool {
+        self.each().all(|rule| handler.allowed_by(rule.allowed_auth_handlers()))
+    }
+
+    /// The rule whose challenges a 401 carries: the first secured one.
+    fn challenged(&self) -> &Rule {
+        self.each().find(|rule| rule.is_secure()).unwrap_or(&self.rule)
+    }
+}
+
+impl std::fmt::Display for Applied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.routed {
+            None => write!(f, "{}", self.rule),
+            Some(routed) => write!(f, "{} + as routed {routed}", self.rule),
+        }
+    }
+}
+
 impl Engine {
     fn start(self: &Arc<Self>, parts: &Parts) -> Start {
-        let path = match CanonicalPath::parse(request_path(parts)) {
+        let raw_path = request_path(parts);
+        let path = match CanonicalPath::parse(raw_path) {
             Ok(path) => path,
             Err(e) => {
                 return Start::Refuse(self.refuse(parts, None, None, None, AuthError::invalid_request(e.to_string())))
             }
         };
-        let rule = match self.policy.lookup(&parts.method, &path) {
-            Ok(rule) => rule.clone(),
-            Err(failure) => {
-                let error = match failure {
-                    LookupFailure::MethodNotAllowed => {
-                        AuthError::new(AuthErrorKind::MethodNotAllowed, "method not allowed by any rule")
-                    }
-                    LookupFailure::Ambiguous => AuthError::internal("two regex rules of equal rank match this path"),
-                };
-                return Start::Refuse(self.refuse(parts, Some(&path), None, None, error));
-            }
+        let rule = match self.lookup(parts, &path) {
+            Ok(rule) => rule,
+            Err(refused) => return Start::Refuse(refused),
         };
+        let routed = match CanonicalPath::as_routed(raw_path) {
+            None => None,
+            Some(routed_path) => match self.lookup(parts, &routed_path) {
+                Ok(routed) => (!Arc::ptr_eq(&routed, &rule)).then_some(routed),
+                Err(refused) => return Start::Refuse(refused),
+            },
+        };
+        let rules = Applied { rule, routed };
         if !self.authenticate_preflight && is_cors_preflight(parts) {
-            self.audit_allow(parts, &path, &rule, None, "cors preflight");
-            return Start::Pass(self.context(None, rule, path));
+            self.audit_allow(parts, &path, &rules, None, "cors preflight");
+            return Start::Pass(self.context(None, rules, path));
         }
         // The raw path, not the decoded one: the router must dispatch exactly this path.
-        if self.token_endpoints.contains(&request_path(parts)) {
-            self.audit_allow(parts, &path, &rule, None, "token endpoint (authenticates its clients)");
-            return Start::Pass(self.context(None, rule, path));
+        if self.token_endpoints.contains(&raw_path) {
+            self.audit_allow(parts, &path, &rules, None, "token endpoint (authenticates its clients)");
+            return Start::Pass(self.context(None, rules, path));
         }
         if let Err(error) = single_authorization(&parts.headers) {
-            return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error));
+            return Start::Refuse(self.refuse(parts, Some(&path), Some(&rules.rule), None, error));
         }
-        let selected =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.registry.select(rule.allowed_auth_handlers(), parts)));
+        let selected = std::panic::catch_unwind(AssertUnwindSafe(|| self.registry.select(|h| rules.allows(h), parts)));
         match selected {
             Err(_) => {
                 let error = AuthError::internal("an authentication handler panicked in can_handle");
-                Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error))
+                Start::Refuse(self.refuse(parts, Some(&path), Some(&rules.rule), None, error))
             }
-            Ok(Some(handler)) => self.authenticate_now(handler, rule, path, parts),
-            Ok(None) if rule.is_secure() => {
+            Ok(Some(handler)) => self.authenticate_now(handler, rules, path, parts),
+            Ok(None) if rules.is_secure() => {
                 let error = AuthError::new(AuthErrorKind::Unauthenticated, "no credential");
-                Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), None, error))
+                Start::Refuse(self.refuse(parts, Some(&path), Some(rules.challenged()), None, error))
             }
             Ok(None) => {
-                self.audit_allow(parts, &path, &rule, None, "open resource");
-                Start::Pass(self.context(None, rule, path))
+                self.audit_allow(parts, &path, &rules, None, "open resource");
+                Start::Pass(self.context(None, rules, path))
             }
         }
+    }
+
+    /// The rule for `path`; a refusal when no rule allows the method or two regex rules tie.
+    // The refusal is a response, built once on the rare refusing path.
+    #[allow(clippy::result_large_err)]
+    fn lookup(&self, parts: &Parts, path: &CanonicalPath) -> Result<Arc<Rule>, Response<Bytes>> {
+        self.policy.lookup(&parts.method, path).cloned().map_err(|failure| {
+            let error = match failure {
+                LookupFailure::MethodNotAllowed => {
+                    AuthError::new(AuthErrorKind::MethodNotAllowed, "method not allowed by any rule")
+                }
+                LookupFailure::Ambiguous => AuthError::internal("two regex rules of equal rank match this path"),
+            };
+            self.refuse(parts, Some(path), None, None, error)
+        })
     }
 
     /// The synchronous path: every handler is first asked to answer at once (a cached
     /// credential); with no authorization plugins to await, that decides the request here.
     /// Anything else goes to [`Engine::decide`].
-    fn authenticate_now(
-        self: &Arc<Self>,
-        handler: usize,
-        rule: Arc<Rule>,
-        path: CanonicalPath,
-        parts: &Parts,
-    ) -> Start {
+    fn authenticate_now(self: &Arc<Self>, handler: usize, rules: Applied, path: CanonicalPath, parts: &Parts) -> Start {
         let registered = &self.registry.handlers()[handler];
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| registered.handler.authenticate_now(parts)));
         let principal = match answer {
-            Ok(None) => return Start::Authenticate { handler, rule, path, principal: None },
+            Ok(None) => return Start::Authenticate { handler, rules, path, principal: None },
             Ok(Some(Ok(principal))) => principal,
             Ok(Some(Err(error))) => {
-                return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error))
+                return Start::Refuse(self.refuse(parts, Some(&path), Some(&rules.rule), Some(registered), error))
             }
             Err(_) => {
                 let error = AuthError::internal("authentication handler panicked");
-                return Start::Refuse(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error));
+                return Start::Refuse(self.refuse(parts, Some(&path), Some(&rules.rule), Some(registered), error));
             }
         };
         if !self.authorizers.is_empty() {
             // Authorization plugins are async: decided in the future, without authenticating again.
-            return Start::Authenticate { handler, rule, path, principal: Some(principal) };
+            return Start::Authenticate { handler, rules, path, principal: Some(principal) };
         }
-        if rule.is_secure() {
-            let request = AuthorizationRequest { request: parts, path: &path, rule: &rule, principal: &principal };
+        for rule in rules.each().filter(|rule| rule.is_secure()) {
+            let request = AuthorizationRequest { request: parts, path: &path, rule, principal: &principal };
             if let Err(error) = authz::check_rule(&self.policy, &request) {
-                return Start::Refuse(self.refuse_caller(parts, &path, &rule, registered, &principal, error));
+                return Start::Refuse(self.refuse_caller(parts, &path, rule, registered, &principal, error));
             }
         }
-        self.audit_allow(parts, &path, &rule, Some(&principal), "authorized");
-        Start::Pass(self.context(Some(principal), rule, path))
+        self.audit_allow(parts, &path, &rules, Some(&principal), "authorized");
+        Start::Pass(self.context(Some(principal), rules, path))
     }
 
     /// Authentication, then (on secured resources) authorization. Plugin panics are
@@ -371,7 +436,7 @@ impl Engine {
     async fn decide(
         self: Arc<Self>,
         handler: usize,
-        rule: Arc<Rule>,
+        rules: Applied,
         path: CanonicalPath,
         known: Option<Principal>,
         parts: &Parts,
@@ -383,20 +448,19 @@ impl Engine {
         };
         let principal = match outcome {
             Ok(Ok(principal)) => principal,
-            Ok(Err(error)) => return Err(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error)),
+            Ok(Err(error)) => return Err(self.refuse(parts, Some(&path), Some(&rules.rule), Some(registered), error)),
             Err(_) => {
                 let error = AuthError::internal("authentication handler panicked");
-                return Err(self.refuse(parts, Some(&path), Some(&rule), Some(registered), error));
+                return Err(self.refuse(parts, Some(&path), Some(&rules.rule), Some(registered), error));
             }
         };
-        if rule.is_secure() {
-            if let Err(error) = self.authorize(parts, &path, &rule, &principal).await {
-                let refused = self.refuse_caller(parts, &path, &rule, registered, &principal, error);
-                return Err(refused);
+        for rule in rules.each().filter(|rule| rule.is_secure()) {
+            if let Err(error) = self.authorize(parts, &path, rule, &principal).await {
+                return Err(self.refuse_caller(parts, &path, rule, registered, &principal, error));
             }
         }
-        self.audit_allow(parts, &path, &rule, Some(&principal), "authorized");
-        Ok(self.context(Some(principal), rule, path))
+        self.audit_allow(parts, &path, &rules, Some(&principal), "authorized");
+        Ok(self.context(Some(principal), rules, path))
     }
 
     async fn authorize(
@@ -418,9 +482,9 @@ impl Engine {
         Ok(())
     }
 
-    fn context(self: &Arc<Self>, principal: Option<Principal>, rule: Arc<Rule>, path: CanonicalPath) -> AuthContext {
+    fn context(self: &Arc<Self>, principal: Option<Principal>, rules: Applied, path: CanonicalPath) -> AuthContext {
         let tenant = path.tenant().map(str::to_owned);
-        AuthContext { principal, rule, tenant, engine: self.clone() }
+        AuthContext { principal, rule: rules.rule, routed_rule: rules.routed, tenant, engine: self.clone() }
     }
 
     pub(crate) fn challenges_for(&self, rule: &Rule) -> &[HeaderValue] {
@@ -464,7 +528,7 @@ impl Engine {
         &self,
         parts: &Parts,
         path: &CanonicalPath,
-        rule: &Rule,
+        rule: &Applied,
         principal: Option<&Principal>,
         reason: &str,
     ) {

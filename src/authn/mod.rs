@@ -167,8 +167,8 @@ impl Registry {
     }
 
     /// The first allowed handler that can handle the request (SPEC A2).
-    pub(crate) fn select(&self, allowed: Option<&[String]>, request: &Parts) -> Option<usize> {
-        self.handlers.iter().position(|h| h.allowed_by(allowed) && h.handler.can_handle(request))
+    pub(crate) fn select(&self, allowed: impl Fn(&RegisteredHandler) -> bool, request: &Parts) -> Option<usize> {
+        self.handlers.iter().position(|h| allowed(h) && h.handler.can_handle(request))
     }
 
     /// One challenge per allowed scheme (SPEC A3).

@@ -92,6 +92,19 @@ impl CanonicalPath {
         Ok(split_tenant(path))
     }
 
+    /// The same path as a router reads it: percent-encodings left as sent, for the rule
+    /// of the route a router that matches raw text dispatches to (axum's does). `None`
+    /// when `raw` has no percent-encoding (both readings are the same). Only for a `raw`
+    /// that [`parse`](Self::parse) accepted.
+    pub(crate) fn as_routed(raw: &str) -> Option<Self> {
+        if !raw.contains('%') {
+            return None;
+        }
+        let body = raw.strip_prefix('/')?;
+        let body = body.strip_suffix('/').unwrap_or(body);
+        Some(split_tenant(format!("/{body}")))
+    }
+
     /// The decoded path the rules match on (without the `/t/{tenant}` prefix).
     pub fn as_str(&self) -> &str {
         &self.path
@@ -217,5 +230,13 @@ mod tests {
         let p = CanonicalPath::parse("/t/example.com").unwrap();
         assert_eq!((p.as_str(), p.tenant()), ("/", Some("example.com")));
         assert_eq!(p.segments().count(), 0);
+    }
+
+    // SPEC E1: the router's reading keeps percent-encodings; none without one.
+    #[test]
+    fn routed_reading() {
+        let p = CanonicalPath::as_routed("/t/ex%61mple.com/api/%61dmin/").unwrap();
+        assert_eq!((p.as_str(), p.tenant()), ("/api/%61dmin", Some("ex%61mple.com")));
+        assert_eq!(CanonicalPath::as_routed("/api/admin"), None);
     }
 }

@@ -1,0 +1,105 @@
+//! `load-server MODE --data DIR [--workers N] [--token-cache N]`: serves the bench app in
+//! one mode on 127.0.0.1 (a free port) and prints its base URL as the first line of
+//! stdout once it is ready; it serves until it is killed.
+//!
+//! Modes: `none`, `basic`, `bearer`, `introspection`, `tls-none`, `mtls`, `jwt-authorizer`
+//! (see `app.rs`). `--workers` is the number of tokio worker threads (default 1: the runner
+//! pins the server to one core); `--token-cache` is `[oauth2] cache_capacity` of the bearer
+//! and introspection modes (default 100,000).
+#![forbid(unsafe_code)]
+
+mod app;
+mod idp;
+mod reference;
+
+use std::io::Write as _;
+
+use tower_secure_load::data::DataDir;
+
+/// The server's modes: which app, and whether it speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    None,
+    Basic,
+    Bearer,
+    Introspection,
+    TlsNone,
+    Mtls,
+    JwtAuthorizer,
+}
+
+impl Mode {
+    fn parse(name: &str) -> Option<Mode> {
+        Some(match name {
+            "none" => Mode::None,
+            "basic" => Mode::Basic,
+            "bearer" => Mode::Bearer,
+            "introspection" => Mode::Introspection,
+            "tls-none" => Mode::TlsNone,
+            "mtls" => Mode::Mtls,
+            "jwt-authorizer" => Mode::JwtAuthorizer,
+            _ => return None,
+        })
+    }
+
+    fn is_tls(self) -> bool {
+        matches!(self, Mode::TlsNone | Mode::Mtls)
+    }
+}
+
+struct Args {
+    mode: Mode,
+    data: DataDir,
+    workers: usize,
+    token_cache: usize,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: load-server none|basic|bearer|introspection|tls-none|mtls|jwt-authorizer --data DIR [--workers N] [--token-cache N]");
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().and_then(|name| Mode::parse(&name)).unwrap_or_else(|| usage());
+    let (mut data, mut workers, mut token_cache) = (None, 1, 100_000);
+    while let Some(flag) = args.next() {
+        let value = args.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--data" => data = Some(DataDir::new(value)),
+            "--workers" => workers = value.parse().unwrap_or_else(|_| usage()),
+            "--token-cache" => token_cache = value.parse().unwrap_or_else(|_| usage()),
+            _ => usage(),
+        }
+    }
+    Args { mode, data: data.unwrap_or_else(|| usage()), workers, token_cache }
+}
+
+fn main() {
+    let args = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.workers)
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime");
+    runtime.block_on(serve(args));
+}
+
+async fn serve(args: Args) {
+    let app = app::build(args.mode, &args.data, args.token_cache).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("the listener's address");
+    let scheme = if args.mode.is_tls() { "https" } else { "http" };
+    announce(&format!("{scheme}://{addr}"));
+    if args.mode.is_tls() {
+        app::tls_server(&args.data).serve(listener, app).await.expect("serve TLS");
+    } else {
+        axum::serve(listener, app).await.expect("serve HTTP");
+    }
+}
+
+/// The first stdout line: the runner waits for it.
+fn announce(url: &str) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{url}").and_then(|()| out.flush()).expect("write the address to stdout");
+}
