@@ -145,6 +145,7 @@ impl std::fmt::Debug for AuthContext {
         f.debug_struct("AuthContext")
             .field("principal", &self.principal)
             .field("rule", &self.rule.to_string())
+            .field("routed_rule", &self.routed_rule.as_ref().map(ToString::to_string))
             .field("tenant", &self.tenant)
             .finish()
     }

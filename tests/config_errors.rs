@@ -392,6 +392,10 @@ fn equally_specific_rules_are_refused() {
     check_tie("/a/{x}/c", "http_method = \"PUT\"", "/a/b/{y}", "http_method = [\"PUT\"]");
     check_tie("/a", "secure = false", "/a", "permissions = [\"/permission/admin\"]");
     check_tie("regex:/a/.*", "", "regex:/a/.*", "");
+    // A wildcard first segment against a literal one, both orders.
+    check_tie("/{x}/b", "", "/a/{y}", "");
+    check_tie("/a/{y}", "", "/{x}/b", "");
+    check_tie("/*/b/**", "", "/a/{y}/**", "");
 }
 
 // SPEC B4: the same patterns with disjoint methods, or of different specificity, load,

@@ -20,7 +20,7 @@ pub enum Tenants {
 }
 
 /// One `[[resource.access_control]]` table.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RefRule {
     /// `context`.
     pub context: &'static str,

@@ -19,7 +19,7 @@ pub use rule::{CrossTenant, Methods, Rule, RuleOrigin, STANDARD_METHODS};
 
 pub(crate) use index::LookupError;
 use index::RuleIndex;
-use pattern::Pattern;
+use pattern::{Pattern, Segment};
 
 use crate::config::{ConfigError, CrossTenantConfig, Deployment, OneOrMany, RuleConfig, Spanned};
 use crate::identity::Permission;
@@ -278,10 +278,22 @@ fn check_ties(rules: &[Arc<Rule>], deployment: &Deployment) -> Result<(), Config
         groups.entry((rule.rank(), shape)).or_default().push(rule);
     }
     for group in groups.values() {
-        for (i, later) in group.iter().enumerate() {
-            if let Some(earlier) =
-                group[..i].iter().find(|e| e.pattern.overlaps(&later.pattern) && e.methods.overlaps(&later.methods))
-            {
+        // Patterns whose first segments are different literals never overlap, so a rule is
+        // compared only with earlier rules of its first literal and with those starting
+        // with a wildcard (or regexes): linear for the usual file of many services.
+        let mut by_first: HashMap<&str, Vec<&Arc<Rule>>> = HashMap::new();
+        let mut open_first: Vec<&Arc<Rule>> = Vec::new();
+        let mut earlier_rules: Vec<&Arc<Rule>> = Vec::new();
+        for later in group {
+            let first = first_literal(later);
+            let tied = |e: &&&Arc<Rule>| e.pattern.overlaps(&later.pattern) && e.methods.overlaps(&later.methods);
+            let earlier = match first {
+                Some(text) => {
+                    by_first.get(text).into_iter().flatten().chain(&open_first).filter(tied).min_by_key(|e| e.id)
+                }
+                None => earlier_rules.iter().find(tied),
+            };
+            if let Some(earlier) = earlier {
                 let table = &deployment.resource.access_control[later.id];
                 let message = format!(
                     "`{}` is as specific as `{}` ({}) for the same method: make one more specific or split the methods",
@@ -289,9 +301,25 @@ fn check_ties(rules: &[Arc<Rule>], deployment: &Deployment) -> Result<(), Config
                 );
                 return Err(deployment.source.error(table.get_ref().context.span(), "context", message));
             }
+            match first {
+                Some(text) => by_first.entry(text).or_default().push(later),
+                None => open_first.push(later),
+            }
+            earlier_rules.push(later);
         }
     }
     Ok(())
+}
+
+/// The first segment of a structural pattern when it is a literal.
+fn first_literal(rule: &Rule) -> Option<&str> {
+    match &rule.pattern {
+        Pattern::Segments { segments, .. } => match segments.first() {
+            Some(Segment::Literal(text)) => Some(text),
+            _ => None,
+        },
+        Pattern::Regex(_) => None,
+    }
 }
 
 fn compile_scopes(deployment: &Deployment) -> Result<HashMap<String, ScopeDefinition>, ConfigError> {

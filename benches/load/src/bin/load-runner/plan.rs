@@ -1,0 +1,228 @@
+//! Which runs, in which order: every mode of the catalogue with a no-layer baseline of the
+//! same transport before and after it, so each mode is compared with the baselines next to
+//! it and the baselines' drift over the whole run shows.
+
+use std::path::PathBuf;
+
+use tower_secure_load::data::{Alg, DataDir};
+use tower_secure_load::OPAQUE_TOKEN;
+
+/// Plain HTTP or TLS: a mode is compared with baselines of its own transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Http,
+    Tls,
+}
+
+/// What the load generator sends.
+#[derive(Debug, Clone)]
+pub enum Load {
+    /// wrk, the same request every time (with this Authorization header, if any).
+    Static { auth: Option<String> },
+    /// wrk, the next line of `file` (after `prefix`) as the Authorization header of each request.
+    Cycle { file: PathBuf, prefix: &'static str, distinct: u64 },
+    /// oha over TLS, presenting alex's client certificate on every connection.
+    Tls,
+    /// wrk with `auth` while a second wrk floods wrong passwords from `flood_file`.
+    Flood { auth: String, flood_file: PathBuf },
+}
+
+/// What a run is for, which decides the targets it is judged by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The same app with no layer.
+    Baseline,
+    /// A credential the layer has cached: target >= 0.90x of the baselines' requests/s.
+    Repeated,
+    /// A new token every request: target <= 1.2x the bare verification cost added.
+    Fresh,
+    /// Cached Basic while wrong passwords flood: target >= 0.80x of `basic_cached`.
+    Flood,
+    /// jwt-authorizer: the fresh-token modes should use less CPU per request.
+    Reference,
+    /// No layer, but a bearer-sized header: how much of a mode's cost is the bytes.
+    Control,
+}
+
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub name: &'static str,
+    pub what: &'static str,
+    /// `load-server` mode.
+    pub server: &'static str,
+    pub transport: Transport,
+    pub role: Role,
+    pub alg: Option<Alg>,
+    /// The warm-up load (cached credentials warmed, code paths hot).
+    pub warmup: Load,
+    pub load: Load,
+}
+
+/// Distinct tokens minted per algorithm per second of `--duration`: above what one core
+/// verifies on a fast machine, so no fresh token repeats within a run (cycle.lua counts
+/// it if one does).
+pub fn tokens_per_second(alg: Alg) -> u64 {
+    match alg {
+        Alg::Hs256 => 60_000,
+        Alg::Rs256 => 30_000,
+        Alg::Es256 => 20_000,
+        Alg::EdDsa => 30_000,
+    }
+}
+
+fn header_line(path: &std::path::Path) -> String {
+    DataDir::read(path).lines().next().unwrap_or_default().to_owned()
+}
+
+fn basic_alex() -> String {
+    use base64::Engine as _;
+    let (user, password) = tower_secure_load::GOOD_USER;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+fn static_auth(auth: String) -> Load {
+    Load::Static { auth: Some(auth) }
+}
+
+fn bearer_runs(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
+    let mut runs = Vec::new();
+    for alg in Alg::ALL {
+        let repeated = format!("Bearer {}", header_line(&dir.repeated_token(alg)));
+        let (name, what) = names_repeated(alg);
+        runs.push(Run {
+            name,
+            what,
+            server: "bearer",
+            transport: Transport::Http,
+            role: Role::Repeated,
+            alg: Some(alg),
+            warmup: static_auth(repeated.clone()),
+            load: static_auth(repeated.clone()),
+        });
+        let (name, what) = names_fresh(alg);
+        let load = Load::Cycle { file: dir.fresh_tokens(alg), prefix: "Bearer ", distinct: distinct(alg) };
+        let (server, transport, role) = ("bearer", Transport::Http, Role::Fresh);
+        runs.push(Run { name, what, server, transport, role, alg: Some(alg), warmup: static_auth(repeated), load });
+    }
+    runs
+}
+
+fn names_repeated(alg: Alg) -> (&'static str, &'static str) {
+    match alg {
+        Alg::Hs256 => ("bearer_hs256_repeated", "HS256 JWT, the same token every request (cached)"),
+        Alg::Rs256 => ("bearer_rs256_repeated", "RS256 JWT, the same token every request (cached)"),
+        Alg::Es256 => ("bearer_es256_repeated", "ES256 JWT, the same token every request (cached)"),
+        Alg::EdDsa => ("bearer_eddsa_repeated", "EdDSA JWT, the same token every request (cached)"),
+    }
+}
+
+fn names_fresh(alg: Alg) -> (&'static str, &'static str) {
+    match alg {
+        Alg::Hs256 => ("bearer_hs256_fresh", "HS256 JWT, a new token every request (verified, cached)"),
+        Alg::Rs256 => ("bearer_rs256_fresh", "RS256 JWT, a new token every request (verified, cached)"),
+        Alg::Es256 => ("bearer_es256_fresh", "ES256 JWT, a new token every request (verified, cached)"),
+        Alg::EdDsa => ("bearer_eddsa_fresh", "EdDSA JWT, a new token every request (verified, cached)"),
+    }
+}
+
+/// Every mode, baselines not included, plain HTTP ones first.
+pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
+    let rs256_repeated = format!("Bearer {}", header_line(&dir.repeated_token(Alg::Rs256)));
+    let http = Transport::Http;
+    let mut runs = vec![Run {
+        name: "basic_cached",
+        what: "Basic, one user's cached credential, permission rule",
+        server: "basic",
+        transport: http,
+        role: Role::Repeated,
+        alg: None,
+        warmup: static_auth(basic_alex()),
+        load: static_auth(basic_alex()),
+    }];
+    runs.push(Run {
+        name: "basic_cached_under_flood",
+        what: "basic_cached while a second client floods wrong passwords (argon2 default cost)",
+        server: "basic",
+        transport: http,
+        role: Role::Flood,
+        alg: None,
+        warmup: static_auth(basic_alex()),
+        load: Load::Flood { auth: basic_alex(), flood_file: dir.flood_credentials() },
+    });
+    runs.extend(bearer_runs(dir, &distinct));
+    runs.push(Run {
+        name: "introspection_cached",
+        what: "opaque token, RFC 7662 introspection answer cached",
+        server: "introspection",
+        transport: http,
+        role: Role::Repeated,
+        alg: None,
+        warmup: static_auth(format!("Bearer {OPAQUE_TOKEN}")),
+        load: static_auth(format!("Bearer {OPAQUE_TOKEN}")),
+    });
+    runs.push(Run {
+        name: "jwt_authorizer_rs256_repeated",
+        what: "jwt-authorizer 0.15 layer, the same RS256 token every request (no cache)",
+        server: "jwt-authorizer",
+        transport: http,
+        role: Role::Reference,
+        alg: Some(Alg::Rs256),
+        warmup: static_auth(rs256_repeated.clone()),
+        load: static_auth(rs256_repeated.clone()),
+    });
+    runs.push(Run {
+        name: "jwt_authorizer_rs256_fresh",
+        what: "jwt-authorizer 0.15 layer, a new RS256 token every request",
+        server: "jwt-authorizer",
+        transport: http,
+        role: Role::Reference,
+        alg: Some(Alg::Rs256),
+        warmup: static_auth(rs256_repeated.clone()),
+        load: Load::Cycle { file: dir.fresh_tokens(Alg::Rs256), prefix: "Bearer ", distinct: distinct(Alg::Rs256) },
+    });
+    runs.push(Run {
+        name: "no_layer_rs256_header",
+        what: "no layer, requests carrying the RS256 token header (the bytes alone)",
+        server: "none",
+        transport: http,
+        role: Role::Control,
+        alg: None,
+        warmup: static_auth(rs256_repeated.clone()),
+        load: static_auth(rs256_repeated),
+    });
+    runs.push(Run {
+        name: "mtls_client_cert",
+        what: "TLS 1.3 keep-alive, client certificate (allow-listed CA), permission rule",
+        server: "mtls",
+        transport: Transport::Tls,
+        role: Role::Repeated,
+        alg: None,
+        warmup: Load::Tls,
+        load: Load::Tls,
+    });
+    runs
+}
+
+fn baseline(transport: Transport) -> Run {
+    let (name, what, server, load) = match transport {
+        Transport::Http => ("no_layer", "the same app, no layer, no credential", "none", Load::Static { auth: None }),
+        Transport::Tls => ("tls_no_layer", "the same app over the same TLS server, no layer", "tls-none", Load::Tls),
+    };
+    Run { name, what, server, transport, role: Role::Baseline, alg: None, warmup: load.clone(), load }
+}
+
+/// The modes, each between two baselines of its transport.
+pub fn sequence(modes: Vec<Run>) -> Vec<Run> {
+    let mut runs: Vec<Run> = Vec::new();
+    for run in modes {
+        if runs.last().map(|r| (r.role, r.transport)) != Some((Role::Baseline, run.transport)) {
+            runs.push(baseline(run.transport));
+        }
+        let transport = run.transport;
+        runs.push(run);
+        runs.push(baseline(transport));
+    }
+    runs
+}
