@@ -109,7 +109,13 @@ fn plain_wrk(settings: &Settings, scripts: &Scripts, url: &str, seconds: u64, au
 }
 
 /// Starts the generator for `load` (for the flood: only the good traffic; see `start_flood`).
-pub fn start(load: &Load, settings: &Settings, scripts: &Scripts, url: &str, seconds: u64) -> Result<Generator, String> {
+pub fn start(
+    load: &Load,
+    settings: &Settings,
+    scripts: &Scripts,
+    url: &str,
+    seconds: u64,
+) -> Result<Generator, String> {
     let command = match load {
         Load::Static { auth } => plain_wrk(settings, scripts, url, seconds, auth.as_deref()),
         Load::Flood { auth, .. } => plain_wrk(settings, scripts, url, seconds, Some(auth)),
@@ -125,7 +131,13 @@ pub fn start(load: &Load, settings: &Settings, scripts: &Scripts, url: &str, sec
 }
 
 /// The wrong-password flood for `seconds`, one wrk thread, paced.
-pub fn start_flood(flood_file: &Path, settings: &Settings, scripts: &Scripts, url: &str, seconds: u64) -> Result<Generator, String> {
+pub fn start_flood(
+    flood_file: &Path,
+    settings: &Settings,
+    scripts: &Scripts,
+    url: &str,
+    seconds: u64,
+) -> Result<Generator, String> {
     let mut single = settings.clone();
     single.client_threads = 1;
     let mut command = wrk(&single, &scripts.flood, FLOOD_CONNECTIONS, seconds, url);

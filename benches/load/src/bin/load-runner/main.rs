@@ -86,10 +86,11 @@ fn require_tools() -> Result<(), String> {
     Ok(())
 }
 
-/// Distinct tokens per algorithm: `--tokens`, or enough for `--duration`.
+/// Distinct tokens per algorithm: `--tokens`, or `plan::default_token_count`.
 fn token_counts(settings: &args::Settings) -> Result<BTreeMap<String, u64>, String> {
+    let default = |alg| plan::default_token_count(alg, settings.duration, settings.token_cache);
     let mut counts: BTreeMap<String, u64> =
-        Alg::ALL.into_iter().map(|alg| (alg.slug().to_owned(), plan::tokens_per_second(alg) * settings.duration)).collect();
+        Alg::ALL.into_iter().map(|alg| (alg.slug().to_owned(), default(alg))).collect();
     if let Some(list) = &settings.tokens {
         for pair in list.split(',') {
             let (slug, count) = pair.split_once('=').ok_or("--tokens takes alg=count pairs")?;

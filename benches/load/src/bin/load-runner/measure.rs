@@ -4,11 +4,12 @@
 use std::path::Path;
 
 use serde::Serialize;
+use tower_secure_load::PATH;
 
 use crate::args::Settings;
 use crate::loadgen::{self, Scripts, Summary, FLOOD_SETTLE};
 use crate::plan::{Load, Role, Run, Transport};
-use crate::process::{cpu_ticks, pinned, status_kib, Server};
+use crate::process::{cpu_ticks, pinned, probe, status_kib, Server};
 
 /// Everything measured in one run.
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +36,8 @@ pub struct RunResult {
     /// Peak and current resident memory of the server after the run (VmHWM, VmRSS).
     pub vm_hwm_kib: Option<u64>,
     pub vm_rss_kib: Option<u64>,
+    /// The server's threads after the run (tokio workers, blocking pool, others).
+    pub threads: Option<u64>,
     /// Distinct tokens available to a fresh-token run.
     pub distinct_tokens: Option<u64>,
     /// The flood's own summary (answers by status in its counters).
@@ -54,8 +57,15 @@ fn server_command(run: &Run, settings: &Settings) -> std::process::Command {
     command
 }
 
-/// The warm-up load; returns how many of its answers were not 2xx.
+/// One request first (it must answer 200), then the warm-up load; returns how many of the
+/// warm-up's answers were not 2xx.
 fn warm_up(run: &Run, settings: &Settings, scripts: &Scripts, url: &str, ticks: f64) -> Result<u64, String> {
+    if let Load::Static { auth } = &run.warmup {
+        let status = probe(url, PATH, auth.as_deref())?;
+        if status != 200 {
+            return Err(format!("the first request answered {status}, not 200"));
+        }
+    }
     if settings.warmup == 0 {
         return Ok(0);
     }
@@ -99,24 +109,25 @@ fn failed(seq: usize, run: &Run, error: String) -> RunResult {
 impl RunResult {
     fn empty(seq: usize, run: &Run) -> RunResult {
         RunResult {
-        seq,
-        name: run.name,
-        what: run.what,
-        server_mode: run.server,
-        transport: run.transport,
-        role: run.role,
-        alg: run.alg.map(|alg| alg.jose()),
-        load: None,
-        error: None,
-        warmup_errors: 0,
-        server_cpu_s: 0.0,
-        cpu_us_per_request: None,
-        server_busy: None,
-        client_busy: None,
-        vm_hwm_kib: None,
-        vm_rss_kib: None,
-        distinct_tokens: None,
-        flood: None,
+            seq,
+            name: run.name,
+            what: run.what,
+            server_mode: run.server,
+            transport: run.transport,
+            role: run.role,
+            alg: run.alg.map(|alg| alg.jose()),
+            load: None,
+            error: None,
+            warmup_errors: 0,
+            server_cpu_s: 0.0,
+            cpu_us_per_request: None,
+            server_busy: None,
+            client_busy: None,
+            vm_hwm_kib: None,
+            vm_rss_kib: None,
+            threads: None,
+            distinct_tokens: None,
+            flood: None,
         }
     }
 }
@@ -136,6 +147,7 @@ pub fn execute(seq: usize, run: &Run, settings: &Settings, scripts: &Scripts, lo
         Err(error) => return failed(seq, run, error),
     };
     let (vm_hwm_kib, vm_rss_kib) = (status_kib(server.pid(), "VmHWM:"), status_kib(server.pid(), "VmRSS:"));
+    let threads = status_kib(server.pid(), "Threads:");
     drop(server);
     let load = measured.load;
     let server_cpu_s = measured.server_ticks as f64 / ticks;
@@ -149,6 +161,7 @@ pub fn execute(seq: usize, run: &Run, settings: &Settings, scripts: &Scripts, lo
     result.client_busy = per_second(load.client_cpu_s);
     result.vm_hwm_kib = vm_hwm_kib;
     result.vm_rss_kib = vm_rss_kib;
+    result.threads = threads;
     result.distinct_tokens = match &run.load {
         Load::Cycle { distinct, .. } => Some(*distinct),
         _ => None,

@@ -2,7 +2,7 @@
 //! killed when dropped) and the load generators (their CPU time read from /proc while
 //! they are zombies, just before they are reaped).
 
-use std::io::{BufRead as _, BufReader, Read as _};
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ fn process_state(pid: u32) -> Option<char> {
     stat[stat.rfind(')')? + 2..].chars().next()
 }
 
-/// A `Vm...:` line of /proc/PID/status, in KiB.
+/// The number on a line of /proc/PID/status (`VmHWM:` and the like are in KiB).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|line| line.starts_with(field))?;
@@ -140,4 +140,22 @@ impl Generator {
         let stderr = self.stderr.join().unwrap_or_default();
         Ok(Finished { stdout, stderr, success: status.success(), cpu_ticks })
     }
+}
+
+/// One HTTP/1.1 request over a fresh connection (plain HTTP only) with this Authorization
+/// header; returns the status code. Primes a credential cache before concurrent load (64
+/// first-seen Basic credentials at once would meet the hashing throttle) and checks the
+/// mode answers 200 at all.
+pub fn probe(url: &str, path: &str, auth: Option<&str>) -> Result<u16, String> {
+    use std::io::{Read as _, Write as _};
+    let host = url.strip_prefix("http://").ok_or_else(|| format!("not a plain HTTP URL: {url}"))?;
+    let mut stream = std::net::TcpStream::connect(host).map_err(|e| format!("connect {host}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| format!("socket: {e}"))?;
+    let auth = auth.map_or(String::new(), |value| format!("Authorization: {value}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| format!("send: {e}"))?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(|e| format!("receive: {e}"))?;
+    let status = response.split(' ').nth(1).and_then(|code| code.parse().ok());
+    status.ok_or_else(|| format!("not an HTTP response: {response:?}"))
 }

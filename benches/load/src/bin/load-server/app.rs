@@ -38,6 +38,7 @@ pub async fn build(mode: Mode, dir: &DataDir, token_cache: usize) -> Router {
         }
         Mode::Mtls => router().layer(layer(&client_cert_rules(), Some(dir))),
         Mode::JwtAuthorizer => crate::reference::secure(router(), dir).await,
+        Mode::BareJwt => crate::bare::secure(router(), dir),
     }
 }
 

@@ -2,13 +2,14 @@
 //! one mode on 127.0.0.1 (a free port) and prints its base URL as the first line of
 //! stdout once it is ready; it serves until it is killed.
 //!
-//! Modes: `none`, `basic`, `bearer`, `introspection`, `tls-none`, `mtls`, `jwt-authorizer`
-//! (see `app.rs`). `--workers` is the number of tokio worker threads (default 1: the runner
+//! Modes: `none`, `basic`, `bearer`, `introspection`, `tls-none`, `mtls`, `jwt-authorizer`,
+//! `bare-jwt` (see `app.rs`). `--workers` is the number of tokio worker threads (default 1: the runner
 //! pins the server to one core); `--token-cache` is `[oauth2] cache_capacity` of the bearer
 //! and introspection modes (default 100,000).
 #![forbid(unsafe_code)]
 
 mod app;
+mod bare;
 mod idp;
 mod reference;
 
@@ -26,6 +27,7 @@ pub enum Mode {
     TlsNone,
     Mtls,
     JwtAuthorizer,
+    BareJwt,
 }
 
 impl Mode {
@@ -38,6 +40,7 @@ impl Mode {
             "tls-none" => Mode::TlsNone,
             "mtls" => Mode::Mtls,
             "jwt-authorizer" => Mode::JwtAuthorizer,
+            "bare-jwt" => Mode::BareJwt,
             _ => return None,
         })
     }
@@ -55,7 +58,10 @@ struct Args {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: load-server none|basic|bearer|introspection|tls-none|mtls|jwt-authorizer --data DIR [--workers N] [--token-cache N]");
+    eprintln!(
+        "usage: load-server none|basic|bearer|introspection|tls-none|mtls|jwt-authorizer|bare-jwt --data DIR \
+         [--workers N] [--token-cache N]"
+    );
     std::process::exit(2)
 }
 

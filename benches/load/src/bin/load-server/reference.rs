@@ -42,9 +42,7 @@ pub async fn secure(router: Router, dir: &DataDir) -> Router {
         .build()
         .await
         .expect("jwt-authorizer builds from the RS256 public key");
-    let layer = ServiceBuilder::new()
-        .map_response(|reply: Reply| reply.0)
-        .layer(authorizer.into_layer())
-        .map_response(Reply);
+    let layer =
+        ServiceBuilder::new().map_response(|reply: Reply| reply.0).layer(authorizer.into_layer()).map_response(Reply);
     router.layer(layer)
 }
