@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
+use argon2::{Argon2, Block};
 use async_trait::async_trait;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
@@ -61,6 +61,8 @@ struct Inner {
     max_failed_attempts: u32,
     lockout: Duration,
     hashing: Semaphore,
+    /// argon2 working memory, one buffer per hash that may run at once (see [`HashMemory`]).
+    memory: Arc<HashMemory>,
     store_timeout: Duration,
     throttle: Mutex<Throttle>,
     proof_key: [u8; 32],
@@ -131,6 +133,7 @@ impl BasicAuthenticator {
             max_failed_attempts: config.max_failed_attempts,
             lockout: Duration::from_secs(config.lockout_seconds),
             hashing: Semaphore::new(config.max_concurrent_hashes.max(1)),
+            memory: Arc::default(),
             store_timeout: Duration::from_secs(config.store_timeout_seconds.max(1)),
             throttle: Mutex::new(Throttle {
                 rate: f64::from(config.hashes_per_second),
@@ -250,12 +253,10 @@ impl Inner {
                 )
             }
         };
-        let verified = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash)
-                .is_ok_and(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-        })
-        .await
-        .map_err(|_| AuthError::internal("password verification task failed"))?;
+        let memory = Arc::clone(&self.memory);
+        let verified = tokio::task::spawn_blocking(move || memory.verify(&hash, password.as_bytes()))
+            .await
+            .map_err(|_| AuthError::internal("password verification task failed"))?;
         Ok(verified && record.is_some_and(|r| r.password_hash.is_some()))
     }
 
@@ -309,6 +310,45 @@ impl Inner {
 
 /// A hash of a random password with the parameters the store's users have, so that an
 /// unknown user costs the same as a wrong password (SPEC F7).
+/// argon2's working memory (`m` KiB per hash: 19 MiB at the default cost), kept and reused.
+/// Allocating it afresh for every verification let the allocator keep one such block per
+/// blocking thread that ever hashed: a wrong-password flood grew the process by hundreds
+/// of MiB. Buffers are taken under the hashing semaphore, so at most
+/// `max_concurrent_hashes` exist.
+#[derive(Default)]
+struct HashMemory {
+    free: Mutex<Vec<Vec<Block>>>,
+}
+
+impl HashMemory {
+    /// Verifies `password` against an argon2 PHC string in reused memory; the computed
+    /// output is compared with the stored one in constant time. Anything unparsable is
+    /// `false`.
+    fn verify(&self, phc: &str, password: &[u8]) -> bool {
+        let Ok(parsed) = PasswordHash::new(phc) else { return false };
+        let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else { return false };
+        let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm) else { return false };
+        let version = match parsed.version.map(argon2::Version::try_from).transpose() {
+            Ok(version) => version.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        let Ok(params) = argon2::Params::try_from(&parsed) else { return false };
+        let mut salt_bytes = [0u8; 64];
+        let Ok(salt) = salt.decode_b64(&mut salt_bytes) else { return false };
+        let mut blocks = self.free.lock().unwrap_or_else(PoisonError::into_inner).pop().unwrap_or_default();
+        if blocks.len() < params.block_count() {
+            blocks.resize(params.block_count(), Block::default());
+        }
+        // A PHC output is at most 64 bytes (`password_hash::Output::MAX_LENGTH`).
+        let mut output = [0u8; 64];
+        let output = &mut output[..expected.len().min(64)];
+        let argon = Argon2::new(algorithm, version, params);
+        let hashed = argon.hash_password_into_with_memory(password, salt, output, &mut blocks[..]).is_ok();
+        self.free.lock().unwrap_or_else(PoisonError::into_inner).push(blocks);
+        hashed && bool::from(output.ct_eq(expected.as_bytes()))
+    }
+}
+
 fn dummy_hash(reference: Option<&str>) -> String {
     let params = reference
         .and_then(|r| PasswordHash::new(r).ok())
@@ -388,6 +428,33 @@ mod tests {
         let inner = &basic.inner;
         assert_ne!(inner.proof("kim", "bo:x"), inner.proof("kimb", "o:x"));
         assert_eq!(inner.proof("kim", "bo:x"), inner.proof("kim", "bo:x"));
+    }
+
+    // SPEC A4: argon2 verification in reused memory: right and wrong passwords, other
+    // parameters, malformed strings; one buffer serves every verification in turn.
+    #[test]
+    fn hash_memory_verifies_and_reuses_its_buffer() {
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let params = argon2::Params::new(64, 2, 1, Some(32)).unwrap();
+        let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+        let phc = argon.hash_password(b"right", &salt).unwrap().to_string();
+        let memory = HashMemory::default();
+        assert!(memory.verify(&phc, b"right"));
+        assert!(!memory.verify(&phc, b"wrong"));
+        let bigger = Argon2::new(
+            argon2::Algorithm::Argon2i,
+            argon2::Version::V0x10,
+            argon2::Params::new(128, 1, 2, None).unwrap(),
+        );
+        let other = bigger.hash_password(b"pw", &salt).unwrap().to_string();
+        assert!(memory.verify(&other, b"pw"));
+        assert!(memory.verify(&phc, b"right"), "a larger buffer serves a smaller hash");
+        for bad in ["", "$argon2id$", "$pbkdf2$x", &phc.replace("m=64", "m=1")] {
+            assert!(!memory.verify(bad, b"right"), "{bad}");
+        }
+        let free = memory.free.lock().unwrap();
+        assert_eq!(free.len(), 1, "one buffer, reused");
+        assert_eq!(free[0].len(), 128, "grown to the largest cost seen");
     }
 
     #[test]
