@@ -383,9 +383,7 @@ fn forwarded(
 
 fn allow_list(deployment: &Deployment) -> Result<Option<AllowList>, ConfigError> {
     let config = &deployment.intermediate_cert_validation;
-    if !config.enable {
-        return Ok(None);
-    }
+    let Some(enable) = config.enable.as_ref().filter(|enable| *enable.get_ref()) else { return Ok(None) };
     let source = &deployment.source;
     let fingerprints = config
         .cert_fingerprints
@@ -404,13 +402,7 @@ fn allow_list(deployment: &Deployment) -> Result<Option<AllowList>, ConfigError>
         .collect::<Result<Vec<_>, _>>()?;
     if config.cert_cns.is_empty() && fingerprints.is_empty() {
         let message = "enable = true with neither cert_cns nor cert_fingerprints would refuse every certificate";
-        return Err(ConfigError {
-            file: source.file().clone(),
-            line: 0,
-            column: 0,
-            key: Some("intermediate_cert_validation".to_owned()),
-            message: message.to_owned(),
-        });
+        return Err(source.error(enable.span(), "enable", message));
     }
     Ok(Some(AllowList { common_names: config.cert_cns.clone(), fingerprints, exempt }))
 }

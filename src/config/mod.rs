@@ -567,9 +567,9 @@ pub struct ClientCertConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntermediateCertValidation {
-    /// Turns the check on. Default `false`.
+    /// Turns the check on. Default off; spanned so that errors can name its line.
     #[serde(default)]
-    pub enable: bool,
+    pub enable: Option<Spanned<bool>>,
     /// Common names of CAs on the verified path that make a certificate acceptable.
     #[serde(default)]
     pub cert_cns: Vec<String>,

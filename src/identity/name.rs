@@ -88,7 +88,10 @@ impl QualifiedName {
         if user.is_empty() || domain.is_empty() || tenant.is_empty() {
             return Err(NameError::EmptyPart);
         }
-        if user.len() + domain.len() + tenant.len() > MAX_NAME_BYTES {
+        let qualified = |part: &str, default: &str| if part.eq_ignore_ascii_case(default) { 0 } else { part.len() + 1 };
+        // The canonical form's length (`@carbon.super` counts when the user holds an `@`).
+        let tenant_len = if user.contains('@') { tenant.len() + 1 } else { qualified(tenant, SUPER_TENANT) };
+        if user.len() + qualified(domain, PRIMARY_DOMAIN) + tenant_len > MAX_NAME_BYTES {
             return Err(NameError::TooLong);
         }
         if user.chars().any(char::is_control) || user.trim() != user {
@@ -129,13 +132,15 @@ impl QualifiedName {
 }
 
 impl fmt::Display for QualifiedName {
-    /// The canonical form: `PRIMARY/` and `@carbon.super` are left out.
+    /// The canonical form, which parses back to the same name: `PRIMARY/` is left out, and
+    /// so is `@carbon.super` unless the user part holds an `@` (`bob@mail.com@carbon.super`
+    /// written as `bob@mail.com` would read back as user `bob` of tenant `mail.com`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.domain != PRIMARY_DOMAIN {
             write!(f, "{}/", self.domain)?;
         }
         f.write_str(&self.user)?;
-        if self.tenant != SUPER_TENANT {
+        if self.tenant != SUPER_TENANT || self.user.contains('@') {
             write!(f, "@{}", self.tenant)?;
         }
         Ok(())
@@ -176,5 +181,21 @@ mod tests {
     fn canonical_form_is_unambiguous() {
         assert_eq!(QualifiedName::parse("primary/alex@CARBON.SUPER").unwrap().to_string(), "alex");
         assert_ne!(QualifiedName::parse("SECONDARY/alex").unwrap(), QualifiedName::parse("alex").unwrap());
+        // Found by fuzzing: an `@` in a super-tenant user must keep its tenant to read back.
+        for input in ["bob@mail.com@carbon.super", "bob@mail.com@example.com", "S/a@b@carbon.super", "alex"] {
+            let name = QualifiedName::parse(input).unwrap();
+            assert_eq!(QualifiedName::parse(&name.to_string()), Ok(name), "{input}");
+        }
+        assert_eq!(QualifiedName::parse("bob@mail.com@carbon.super").unwrap().to_string(), "bob@mail.com@carbon.super");
+    }
+
+    // SPEC F15: the 255-byte limit is on the name as written, not on the defaults it
+    // leaves out (found by fuzzing: 240 bytes were refused).
+    #[test]
+    fn length_limit_is_the_canonical_form() {
+        assert!(QualifiedName::parse(&"a".repeat(255)).is_ok());
+        assert!(QualifiedName::parse(&format!("{}@example.com", "a".repeat(243))).is_ok());
+        assert_eq!(QualifiedName::new(&"a".repeat(250), "PRIMARY", "example.com"), Err(NameError::TooLong));
+        assert!(QualifiedName::new(&"a".repeat(255), "primary", "CARBON.SUPER").is_ok());
     }
 }

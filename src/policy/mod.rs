@@ -86,12 +86,11 @@ impl Policy {
             rules.push(Arc::new(rule));
         }
         check_ties(&rules, deployment)?;
-        let index = RuleIndex::build(&rules).map_err(|e| ConfigError {
-            file: source.file().clone(),
-            line: 0,
-            column: 0,
-            key: Some("context".to_owned()),
-            message: format!("the regex patterns together are too large: {e}"),
+        let index = RuleIndex::build(&rules).map_err(|e| {
+            // Named at the first `regex:` rule: the set as a whole is what is too large.
+            let first_regex = rules.iter().find(|r| matches!(r.pattern, Pattern::Regex(_)));
+            let span = first_regex.map_or(0..0, |r| deployment.resource.access_control[r.id].get_ref().context.span());
+            source.error(span, "context", format!("the regex patterns together are too large: {e}"))
         })?;
         let scopes = compile_scopes(deployment)?;
         Ok(Self { rules, index, secure_default: Arc::new(Rule::secure_default()), scopes })

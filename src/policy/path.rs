@@ -67,6 +67,11 @@ impl CanonicalPath {
             return Err(PathError::TooLong);
         }
         let body = raw.strip_prefix('/').ok_or(PathError::NotAbsolute)?;
+        if body.starts_with('/') {
+            // `//` and `//x`: an empty first segment, even where the trailing-slash rule
+            // would leave nothing.
+            return Err(PathError::EmptySegment);
+        }
         // A single trailing slash names the same resource (`/x/` is `/x`).
         let body = body.strip_suffix('/').unwrap_or(body);
         let mut decoded = Vec::with_capacity(raw.len());
@@ -89,6 +94,11 @@ impl CanonicalPath {
             decoded.push(b'/');
         }
         let path = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+        // C1 controls (U+0080..U+009F, e.g. NEL) are controls too; ASCII ones were refused
+        // byte by byte.
+        if !path.is_ascii() && path.chars().any(char::is_control) {
+            return Err(PathError::ForbiddenCharacter);
+        }
         Ok(split_tenant(path))
     }
 
@@ -194,6 +204,9 @@ mod tests {
             ("/a%252e", PathError::DoubleEncoding),
             ("/a//b", PathError::EmptySegment),
             ("//a", PathError::EmptySegment),
+            ("//", PathError::EmptySegment),
+            ("/a%C2%85", PathError::ForbiddenCharacter),
+            ("/a\u{85}", PathError::ForbiddenCharacter),
             ("/a%00", PathError::ForbiddenCharacter),
             ("/a%0d%0a", PathError::ForbiddenCharacter),
             ("/a%7f", PathError::ForbiddenCharacter),

@@ -63,6 +63,13 @@ impl Pattern {
                 literal => segments.push(Segment::Literal(parse_literal(literal)?.into())),
             }
         }
+        let tenant_prefixed = matches!(segments.first(), Some(Segment::Literal(t)) if &**t == "t");
+        if tenant_prefixed && (segments.len() > 1 || rest) {
+            // Found by fuzzing: such a rule never governs a tenant's path.
+            return Err("rules match the path after its `/t/{tenant}` prefix (SPEC C5): write `/api/...`, not \
+                        `/t/{tenant}/api/...`, and say which tenants may call with `cross_tenant`"
+                .to_owned());
+        }
         Ok(Pattern::Segments { segments, rest })
     }
 
