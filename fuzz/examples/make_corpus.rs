@@ -20,7 +20,9 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use serde_json::{json, Value};
-use tower_secure_fuzz::certs::{self, fixture_path, join_chain, pki, CertInput, ALLOWED_CN, OTHER_CN, ROOT_CN, UNKNOWN_CN};
+use tower_secure_fuzz::certs::{
+    self, fixture_path, join_chain, pki, CertInput, ALLOWED_CN, OTHER_CN, ROOT_CN, UNKNOWN_CN,
+};
 use tower_secure_fuzz::credential::{self, ROUTES};
 use tower_secure_fuzz::fixtures::{self, AUD, ISS, ISS_B, SECRET_ATTACKER, SECRET_B, SECRET_HS, SECRET_HS5, VIEW};
 use tower_secure_fuzz::jwt::{self, b64, hmac, BearerInput};
@@ -250,7 +252,10 @@ fn authorization_header() -> Vec<(String, Vec<u8>)> {
         cases.into_iter().map(|(n, s, h)| (n.to_owned(), [&[s][..], h.as_bytes()].concat())).collect();
     seeds.push(("basic-twice".into(), [&[r("GET", "/api/me") | 0x20][..], alex.as_bytes()].concat()));
     seeds.push(("basic-noise".into(), [&[r("GET", "/public/x") | 0x40][..], alex.as_bytes()].concat()));
-    seeds.push(("bearer-noise".into(), [&[r("GET", "/api/me") | 0x40][..], format!("Bearer {view}").as_bytes()].concat()));
+    seeds.push((
+        "bearer-noise".into(),
+        [&[r("GET", "/api/me") | 0x40][..], format!("Bearer {view}").as_bytes()].concat(),
+    ));
     seeds.push(("no-header-noise".into(), vec![r("GET", "/api/me") | 0x40]));
     seeds
 }
@@ -296,9 +301,26 @@ fn bearer_raw() -> Vec<(String, Vec<u8>)> {
         ("scope-both", r("GET", "/api/view"), token_hs("alex", json!({"scope": "a", "scp": ["a"]}))),
         ("scp-array", r("GET", "/api/view"), token_hs("alex", json!({"scp": ["internal_identity_mgt_view"]}))),
         ("cnf", r("GET", "/api/me"), token_hs("alex", json!({"cnf": {"x5t#S256": b64([1u8; 32])}}))),
-        ("crit", r("GET", "/api/me"), sign(&json!({"alg": "HS256", "kid": "hs", "crit": ["exp"]}), &claims("alex", json!({})), "HS256", SECRET_HS)),
-        ("unknown-kid", r("GET", "/api/me"), sign(&json!({"alg": "HS256", "kid": "gone"}), &claims("alex", json!({})), "HS256", SECRET_HS)),
-        ("alg-mismatch", r("GET", "/api/me"), sign(&json!({"alg": "HS512", "kid": "hs"}), &claims("alex", json!({})), "HS512", SECRET_HS)),
+        (
+            "crit",
+            r("GET", "/api/me"),
+            sign(
+                &json!({"alg": "HS256", "kid": "hs", "crit": ["exp"]}),
+                &claims("alex", json!({})),
+                "HS256",
+                SECRET_HS,
+            ),
+        ),
+        (
+            "unknown-kid",
+            r("GET", "/api/me"),
+            sign(&json!({"alg": "HS256", "kid": "gone"}), &claims("alex", json!({})), "HS256", SECRET_HS),
+        ),
+        (
+            "alg-mismatch",
+            r("GET", "/api/me"),
+            sign(&json!({"alg": "HS512", "kid": "hs"}), &claims("alex", json!({})), "HS512", SECRET_HS),
+        ),
         ("attacker-jwk", r("GET", "/api/me"), attacker),
         ("alg-none", r("GET", "/public/x"), none),
         ("opaque", r("GET", "/api/me"), "opaque-token-123".to_owned()),
@@ -308,7 +330,10 @@ fn bearer_raw() -> Vec<(String, Vec<u8>)> {
     ];
     let mut seeds: Vec<(String, Vec<u8>)> =
         cases.into_iter().map(|(n, s, t)| (n.to_owned(), [&[s][..], t.as_bytes()].concat())).collect();
-    seeds.push(("lowercase-scheme".into(), [&[r("GET", "/api/me") | 0x20][..], token_hs("alex", json!({})).as_bytes()].concat()));
+    seeds.push((
+        "lowercase-scheme".into(),
+        [&[r("GET", "/api/me") | 0x20][..], token_hs("alex", json!({})).as_bytes()].concat(),
+    ));
     seeds
 }
 
@@ -332,7 +357,7 @@ fn bearer_structured() -> Vec<(String, Vec<u8>)> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_secs();
     let mut rng = XorShift(0x5eed_1234_abcd_0001);
     let mut found: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    for _ in 0..200_000 {
+    for _ in 0..600_000 {
         let len = 16 + usize::from(rng.bytes(1)[0]);
         let bytes = rng.bytes(len);
         let Ok(input) = BearerInput::arbitrary_take_rest(Unstructured::new(&bytes)) else { continue };
@@ -345,15 +370,21 @@ fn bearer_structured() -> Vec<(String, Vec<u8>)> {
             credential::Credential::Bearer(credential::Judged::Accepted(_)) => "accepted".to_owned(),
             other => format!("{other:?}").chars().take(12).collect(),
         };
-        let key = format!("{}-{kind}", expected.status);
         let accepted = kind == "accepted";
-        let limit = if accepted { 12 } else { 1 };
+        let key = if accepted {
+            format!("{}-{kind}-{}", expected.status, usize::from(input.route) % ROUTES.len())
+        } else {
+            format!("{}-{kind}", expected.status)
+        };
+        let limit = 1;
         let count = found.keys().filter(|k| k.starts_with(&key)).count();
         if count < limit {
             found.insert(format!("{key}-{count}"), bytes);
         }
     }
-    named(found.into_iter().take(48).map(|(k, v)| (k.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"), v)))
+    named(
+        found.into_iter().take(60).map(|(k, v)| (k.replace(|c: char| !c.is_ascii_alphanumeric() && c != '-', "_"), v)),
+    )
 }
 
 fn leaf(cn: &str, issuer: &rcgen::Issuer<'_, KeyPair>) -> Vec<u8> {
@@ -378,13 +409,25 @@ fn client_cert_der() -> Vec<(String, Vec<u8>)> {
         ("alex-me", r("GET", "/api/me"), vec![leaf("alex", &pki.allowed), allowed.clone()]),
         ("alex-perm-allow-list", r("GET", "/api/perm") | 0x20, vec![leaf("alex", &pki.allowed), allowed.clone()]),
         ("alex-other-allow-list", r("GET", "/api/me") | 0x20, vec![leaf("alex", &pki.other), other.clone()]),
-        ("alex-other-appended", r("GET", "/api/me") | 0x20, vec![leaf("alex", &pki.other), other.clone(), allowed.clone()]),
-        ("alex-other-exempt", r("GET", "/t/example.com/scim2/Users") | 0x20, vec![leaf("alex", &pki.other), other.clone()]),
+        (
+            "alex-other-appended",
+            r("GET", "/api/me") | 0x20,
+            vec![leaf("alex", &pki.other), other.clone(), allowed.clone()],
+        ),
+        (
+            "alex-other-exempt",
+            r("GET", "/t/example.com/scim2/Users") | 0x20,
+            vec![leaf("alex", &pki.other), other.clone()],
+        ),
         ("alex-leaf-only", r("GET", "/api/me"), vec![leaf("alex", &pki.allowed)]),
         ("alex-from-root", r("GET", "/api/view"), vec![leaf("alex", &pki.root)]),
         ("alex-with-root", r("GET", "/api/me"), vec![leaf("alex", &pki.allowed), allowed.clone(), root.clone()]),
         ("sam", r("GET", "/api/perm"), vec![leaf("SECONDARY/sam", &pki.allowed), allowed.clone()]),
-        ("tina-tenant", r("GET", "/t/example.com/api/me"), vec![leaf("tina@example.com", &pki.allowed), allowed.clone()]),
+        (
+            "tina-tenant",
+            r("GET", "/t/example.com/api/me"),
+            vec![leaf("tina@example.com", &pki.allowed), allowed.clone()],
+        ),
         ("bob-perm", r("GET", "/api/perm"), vec![leaf("bob", &pki.allowed), allowed.clone()]),
         ("dave-disabled", r("GET", "/api/me"), vec![leaf("dave", &pki.allowed), allowed.clone()]),
         ("unknown-user", r("GET", "/public/x"), vec![leaf("zed", &pki.allowed), allowed.clone()]),
@@ -465,8 +508,9 @@ fn forwarded_cert() -> Vec<(String, Vec<u8>)> {
 }
 
 fn config_deployment() -> Vec<(String, Vec<u8>)> {
-    let quickstart = fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/deployment.toml"))
-        .expect("the quickstart deployment");
+    let quickstart =
+        fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/quickstart/deployment.toml"))
+            .expect("the quickstart deployment");
     let es256 = pki().leaf_key.public_key_pem();
     let mut texts: Vec<(&str, String)> = vec![
         ("fixture", fixtures::deployment_text("", "")),

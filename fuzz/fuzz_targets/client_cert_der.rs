@@ -43,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
     let cert = ClientCertificate::verify(&chain, &pki().roots, SystemTime::now()).expect("a non-empty chain");
     assert!(started.elapsed() < Duration::from_secs(1), "SPEC F18: verification took {:?}", started.elapsed());
     assert_eq!(cert.der(), chain[0].as_ref());
-    assert_eq!(cert.thumbprint_sha256().as_slice(), aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.der()).as_ref());
+    assert_eq!(
+        cert.thumbprint_sha256().as_slice(),
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert.der()).as_ref()
+    );
     if cert.is_verified() {
         assert!(cert.verification_error().is_none());
         let anchor = cert.issuers().last().expect("a verified path has an anchor");

@@ -39,7 +39,8 @@ fuzz_target!(|data: &[u8]| {
 
 /// No file but the fixtures, no network: what the text names is replaced or dropped.
 fn neutralise(deployment: &mut Deployment) {
-    let fixture = |name: &str, old: &Spanned<String>| Spanned::new(old.span(), fixture_path(name).display().to_string());
+    let fixture =
+        |name: &str, old: &Spanned<String>| Spanned::new(old.span(), fixture_path(name).display().to_string());
     for issuer in &mut deployment.oauth2.issuer {
         let issuer = issuer.get_mut();
         issuer.jwks_file = None;
@@ -98,7 +99,8 @@ fn check_layer(layer: &SecureLayer, tables: usize, text: &str) {
             panic!("SPEC F2: the literal context {context:?} is not a path any request can have");
         };
         let found = policy.lookup(&Method::GET, &path).map(|r| r.context().trim_end_matches('/').to_owned());
-        let reachable = found.as_deref() == Ok(context.trim_end_matches('/')) || (context == "/" && found.as_deref() == Ok(""));
+        let reachable =
+            found.as_deref() == Ok(context.trim_end_matches('/')) || (context == "/" && found.as_deref() == Ok(""));
         known::check("tenant-pattern-dead", reachable, || {
             format!("SPEC F2: the rule for {context:?} can match nothing: GET {path} finds {found:?}")
         });

@@ -50,9 +50,9 @@ fn check_error(error: &ConfigError, text: &str) {
 }
 
 fn strings(value: Option<&toml::Value>) -> Vec<String> {
-    value.and_then(toml::Value::as_array).map_or_else(Vec::new, |list| {
-        list.iter().filter_map(toml::Value::as_str).map(str::to_owned).collect()
-    })
+    value
+        .and_then(toml::Value::as_array)
+        .map_or_else(Vec::new, |list| list.iter().filter_map(toml::Value::as_str).map(str::to_owned).collect())
 }
 
 fn check_store(store: &tower_secure::identity::InMemoryUserStore, table: &toml::Table) {

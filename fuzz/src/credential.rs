@@ -234,10 +234,21 @@ pub fn check(route: Route, credential: &Credential, certainty: Certainty, outcom
     if certainty == Certainty::Certain {
         assert_eq!(code, expected.status, "{route:?} with {credential:?}: {outcome:?}");
     }
+    let refused_by = match credential {
+        Credential::Basic(Judged::Invalid(_)) if route.allows("basic") => Some(true),
+        Credential::Bearer(Judged::Invalid(_)) if route.allows("oauth2") => Some(false),
+        _ => None,
+    };
+    if let (Some(basic), 401) = (refused_by, code) {
+        // SPEC F13: unknown user, wrong password, disabled account, bad token: one answer
+        // per scheme.
+        same_as_first(basic, outcome);
+    }
     if code == 401 {
         // SPEC A3, A7: one challenge per allowed scheme, or the refusing scheme's.
-        let challenged = !outcome.challenges().is_empty();
-        crate::known::check("401-without-challenge", challenged, || format!("{route:?}: a 401 without WWW-Authenticate"));
+        // (A rule that allows only `client_cert` has no HTTP scheme to name.)
+        let schemes = route.allows("basic") || route.allows("oauth2");
+        assert!(!schemes || !outcome.challenges().is_empty(), "{route:?}: a 401 without WWW-Authenticate");
     }
     if code != 200 {
         return;
@@ -275,4 +286,16 @@ pub fn check(route: Route, credential: &Credential, certainty: Certainty, outcom
         }
         _ => {}
     }
+}
+
+/// The first invalid-credential refusal per scheme; later ones must be identical.
+fn same_as_first(basic: bool, outcome: &Outcome) {
+    use std::sync::Mutex;
+    type First = Option<(bytes::Bytes, Vec<String>)>;
+    static FIRST: Mutex<[First; 2]> = Mutex::new([None, None]);
+    let mut first = FIRST.lock().unwrap_or_else(|e| e.into_inner());
+    let slot = &mut first[usize::from(basic)];
+    let this = (outcome.body.clone(), outcome.challenges());
+    let first = slot.get_or_insert_with(|| this.clone());
+    assert_eq!(*first, this, "SPEC F13: invalid credentials of one scheme are refused differently");
 }

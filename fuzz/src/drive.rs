@@ -15,9 +15,7 @@ use tower_secure::{AuthContext, Principal, SecureLayer};
 /// pool; user-store look-ups have a timeout).
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
-    })
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime"))
 }
 
 /// What the inner service saw when the layer let a request through.
