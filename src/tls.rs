@@ -110,7 +110,7 @@ impl TlsServer {
         client_auth: ClientAuth,
     ) -> Result<Self, TlsError> {
         let read = |path: &Path| {
-            std::fs::read_to_string(path).map_err(|e| TlsError(format!("cannot read {}: {e}", path.display())))
+            crate::config::read_text(path).map_err(|e| TlsError(format!("cannot read {}: {e}", path.display())))
         };
         Self::from_pem(&read(cert_chain.as_ref())?, &read(key.as_ref())?, client_auth)
     }

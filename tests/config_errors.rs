@@ -632,6 +632,9 @@ fn token_server_configuration_errors() {
     check(&token_server_error(&text), FILE, line_of(&text, "not a key"), "pem", &["PKCS#8"]);
     let text = server("kid = \"k1\"\nalgorithm = \"ES256\"\npem_file = \"/no/such/key.pem\"\n");
     check(&token_server_error(&text), FILE, line_of(&text, "no/such"), "pem_file", &["cannot read"]);
+    // SPEC F18: a file that never ends is refused at the size limit, not read forever.
+    let text = server("kid = \"k1\"\nalgorithm = \"ES256\"\npem_file = \"/dev/zero\"\n");
+    check(&token_server_error(&text), FILE, line_of(&text, "/dev/zero"), "pem_file", &["16 MiB limit"]);
     let text = server(&format!("kid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n\n[[oauth2_server.key]]\nkid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n"));
     check(&token_server_error(&text), FILE, line_of_nth(&text, "kid = ", 1), "kid", &["two keys"]);
     let text = server("algorithm = \"HS256\"\n");
@@ -714,6 +717,12 @@ fn client_certificate_configuration_errors() {
     check(&layer_error(text), FILE, 4, "ca_file", &["cannot read"]);
 
     let allow = |extra: &str| format!("[client_cert]\n\n[intermediate_cert_validation]\nenable = true\n{extra}");
+    // SPEC F18: every file the configuration names is read up to a size limit.
+    let text =
+        "[client_cert]\nforwarded_header = \"Client-Cert\"\ntrusted_proxies = [\"::1\"]\nca_file = \"/dev/zero\"\n";
+    check(&layer_error(text), FILE, 4, "ca_file", &["16 MiB limit"]);
+    let err = Deployment::from_file("/dev/zero").map(|_| ()).unwrap_err();
+    assert!(err.message.contains("16 MiB limit"), "{err}");
     let text = allow("cert_fingerprints = [\"abcd\"]\n");
     check(&layer_error(&text), FILE, 5, "cert_fingerprints", &["SHA-256"]);
     let text = allow("cert_cns = [\"CA\"]\nexempt_contexts = [\"scim2\"]\n");

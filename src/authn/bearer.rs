@@ -602,7 +602,7 @@ fn load_issuer_keys(issuer: &IssuerConfig, source: &SourceMap) -> Result<Vec<Ver
     }
     if let Some(file) = &issuer.jwks_file {
         let error = |m: String| source.error(file.span(), "jwks_file", m);
-        let text = std::fs::read_to_string(file.get_ref()).map_err(|e| error(format!("cannot read the file: {e}")))?;
+        let text = crate::config::read_text(file.get_ref()).map_err(|e| error(format!("cannot read the file: {e}")))?;
         keys.extend(keys_from_jwks(&text).map_err(error)?);
     }
     let mut kids: Vec<Option<&str>> = keys.iter().map(|k| k.kid.as_deref()).collect();
@@ -628,7 +628,7 @@ fn load_key(table: &Spanned<KeyConfig>, source: &SourceMap) -> Result<Verificati
     let key = if let Some(pem) = &config.pem {
         public_key_from_pem(pem.get_ref(), algorithm).map_err(|m| error("pem", m))?
     } else if let Some(path) = &config.pem_file {
-        let text = std::fs::read_to_string(path.get_ref())
+        let text = crate::config::read_text(path.get_ref())
             .map_err(|e| error("pem_file", format!("cannot read the file: {e}")))?;
         public_key_from_pem(&text, algorithm).map_err(|m| error("pem_file", m))?
     } else if let Some(jwk) = &config.jwk {

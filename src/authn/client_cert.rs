@@ -62,7 +62,7 @@ impl TrustRoots {
     /// Reads a PEM file of CA certificates.
     pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, String> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = crate::config::read_text(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Self::from_pem(&text)
     }
 
@@ -373,7 +373,7 @@ fn forwarded(
     let roots = TrustRoots::from_pem_file(ca_file.get_ref()).map_err(|m| source.error(ca_file.span(), "ca_file", m))?;
     let intermediates = match &config.intermediates_file {
         None => Vec::new(),
-        Some(file) => std::fs::read_to_string(file.get_ref())
+        Some(file) => crate::config::read_text(file.get_ref())
             .map_err(|e| e.to_string())
             .and_then(|text| pem_certificates(&text))
             .map_err(|m| source.error(file.span(), "intermediates_file", m))?,

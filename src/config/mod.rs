@@ -123,9 +123,26 @@ impl Default for Deployment {
     }
 }
 
+/// Largest configuration file read (rules, users, keys, certificates): a path pointed at
+/// `/dev/zero` or a huge file fails the load instead of hanging or exhausting memory.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a UTF-8 text file of at most [`MAX_CONFIG_FILE_BYTES`]; every file the
+/// configuration names is read through here.
+pub(crate) fn read_text(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX_CONFIG_FILE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        let message = format!("larger than the {} MiB limit", MAX_CONFIG_FILE_BYTES >> 20);
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, message));
+    }
+    Ok(text)
+}
+
 pub(crate) fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
     let name = path.display().to_string();
-    std::fs::read_to_string(path).map(|text| (name.clone(), text)).map_err(|e| ConfigError {
+    read_text(path).map(|text| (name.clone(), text)).map_err(|e| ConfigError {
         file: name.into(),
         line: 0,
         column: 0,

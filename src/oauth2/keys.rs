@@ -124,7 +124,7 @@ fn private_key(
     }
     let text = match (&config.pem, &config.pem_file) {
         (Some(pem), None) => pem.get_ref().clone(),
-        (None, Some(path)) => std::fs::read_to_string(path.get_ref())
+        (None, Some(path)) => crate::config::read_text(path.get_ref())
             .map_err(|e| ("pem_file", format!("cannot read {}: {e}", path.get_ref())))?,
         _ => return Err(("pem", "give exactly one of pem and pem_file".to_owned())),
     };
