@@ -298,9 +298,8 @@ impl Inner {
     /// parsed once; jsonwebtoken only checks the signature. Returns the claims, `exp` and
     /// whether the issuer wants its tokens introspected too.
     async fn verify(&self, token: &str) -> Result<(Value, u64, bool), AuthError> {
-        let parts_ok = token
-            .split('.')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        let base64url = |b: u8| super::header::is_alphanumeric(b) | (b == b'-') | (b == b'_') | (b == b'.');
+        let parts_ok = super::header::all_bytes(token.as_bytes(), base64url) && token.split('.').all(|p| !p.is_empty());
         let (Some((message, signature)), true) = (token.rsplit_once('.'), parts_ok) else {
             return Err(invalid("not a JWS compact serialization"));
         };

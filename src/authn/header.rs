@@ -23,10 +23,29 @@ pub fn single_authorization(headers: &HeaderMap) -> Result<Option<&HeaderValue>,
     if value.len() > MAX_AUTHORIZATION_BYTES {
         return Err(AuthError::new(AuthErrorKind::HeaderTooLarge, "Authorization header over the size limit"));
     }
-    if !value.as_bytes().iter().all(|&b| b == b' ' || b.is_ascii_graphic()) {
+    if !all_bytes(value.as_bytes(), |b| b.wrapping_sub(b' ') <= b'~' - b' ') {
         return Err(AuthError::invalid_request("Authorization header holds non-visible bytes"));
     }
     Ok(Some(value))
+}
+
+/// True when every byte passes `test`. No early exit, so the loop over a whole token (up
+/// to kilobytes, on every request) is vectorized; `test` must be branch-free.
+#[inline]
+pub(crate) fn all_bytes(bytes: &[u8], test: impl Fn(u8) -> bool) -> bool {
+    bytes.iter().fold(true, |ok, &b| ok & test(b))
+}
+
+/// An ASCII letter or digit, branch-free (for [`all_bytes`]).
+#[inline]
+pub(crate) fn is_alphanumeric(b: u8) -> bool {
+    ((b | 0x20).wrapping_sub(b'a') < 26) | (b.wrapping_sub(b'0') < 10)
+}
+
+/// A token68 character before the `=` padding: letters, digits, `-._~+/`.
+#[inline]
+fn is_token68(b: u8) -> bool {
+    is_alphanumeric(b) | (b == b'-') | (b == b'.') | (b == b'_') | (b == b'~') | (b == b'+') | (b == b'/')
 }
 
 /// True when the header's scheme is `scheme`, compared case-insensitively (RFC 7235).
@@ -58,18 +77,21 @@ pub fn has_scheme(value: &HeaderValue, scheme: &str) -> bool {
 /// assert!(token68(&HeaderValue::from_static("Bearer"), 1024).is_err());
 /// ```
 pub fn token68(value: &HeaderValue, max_len: usize) -> Result<&str, AuthError> {
-    let text = value.to_str().map_err(|_| AuthError::invalid_request("Authorization header is not visible ASCII"))?;
-    let (_, rest) = text.split_once(' ').ok_or_else(|| AuthError::invalid_request("no credential after the scheme"))?;
-    let token = rest.trim_start_matches(' ');
+    let bytes = value.as_bytes();
+    let space = bytes.iter().position(|&b| b == b' ');
+    let rest =
+        space.map(|i| &bytes[i + 1..]).ok_or_else(|| AuthError::invalid_request("no credential after the scheme"))?;
+    let token = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
     if token.len() > max_len {
         return Err(AuthError::new(AuthErrorKind::HeaderTooLarge, "credential over the size limit"));
     }
-    let body = token.trim_end_matches('=');
-    let well_formed = !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
-    if !well_formed {
+    let padding = token.iter().rev().take_while(|&&b| b == b'=').count();
+    let body = &token[..token.len() - padding];
+    if body.is_empty() || !all_bytes(body, is_token68) {
         return Err(AuthError::invalid_request("credential is not a token68"));
     }
-    Ok(token)
+    // Every byte is ASCII now: this cannot fail.
+    std::str::from_utf8(token).map_err(|_| AuthError::invalid_request("credential is not a token68"))
 }
 
 /// A Basic credential (RFC 7617): the decoded `user:password` text and the position of its
@@ -84,5 +106,38 @@ pub(crate) fn basic_credentials(value: &HeaderValue, max_len: usize) -> Result<(
         None => Err(AuthError::invalid_request("Basic credential has no ':'")),
         Some(0) => Err(AuthError::invalid_request("Basic credential has an empty user")),
         Some(colon) => Ok((text, colon)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // SPEC F6: the branch-free classifiers agree with RFC 7235's token68 and visible ASCII
+    // on every byte.
+    #[test]
+    fn classifiers_match_the_grammar() {
+        for b in 0..=255u8 {
+            let token68 = b.is_ascii_alphanumeric() || b"-._~+/".contains(&b);
+            assert_eq!(is_token68(b), token68, "byte {b:#04x}");
+            assert_eq!(all_bytes(&[b], |b| b.wrapping_sub(b' ') <= b'~' - b' '), b == b' ' || b.is_ascii_graphic());
+        }
+    }
+
+    // SPEC F6: `1*SP` only (no tab), padding only at the end, nothing after it.
+    #[test]
+    fn token68_is_strict() {
+        let parse = |text: &str| {
+            let value = HeaderValue::from_bytes(text.as_bytes()).unwrap();
+            token68(&value, 64).ok().map(str::to_owned)
+        };
+        assert_eq!(parse("Bearer   abc==").as_deref(), Some("abc=="));
+        for bad in ["Bearer \tabc", "Bearer ab=c", "Bearer ==", "Bearer abc ", "Bearer a\"b", "Bearer"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        let over = HeaderValue::from_str(&format!("Bearer {}", "a".repeat(65))).unwrap();
+        assert_eq!(token68(&over, 64).map_err(|e| e.kind()), Err(AuthErrorKind::HeaderTooLarge));
+        let latin1 = HeaderValue::from_bytes(b"Bearer ab\xe9").unwrap();
+        assert!(token68(&latin1, 64).is_err());
     }
 }
