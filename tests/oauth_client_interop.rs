@@ -3,8 +3,8 @@
 //! tokens against the published JWKS. The script `tests/oauth_client/client.py` only
 //! records what it sent and got back; the assertions are here.
 //!
-//! Needs `python3` with `requests-oauthlib` and `pyjwt[crypto]`; without them the test
-//! fails and says what to install.
+//! Needs the Python environment `scripts/test` provisions (`requests-oauthlib`,
+//! `pyjwt[crypto]`); without it the test fails and names the script.
 
 mod common;
 
@@ -133,7 +133,7 @@ async fn run_client(base: &str) -> Value {
         "scope": SCOPE,
         "api": API,
     });
-    let child = tokio::process::Command::new("python3")
+    let child = tokio::process::Command::new(common::python())
         .arg(script)
         .arg(base)
         .arg(config.to_string())
@@ -144,7 +144,7 @@ async fn run_client(base: &str) -> Value {
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run python3 (is it installed and on PATH?): {e}"));
+        .unwrap_or_else(|e| panic!("cannot run the test environment's Python (run scripts/test): {e}"));
     let output = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
         .await
         .unwrap_or_else(|_| panic!("the Python OAuth2 client did not finish within {SCRIPT_TIMEOUT:?}"))
@@ -153,8 +153,8 @@ async fn run_client(base: &str) -> Value {
     assert_ne!(
         output.status.code(),
         Some(3),
-        "requests-oauthlib or PyJWT is missing for python3: {stderr}\n\
-         install with: python3 -m pip install requests-oauthlib 'pyjwt[crypto]'"
+        "requests-oauthlib or PyJWT is missing from the test environment: {stderr}\n\
+         run scripts/test, which provisions them"
     );
     assert!(output.status.success(), "the Python OAuth2 client failed ({}): {stderr}", output.status);
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,5 +1,5 @@
-//! Tokens minted by an implementation nobody here wrote (Python's PyJWT, installed by
-//! `.ci/run`) are accepted, and tampered copies of them are refused.
+//! Tokens minted by an implementation nobody here wrote (Python's PyJWT, provisioned by
+//! `scripts/test`) are accepted, and tampered copies of them are refused.
 
 mod common;
 
@@ -33,13 +33,13 @@ claims = {"iss": "https://pyjwt.example", "aud": "api", "sub": "alex", "exp": no
           "scope": "read write"}
 print(jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "at+jwt"}))
 "#;
-    let output = Command::new("python3")
+    let output = Command::new(common::python())
         .args(["-c", script, algorithm, kid, key, if key_is_file { "1" } else { "0" }])
         .output()
-        .expect("python3 is installed");
+        .expect("the test environment's Python runs (scripts/test provisions it)");
     assert!(
         output.status.success(),
-        "PyJWT failed (is it installed? .ci/run installs it): {}",
+        "PyJWT failed (scripts/test provisions it): {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()

@@ -143,3 +143,19 @@ pub fn openssl_genpkeys(dir: &std::path::Path, specs: &[(&str, &[&str])]) {
         assert!(out.status.success(), "openssl genpkey {name}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// The Python interpreter of the test environment that `scripts/test` provisions (a
+/// private virtual environment with PyJWT and requests-oauthlib). Fails, naming the
+/// script, when the environment is missing: such a test never skips.
+pub fn python() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("TOWER_SECURE_PYTHON") {
+        return path.into();
+    }
+    let provisioned = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-env/venv/bin/python");
+    assert!(
+        provisioned.exists(),
+        "this test needs the Python packages that scripts/test provisions: run `scripts/test` \
+         (or `scripts/test --provision` once, then cargo test)"
+    );
+    provisioned
+}

@@ -33,8 +33,7 @@ try:
     from requests_oauthlib import OAuth2Session
 except ImportError as missing:
     sys.stderr.write(
-        f"missing Python package: {missing}. Install with: "
-        "python3 -m pip install requests-oauthlib 'pyjwt[crypto]'\n"
+        f"missing Python package: {missing}. Run scripts/test, which provisions it.\n"
     )
     sys.exit(3)
 
