@@ -12,12 +12,12 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use axum::routing::get;
 use axum::Router;
 use http::request::Parts;
 use http::HeaderValue;
 use subtle::ConstantTimeEq;
+use tower_secure::async_trait;
 use tower_secure::authn::AuthenticationHandler;
 use tower_secure::authz::{AuthorizationHandler, AuthorizationRequest};
 use tower_secure::config::{load_users, Deployment};

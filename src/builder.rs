@@ -89,7 +89,7 @@ impl SecureLayerBuilder {
         self
     }
 
-    /// Shapes refusal bodies (SPEC E6). Default: RFC 9457 problem+json.
+    /// Shapes refusal bodies. Default: RFC 9457 problem+json.
     pub fn error_responder(mut self, responder: impl ErrorResponder) -> Self {
         self.responder = Some(Arc::new(responder));
         self
@@ -163,6 +163,8 @@ impl SecureLayerBuilder {
             #[cfg(feature = "tls")]
             client_cert,
             users,
+            #[cfg(feature = "oauth2-server")]
+            token_server: self.token_server,
         };
         Ok(SecureLayer { shared: Arc::new(Shared::new(&deployment, parts)?) })
     }

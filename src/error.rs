@@ -1,6 +1,6 @@
 //! One error type for every refusal, and the one place it becomes an HTTP response:
 //! status code, `WWW-Authenticate`, `Retry-After` and an RFC 9457 problem+json body
-//! that reflects nothing the caller sent (SPEC A3, A7, C3, E6, F13).
+//! that reflects nothing the caller sent.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -193,7 +193,7 @@ pub struct ErrorBody {
     pub body: Bytes,
 }
 
-/// Shapes refusal bodies (SPEC E6). Status codes and `WWW-Authenticate` stay the crate's.
+/// Shapes refusal bodies. Status codes and `WWW-Authenticate` stay the crate's.
 ///
 /// Any `Fn(&AuthError) -> ErrorBody` is a responder. This one answers in WSO2's shape:
 ///

@@ -1,7 +1,8 @@
-//! axum extractors: [`Principal`], `Option<Principal>` and [`AuthContext`] (SPEC E7).
+//! axum extractors: [`Principal`], `Option<Principal>` and [`AuthContext`].
 //!
 //! A handler that extracts any of them and is reached without [`crate::SecureLayer`]
-//! fails closed with 500 and a logged error, never open (SPEC E8).
+//! fails closed with 500 and a logged error, never open. The `Principal`
+//! extractor's 401 for an anonymous caller is an audit event like the layer's.
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
@@ -32,7 +33,8 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthContext {
 }
 
 /// The caller. On an open resource reached anonymously this answers 401 with the
-/// resource's challenges; take `Option<Principal>` to accept anonymous callers.
+/// resource's challenges (logged on the audit target as the request's decision); take
+/// `Option<Principal>` to accept anonymous callers.
 ///
 /// ```
 /// use tower_secure::identity::Principal;
@@ -58,7 +60,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Principal {
         let context = context(parts)?;
         match context.principal() {
             Some(principal) => Ok(principal.clone()),
-            None => Err(context.unauthenticated().map(axum::body::Body::from)),
+            None => Err(context.refuse_anonymous(parts).map(axum::body::Body::from)),
         }
     }
 }

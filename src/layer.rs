@@ -1,17 +1,18 @@
 //! [`SecureLayer`] and [`SecureService`]: the tower middleware. One request, end to end:
 //! canonical path -> rule lookup -> handler selection -> authentication -> authorization
 //! -> [`AuthContext`] in the request extensions -> inner service. The inner service is
-//! only called once the decision is made (SPEC A2, B2, E1, E2, E7, E8, F5, F17).
+//! only called once the decision is made.
 
+use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
-use http::header::{ACCESS_CONTROL_REQUEST_METHOD, ORIGIN};
 use http::request::Parts;
 use http::{HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -26,7 +27,7 @@ use crate::error::{AuthError, AuthErrorKind, ErrorResponder, ProblemJson};
 use crate::identity::Principal;
 use crate::policy::{CanonicalPath, LookupFailure, Policy, Rule};
 
-/// The audit target: every decision is one event here (SPEC E4).
+/// The audit target: every decision is one event here.
 pub const AUDIT_TARGET: &str = "tower_secure::audit";
 
 /// Everything a decision needs, built and validated once by the builder.
@@ -35,7 +36,6 @@ pub(crate) struct Engine {
     pub(crate) registry: Registry,
     pub(crate) authorizers: Vec<Arc<dyn AuthorizationHandler>>,
     pub(crate) realm: String,
-    pub(crate) authenticate_preflight: bool,
     pub(crate) responder: Arc<dyn ErrorResponder>,
     /// `WWW-Authenticate` challenges per rule id, and for the secure default.
     pub(crate) challenges: Vec<Arc<[HeaderValue]>>,
@@ -47,41 +47,53 @@ pub(crate) struct Engine {
 }
 
 /// What the layer decided about a request, in its extensions for handlers and
-/// extractors: the caller (if any) and the rule that applied.
+/// extractors: the caller (if any), the rule that applied and the path it was decided on.
+/// Cheap to clone (one reference count).
 #[derive(Clone)]
 pub struct AuthContext {
+    data: Arc<ContextData>,
+}
+
+struct ContextData {
     principal: Option<Principal>,
-    rule: Arc<Rule>,
-    /// The rule of the path as a router reads it, when that is another (see [`Applied`]).
-    routed_rule: Option<Arc<Rule>>,
-    tenant: Option<String>,
+    rules: Applied,
+    path: CanonicalPath,
     /// The configuration version that decided, for the responses of the extractors and of
     /// `#[secure]` handler rules (challenges, body, scope bindings): never a newer one.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     engine: Arc<Engine>,
+    /// Set when a handler's `#[secure]` rule or the `Principal` extractor refused the
+    /// request the layer let through: that refusal is then the request's audit event, and
+    /// the layer logs no "allow" for it.
+    refused_in_handler: AtomicBool,
 }
 
 impl AuthContext {
     /// The authenticated caller; `None` for an anonymous caller of an open resource.
     pub fn principal(&self) -> Option<&Principal> {
-        self.principal.as_ref()
+        self.data.principal.as_ref()
     }
 
     /// The rule that applied (the secure default when none matched).
     pub fn rule(&self) -> &Rule {
-        &self.rule
+        &self.data.rules.rule
     }
 
     /// Every rule that applied, all of which let the request through: [`rule`](Self::rule),
     /// and, for a path with percent-encodings that a router matching raw text (axum's)
-    /// reads as another rule's path, that rule too (SPEC E1: `/api/items/%70ublic` is
+    /// reads as another rule's path, that rule too (`/api/items/%70ublic` is
     /// `/api/items/public` for the policy, but axum dispatches it to `/api/items/{id}`).
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
-        std::iter::once(&*self.rule).chain(self.routed_rule.as_deref())
+        self.data.rules.each()
+    }
+
+    /// The canonical path the layer decided on (decoded once, tenant prefix split off).
+    pub fn path(&self) -> &CanonicalPath {
+        &self.data.path
     }
 
     /// True when every rule that applied has `override = true`: a handler's own
-    /// `#[secure]` rule is then replaced (SPEC B5); otherwise it applies as well.
+    /// `#[secure]` rule is then replaced; otherwise it applies as well.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn overrides_compiled(&self) -> bool {
         self.rules().all(Rule::overrides_compiled)
@@ -89,50 +101,70 @@ impl AuthContext {
 
     /// The tenant of the path (`/t/{tenant}/...`), `None` for the super tenant.
     pub fn tenant(&self) -> Option<&str> {
-        self.tenant.as_deref()
+        self.data.path.tenant()
+    }
+
+    /// Refuses an anonymous caller of an open resource whose handler needs a caller (the
+    /// `Principal` extractor): 401 with the resource's challenges, logged as the request's
+    /// one audit event.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn refuse_anonymous(&self, parts: &Parts) -> Response<Bytes> {
+        let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
+        self.refused_in_handler(parts, &self.data.rules, None, None, &error);
+        self.unauthenticated(error)
     }
 
     /// A 401 for this resource, with its challenges and the configured body.
-    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
-    pub(crate) fn unauthenticated(&self) -> Response<Bytes> {
-        let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
-        error.to_response(self.engine.challenges_for(&self.rule), &*self.engine.responder)
+    fn unauthenticated(&self, error: AuthError) -> Response<Bytes> {
+        let engine = &self.data.engine;
+        error.to_response(engine.challenges_for(self.rule()), &*engine.responder)
     }
 
-    /// Checks a handler's own `#[secure]` requirements against this request's caller
-    /// (SPEC B5), with the scope bindings, challenges and body of the configuration that
-    /// decided the request. Anonymous callers get 401; others 403 as the layer would.
+    /// Checks a handler's own `#[secure]` requirements (`rule`, of the handler called
+    /// `handler`) against this request's caller, with the scope bindings,
+    /// challenges and body of the configuration that decided the request. Anonymous
+    /// callers get 401; others 403 as the layer would. A refusal is logged naming the
+    /// handler's rule, as the request's one audit event.
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     // The refusal is a response, built once on the rare refusing path.
     #[allow(clippy::result_large_err)]
     pub(crate) fn check_handler_rule<S: AsRef<str>>(
         &self,
         parts: &Parts,
+        rule: &dyn fmt::Display,
         handler: &str,
         required: &authz::Requirements<'_, S>,
     ) -> Result<(), Response<Bytes>> {
-        let Some(principal) = &self.principal else {
-            audit_refusal(parts, None, Some(&self.rule), None, None, &unauthenticated_for(handler));
-            return Err(self.unauthenticated());
+        let engine = &self.data.engine;
+        let Some(principal) = &self.data.principal else {
+            let error = unauthenticated_for(handler);
+            self.refused_in_handler(parts, rule, None, None, &error);
+            return Err(self.unauthenticated(error));
         };
-        let policy = &self.engine.policy;
+        let policy = &engine.policy;
         match authz::check_requirements(required, principal, &|name| policy.scope(name)) {
             Ok(()) => Ok(()),
             Err(error) => {
-                let registered =
-                    self.engine.registry.handlers().iter().find(|h| h.name() == principal.authenticated_by());
-                audit_refusal(
-                    parts,
-                    None,
-                    Some(&self.rule),
-                    registered.map(RegisteredHandler::name),
-                    Some(principal),
-                    &error,
-                );
-                let challenge = registered.and_then(|h| handler_challenge(h, &self.engine.realm, &error));
-                Err(error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*self.engine.responder))
+                let registered = engine.registry.handlers().iter().find(|h| h.name() == principal.authenticated_by());
+                self.refused_in_handler(parts, rule, registered.map(RegisteredHandler::name), Some(principal), &error);
+                let challenge = registered.and_then(|h| handler_challenge(h, &engine.realm, &error));
+                Err(error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*engine.responder))
             }
         }
+    }
+
+    /// Logs a refusal made after the layer let the request through, in place of the
+    /// layer's "allow".
+    fn refused_in_handler(
+        &self,
+        parts: &Parts,
+        rule: &dyn fmt::Display,
+        handler: Option<&str>,
+        principal: Option<&Principal>,
+        error: &AuthError,
+    ) {
+        self.data.refused_in_handler.store(true, Ordering::Release);
+        audit_refusal(parts, Some(&self.data.path), Some(rule), handler, principal, error);
     }
 }
 
@@ -140,13 +172,14 @@ fn unauthenticated_for(handler: &str) -> AuthError {
     AuthError::new(AuthErrorKind::Unauthenticated, format!("handler `{handler}` requires an authenticated caller"))
 }
 
-impl std::fmt::Debug for AuthContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for AuthContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let data = &self.data;
         f.debug_struct("AuthContext")
-            .field("principal", &self.principal)
-            .field("rule", &self.rule.to_string())
-            .field("routed_rule", &self.routed_rule.as_ref().map(ToString::to_string))
-            .field("tenant", &self.tenant)
+            .field("principal", &data.principal)
+            .field("rule", &data.rules.rule.to_string())
+            .field("routed_rule", &data.rules.routed.as_ref().map(ToString::to_string))
+            .field("path", &data.path.to_string())
             .finish()
     }
 }
@@ -191,7 +224,7 @@ impl SecureLayer {
         self.shared.current.load().registry.handlers().iter().map(|h| (h.name().to_owned(), h.priority)).collect()
     }
 
-    /// A handle that reloads this layer's rules (and users) while it serves (SPEC B7).
+    /// A handle that reloads this layer's rules (and users) while it serves.
     pub fn reloader(&self) -> crate::Reloader {
         crate::Reloader { shared: self.shared.clone() }
     }
@@ -259,9 +292,11 @@ where
         let (parts, body) = request.into_parts();
         // One configuration version decides the whole request (SPEC B7).
         let engine = self.shared.current.load();
+        let mut pending = None;
         let state = match engine.start(&parts) {
             Start::Refuse(response) => State::Refused { response: Some(response) },
-            Start::Pass(context) => {
+            Start::Pass(context, allowed) => {
+                pending = Some(PendingAllow { context: context.clone(), method: parts.method.clone(), allowed });
                 let mut request = Request::from_parts(parts, body);
                 request.extensions_mut().insert(context);
                 State::Inner { fut: self.inner.call(request) }
@@ -278,14 +313,14 @@ where
                 State::Authenticating { fut, inner: Some(ready), body: Some(body) }
             }
         };
-        ResponseFuture { state }
+        ResponseFuture { state, pending }
     }
 }
 
 /// The first, synchronous part of a decision.
 enum Start {
     Refuse(Response<Bytes>),
-    Pass(AuthContext),
+    Pass(AuthContext, Allowed),
     /// The async part: authentication (unless `principal` is already known) and, on
     /// secured resources, authorization with the plugins.
     Authenticate {
@@ -296,7 +331,7 @@ enum Start {
     },
 }
 
-/// The rules a request is held to (SPEC E1, F1): the rule of its decoded path and, when the
+/// The rules a request is held to: the rule of its decoded path and, when the
 /// raw path has percent-encodings and a router matching raw text (axum's) would read it as
 /// another rule's path, that rule too. Both must let the request through (deny wins), so
 /// the handler the router picks never runs without its own rule's check.
@@ -326,8 +361,8 @@ impl Applied {
     }
 }
 
-impl std::fmt::Display for Applied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Applied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.routed {
             None => write!(f, "{}", self.rule),
             Some(routed) => write!(f, "{} + as routed {routed}", self.rule),
@@ -356,14 +391,9 @@ impl Engine {
             },
         };
         let rules = Applied { rule, routed };
-        if !self.authenticate_preflight && is_cors_preflight(parts) {
-            self.audit_allow(parts, &path, &rules, None, "cors preflight");
-            return Start::Pass(self.context(None, rules, path));
-        }
         // The raw path, not the decoded one: the router must dispatch exactly this path.
         if self.token_endpoints.contains(&raw_path) {
-            self.audit_allow(parts, &path, &rules, None, "token endpoint (authenticates its clients)");
-            return Start::Pass(self.context(None, rules, path));
+            return Start::Pass(self.context(None, rules, path), Allowed::TokenEndpoint);
         }
         if let Err(error) = single_authorization(&parts.headers) {
             return Start::Refuse(self.refuse(parts, Some(&path), Some(&rules.rule), None, error));
@@ -379,10 +409,7 @@ impl Engine {
                 let error = AuthError::new(AuthErrorKind::Unauthenticated, "no credential");
                 Start::Refuse(self.refuse(parts, Some(&path), Some(rules.challenged()), None, error))
             }
-            Ok(None) => {
-                self.audit_allow(parts, &path, &rules, None, "open resource");
-                Start::Pass(self.context(None, rules, path))
-            }
+            Ok(None) => Start::Pass(self.context(None, rules, path), Allowed::OpenResource),
         }
     }
 
@@ -428,12 +455,12 @@ impl Engine {
                 return Start::Refuse(self.refuse_caller(parts, &path, rule, registered, &principal, error));
             }
         }
-        self.audit_allow(parts, &path, &rules, Some(&principal), "authorized");
-        Start::Pass(self.context(Some(principal), rules, path))
+        Start::Pass(self.context(Some(principal), rules, path), Allowed::Authorized)
     }
 
     /// Authentication, then (on secured resources) authorization. Plugin panics are
-    /// caught and refused with 500 (SPEC F17).
+    /// caught and refused with 500. An allowed request is logged once its
+    /// handler has started ([`PendingAllow`]).
     async fn decide(
         self: Arc<Self>,
         handler: usize,
@@ -460,7 +487,6 @@ impl Engine {
                 return Err(self.refuse_caller(parts, &path, rule, registered, &principal, error));
             }
         }
-        self.audit_allow(parts, &path, &rules, Some(&principal), "authorized");
         Ok(self.context(Some(principal), rules, path))
     }
 
@@ -484,8 +510,9 @@ impl Engine {
     }
 
     fn context(self: &Arc<Self>, principal: Option<Principal>, rules: Applied, path: CanonicalPath) -> AuthContext {
-        let tenant = path.tenant().map(str::to_owned);
-        AuthContext { principal, rule: rules.rule, routed_rule: rules.routed, tenant, engine: self.clone() }
+        let refused_in_handler = AtomicBool::new(false);
+        let data = ContextData { principal, rules, path, engine: self.clone(), refused_in_handler };
+        AuthContext { data: Arc::new(data) }
     }
 
     pub(crate) fn challenges_for(&self, rule: &Rule) -> &[HeaderValue] {
@@ -502,7 +529,14 @@ impl Engine {
         handler: Option<&RegisteredHandler>,
         error: AuthError,
     ) -> Response<Bytes> {
-        audit_refusal(parts, path, rule, handler.map(RegisteredHandler::name), None, &error);
+        audit_refusal(
+            parts,
+            path,
+            rule.map(|r| r as &dyn fmt::Display),
+            handler.map(RegisteredHandler::name),
+            None,
+            &error,
+        );
         let challenges: Vec<HeaderValue> = match (error.kind(), handler, rule) {
             (AuthErrorKind::Unauthenticated, _, Some(rule)) => self.challenges_for(rule).to_vec(),
             (_, Some(h), _) => handler_challenge(h, &self.realm, &error).into_iter().collect(),
@@ -524,24 +558,59 @@ impl Engine {
         let challenge = handler_challenge(handler, &self.realm, &error);
         error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*self.responder)
     }
+}
 
-    fn audit_allow(
-        &self,
-        parts: &Parts,
-        path: &CanonicalPath,
-        rule: &Applied,
-        principal: Option<&Principal>,
-        reason: &str,
-    ) {
+/// Why the layer let a request through, for its audit event.
+#[derive(Clone, Copy)]
+enum Allowed {
+    /// An authenticated caller the rules (and the plugins) allow.
+    Authorized,
+    /// No credential on an open resource.
+    OpenResource,
+    /// A token server endpoint, which authenticates its clients itself.
+    TokenEndpoint,
+}
+
+impl Allowed {
+    fn reason(self) -> &'static str {
+        match self {
+            Self::Authorized => "authorized",
+            Self::OpenResource => "open resource",
+            Self::TokenEndpoint => "authenticates its clients itself",
+        }
+    }
+}
+
+/// The "allow" audit event of a request the layer let through, logged once the inner
+/// service has been polled: by then a handler's `#[secure]` rule or the `Principal`
+/// extractor (the first to run in an axum handler) has refused or not, and a refusal is
+/// the request's one event instead.
+struct PendingAllow {
+    context: AuthContext,
+    method: Method,
+    allowed: Allowed,
+}
+
+impl PendingAllow {
+    fn log(self) {
+        let data = &self.context.data;
+        if data.refused_in_handler.load(Ordering::Acquire) {
+            return;
+        }
+        let rule: &dyn fmt::Display = match self.allowed {
+            Allowed::TokenEndpoint => &"token endpoint",
+            _ => &data.rules,
+        };
+        let principal = data.principal.as_ref();
         tracing::info!(
             target: AUDIT_TARGET,
             outcome = "allow",
-            method = %parts.method,
-            path = %path,
+            method = %self.method,
+            path = %data.path,
             rule = %rule,
             caller = %principal.map_or_else(|| "-".to_owned(), |p| p.name().to_string()),
             handler = principal.map_or("-", Principal::authenticated_by),
-            reason,
+            reason = self.allowed.reason(),
         );
     }
 }
@@ -551,10 +620,13 @@ fn handler_challenge(handler: &RegisteredHandler, realm: &str, error: &AuthError
     std::panic::catch_unwind(AssertUnwindSafe(|| handler.handler.challenge(realm, Some(error)))).ok().flatten()
 }
 
+/// A refusal's audit event. `rule` is what refused: a runtime rule, the rules a
+/// request was held to, or a handler's `#[secure]` rule; `path` is `None` only when the
+/// path itself was refused.
 fn audit_refusal(
     parts: &Parts,
     path: Option<&CanonicalPath>,
-    rule: Option<&Rule>,
+    rule: Option<&dyn fmt::Display>,
     handler: Option<&str>,
     principal: Option<&Principal>,
     error: &AuthError,
@@ -574,7 +646,7 @@ fn audit_refusal(
 
 /// The full request path: axum's `OriginalUri` when routers are nested (the URI the
 /// inner router sees has its prefix stripped), the request URI otherwise. Never a
-/// rewrite header (SPEC E1).
+/// rewrite header.
 fn request_path(parts: &Parts) -> &str {
     #[cfg(feature = "axum")]
     if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
@@ -583,19 +655,22 @@ fn request_path(parts: &Parts) -> &str {
     parts.uri.path()
 }
 
-/// A CORS preflight: `OPTIONS` with `Origin` and `Access-Control-Request-Method` (SPEC E2).
-fn is_cors_preflight(parts: &Parts) -> bool {
-    parts.method == Method::OPTIONS
-        && parts.headers.contains_key(ORIGIN)
-        && parts.headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
-}
-
 pin_project! {
     /// The response future of [`SecureService`]: refused, authenticating, or running the
     /// inner service.
     pub struct ResponseFuture<F, S, B> {
         #[pin]
         state: State<F, S, B>,
+        // Logged after the inner service's first poll, or when dropped before it.
+        pending: Option<PendingAllow>,
+    }
+
+    impl<F, S, B> PinnedDrop for ResponseFuture<F, S, B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(pending) = this.project().pending.take() {
+                pending.log();
+            }
+        }
     }
 }
 
@@ -633,13 +708,20 @@ where
                         (Err(response), _, _) => return Poll::Ready(Ok(response.map(SecureBody::rejection))),
                         _ => return Poll::Ready(Ok(polled_after_completion().map(SecureBody::rejection))),
                     };
+                    let allowed = Allowed::Authorized;
+                    *this.pending =
+                        Some(PendingAllow { context: context.clone(), method: parts.method.clone(), allowed });
                     let mut request = Request::from_parts(parts, body);
                     request.extensions_mut().insert(context);
                     let fut = service.call(request);
                     this.state.set(State::Inner { fut });
                 }
                 StateProj::Inner { fut } => {
-                    return fut.poll(cx).map(|result| result.map(|response| response.map(SecureBody::inner)));
+                    let polled = fut.poll(cx);
+                    if let Some(pending) = this.pending.take() {
+                        pending.log();
+                    }
+                    return polled.map(|result| result.map(|response| response.map(SecureBody::inner)));
                 }
             }
         }

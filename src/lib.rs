@@ -22,6 +22,10 @@ pub mod secure_attr;
 #[cfg(feature = "tls")]
 pub mod tls;
 
+/// The attribute plugin traits are written with ([`authn::AuthenticationHandler`],
+/// [`authz::AuthorizationHandler`], [`oauth2::ScopeValidator`], [`identity::UserStore`]),
+/// re-exported so that a plugin needs no dependency of its own: `#[tower_secure::async_trait]`.
+pub use async_trait::async_trait;
 pub use builder::SecureLayerBuilder;
 pub use error::{AuthError, AuthErrorKind, ErrorBody, ErrorResponder, ProblemJson};
 pub use identity::Principal;

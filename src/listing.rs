@@ -1,4 +1,4 @@
-//! The effective policy, listed (SPEC B6): every runtime rule with where it came from,
+//! The effective policy, listed: every runtime rule with where it came from,
 //! every `#[secure]` handler linked into the program, which runtime rule meets each
 //! handler's route and whether it overrides the handler's rule, and the order in which
 //! authentication handlers are asked. Printable as a table and as JSON, without serving.
@@ -8,7 +8,7 @@ use std::fmt;
 use http::Method;
 use serde::Serialize;
 
-use crate::config::MatchMode;
+use crate::config::{MatchMode, TokenPermissions};
 use crate::policy::{CanonicalPath, Rule};
 use crate::secure_attr::{handler_rules, HandlerRule};
 use crate::SecureLayer;
@@ -66,6 +66,9 @@ pub struct ListedRule {
     pub permissions: Vec<String>,
     /// `all` or `any`.
     pub permissions_match: &'static str,
+    /// `scopes` (a token caller is judged by its scopes alone) or `check` (and by its
+    /// user's permissions).
+    pub token_permissions: &'static str,
     /// Allowed authentication handlers; `None` for all.
     pub allowed_auth_handlers: Option<Vec<String>>,
     /// `override = true`: replaces the rule of the handler it meets.
@@ -92,6 +95,8 @@ pub struct ListedHandler {
     pub permissions: Vec<String>,
     /// `all` or `any`.
     pub permissions_match: &'static str,
+    /// `scopes` or `check`, as for a runtime rule.
+    pub token_permissions: &'static str,
     /// The runtime rule that meets the declared route (`file:line`, or `secure default`).
     pub runtime_rule: Option<String>,
     /// `both apply`, `overridden by the runtime rule`, or why it cannot be said.
@@ -102,6 +107,13 @@ fn mode(mode: MatchMode) -> &'static str {
     match mode {
         MatchMode::All => "all",
         MatchMode::Any => "any",
+    }
+}
+
+fn token_mode(mode: TokenPermissions) -> &'static str {
+    match mode {
+        TokenPermissions::Scopes => "scopes",
+        TokenPermissions::Check => "check",
     }
 }
 
@@ -161,6 +173,7 @@ fn listed_rule(rule: &Rule, overrides: Vec<String>) -> ListedRule {
         scopes_match: mode(rule.scopes_match()),
         permissions: rule.permissions().iter().map(ToString::to_string).collect(),
         permissions_match: mode(rule.permissions_match()),
+        token_permissions: token_mode(rule.token_permissions()),
         allowed_auth_handlers: rule.allowed_auth_handlers().map(<[String]>::to_vec),
         overrides_handler_rules: rule.overrides_compiled(),
         overrides,
@@ -185,6 +198,7 @@ fn listed_handler(rule: &HandlerRule, met: Option<&Rule>) -> ListedHandler {
         scopes_match: mode(rule.scopes_match()),
         permissions: rule.permissions().iter().map(|s| (*s).to_owned()).collect(),
         permissions_match: mode(rule.permissions_match()),
+        token_permissions: token_mode(rule.token_permissions()),
         runtime_rule: met.map(|m| m.origin().to_string()),
         effect,
     }

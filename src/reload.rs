@@ -1,7 +1,8 @@
-//! Hot reload (SPEC B7): the rules (and an in-memory users file) are replaced while the
-//! layer serves. A new configuration is compiled completely, then swapped in atomically:
-//! each request is decided by exactly one version, and a file that does not load is
-//! refused with its error logged while the old version keeps serving.
+//! Hot reload: the rules (and an in-memory users file) are replaced while the
+//! layer serves, and so are the scopes and clients of a token server registered with it.
+//! A new configuration is compiled completely, then swapped in atomically: each request is
+//! decided by exactly one version, and a file that does not load is refused with its error
+//! logged while the old version keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator, RegisteredHandler, Registry};
 use crate::authz::AuthorizationHandler;
-use crate::config::{load_users_file, BasicConfig, ConfigError, Deployment, OAuth2Config};
+use crate::config::{load_users, BasicConfig, ClientRecord, ConfigError, Deployment, OAuth2Config};
 use crate::error::ErrorResponder;
 use crate::identity::InMemoryUserStore;
 use crate::layer::Engine;
@@ -43,6 +44,9 @@ pub(crate) struct EngineParts {
     pub(crate) client_cert: Option<crate::authn::ClientCertAuthenticator>,
     /// The user store, when it is one [`Reloader::reload_users`] can replace.
     pub(crate) users: Option<InMemoryUserStore>,
+    /// The token server registered with the layer: it reloads with it.
+    #[cfg(feature = "oauth2-server")]
+    pub(crate) token_server: Option<crate::oauth2::TokenServer>,
 }
 
 impl EngineParts {
@@ -51,6 +55,8 @@ impl EngineParts {
         let registry = registry(deployment, self.handlers.clone())?;
         let names: Vec<&str> = registry.handlers().iter().map(RegisteredHandler::name).collect();
         let policy = Policy::compile_with_handlers(deployment, &names)?;
+        #[cfg(feature = "axum")]
+        crate::secure_attr::check_handler_rules(&policy)?;
         let realm = deployment.authentication.realm.clone();
         let challenges_of = |rule: &Rule| Arc::from(registry.challenges(rule.allowed_auth_handlers(), &realm));
         let challenges = policy.rules().iter().map(|rule| challenges_of(rule)).collect();
@@ -60,7 +66,6 @@ impl EngineParts {
             registry,
             authorizers: self.authorizers.clone(),
             realm,
-            authenticate_preflight: deployment.cors.authenticate_preflight,
             responder: self.responder.clone(),
             challenges,
             default_challenges,
@@ -69,7 +74,46 @@ impl EngineParts {
     }
 }
 
+/// A reload checked in full and ready to swap in: nothing of it is visible yet.
+struct Prepared {
+    engine: Engine,
+    #[cfg(feature = "oauth2-server")]
+    token_server: Option<crate::oauth2::RuleFileSettings>,
+}
+
 impl Shared {
+    /// Compiles everything a new rule file changes, for the layer and its token server;
+    /// any error leaves both as they are.
+    fn prepare(&self, deployment: &Deployment) -> Result<Prepared, ConfigError> {
+        if let Some(section) = self.restart_only.changed(&RestartOnly::of(deployment)) {
+            return Err(ConfigError {
+                file: deployment.source.file().clone(),
+                line: 0,
+                column: 0,
+                key: None,
+                message: format!("{section} changed: the handlers were built from it, restart to apply it"),
+            });
+        }
+        let engine = self.parts.engine(deployment)?;
+        #[cfg(feature = "oauth2-server")]
+        let token_server = self.parts.token_server.as_ref().map(|s| s.prepare_reload(deployment)).transpose()?;
+        Ok(Prepared {
+            engine,
+            #[cfg(feature = "oauth2-server")]
+            token_server,
+        })
+    }
+
+    /// Swaps a prepared reload in: the token server first, so a scope the new rules
+    /// enforce is issued by the time the layer asks for it.
+    fn apply(&self, prepared: Prepared) {
+        #[cfg(feature = "oauth2-server")]
+        if let (Some(server), Some(rules)) = (&self.parts.token_server, prepared.token_server) {
+            server.apply_reload(rules);
+        }
+        self.current.store(Arc::new(prepared.engine));
+    }
+
     pub(crate) fn new(deployment: &Deployment, parts: EngineParts) -> Result<Self, ConfigError> {
         let engine = parts.engine(deployment)?;
         Ok(Self {
@@ -142,15 +186,17 @@ impl RestartOnly {
     }
 }
 
-/// Reloads a [`SecureLayer`](crate::SecureLayer) while it serves (SPEC B7). Cheap to clone.
+/// Reloads a [`SecureLayer`](crate::SecureLayer) while it serves, and the
+/// [`TokenServer`](crate::oauth2::TokenServer) registered with it. Cheap to clone.
 ///
 /// A reload compiles the new rule file completely (every load error of the builder
 /// applies), then swaps it in atomically: a request is decided by the old version or the
 /// new one, never a mix. A file that does not load is refused: the error is returned and
-/// logged, and the old version keeps serving. `[authentication.basic]` and `[oauth2]`
-/// configure the handlers themselves and need a restart: a reload that changes them is
-/// refused. The token server (`[oauth2_server]`, `[scope_validation]`) keeps its own
-/// configuration.
+/// logged, and the old version keeps serving. `[authentication.basic]`, `[oauth2]` and
+/// `[oauth2_server]` configure the handlers and the token server themselves and need a
+/// restart: a reload that changes them is refused. The token server takes the new
+/// `[[scope]]` and `[scope_validation]` tables before the layer takes the new rules, so a
+/// scope the layer starts to require is already issued.
 ///
 /// ```
 /// use tower_secure::config::Deployment;
@@ -180,19 +226,9 @@ impl Reloader {
     pub fn reload(&self, deployment: Deployment) -> Result<(), ConfigError> {
         let shared = &self.shared;
         let _one_at_a_time = shared.reloading.lock().unwrap_or_else(PoisonError::into_inner);
-        let outcome = match shared.restart_only.changed(&RestartOnly::of(&deployment)) {
-            Some(section) => Err(ConfigError {
-                file: deployment.source.file().clone(),
-                line: 0,
-                column: 0,
-                key: None,
-                message: format!("{section} changed: the handlers were built from it, restart to apply it"),
-            }),
-            None => shared.parts.engine(&deployment),
-        };
-        match outcome {
-            Ok(engine) => {
-                shared.current.store(Arc::new(engine));
+        match shared.prepare(&deployment) {
+            Ok(prepared) => {
+                shared.apply(prepared);
                 let version = shared.version.fetch_add(1, Ordering::AcqRel) + 1;
                 tracing::info!(target: "tower_secure::audit", file = %deployment.source.file(), version, "rules reloaded");
                 Ok(())
@@ -218,20 +254,93 @@ impl Reloader {
     /// Replaces the users of a layer whose user store is an [`InMemoryUserStore`] (as
     /// [`load_users`](crate::config::load_users) makes), and forgets every cached
     /// verification, so removed users, changed passwords and changed roles apply at once.
+    /// The password grant of a registered token server sees them at once too.
     pub fn reload_users(&self, users: InMemoryUserStore) -> Result<(), ConfigError> {
-        let parts = &self.shared.parts;
-        let Some(store) = &parts.users else {
-            let error = ConfigError {
-                file: Arc::from("<users>"),
-                line: 0,
-                column: 0,
-                key: None,
-                message: "this layer's user store is not an InMemoryUserStore: reload it yourself".to_owned(),
-            };
-            tracing::error!(target: "tower_secure::audit", %error, "users reload refused");
+        let _one_at_a_time = self.shared.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let store = self.reloadable_users()?;
+        self.replace_users(store, &users);
+        Ok(())
+    }
+
+    /// Reads a users file and reloads its users (see [`reload_users`](Self::reload_users))
+    /// and, when a token server is registered, its `[[client]]` tables (see
+    /// [`reload_clients`](Self::reload_clients)). Both load before either applies: a file
+    /// with an error changes nothing.
+    pub fn reload_users_file(&self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.shared.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let loaded = crate::config::read_file(path.as_ref()).and_then(|(name, text)| {
+            let store = self.reloadable_users()?;
+            Ok((store, load_users(&name, &text)?, self.clients_of(&name, &text)?))
+        });
+        let (store, users, clients) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(target: "tower_secure::audit", %error, "users reload refused: the old users stay");
+                return Err(error);
+            }
+        };
+        self.replace_users(store, &users);
+        self.apply_clients(clients);
+        Ok(())
+    }
+
+    /// Replaces the clients of the registered token server: a client removed or
+    /// disabled gets no token from now on, and the tokens it holds (refresh and access) are
+    /// refused at once; changed secrets, roles and grant types apply to the next request.
+    /// An error when no token server is registered with the layer.
+    #[cfg(feature = "oauth2-server")]
+    pub fn reload_clients(&self, clients: Vec<ClientRecord>) -> Result<(), ConfigError> {
+        let _one_at_a_time = self.shared.reloading.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(server) = &self.shared.parts.token_server else {
+            let error = reload_error("<clients>", "no token server is registered with this layer (token_server)");
+            tracing::error!(target: "tower_secure::audit", %error, "clients reload refused");
             return Err(error);
         };
-        store.replace_with(&users);
+        replace_clients(server, clients);
+        Ok(())
+    }
+
+    /// The user store a users reload replaces; an error when the layer has none.
+    fn reloadable_users(&self) -> Result<&InMemoryUserStore, ConfigError> {
+        self.shared.parts.users.as_ref().ok_or_else(|| {
+            let message = "this layer's user store is not an InMemoryUserStore: reload it yourself";
+            let error = reload_error("<users>", message);
+            tracing::error!(target: "tower_secure::audit", %error, "users reload refused");
+            error
+        })
+    }
+
+    /// The `[[client]]` tables of a users file, when a token server takes them.
+    fn clients_of(&self, file: &str, text: &str) -> Result<Option<Vec<ClientRecord>>, ConfigError> {
+        #[cfg(feature = "oauth2-server")]
+        if self.shared.parts.token_server.is_some() {
+            return crate::config::load_clients(file, text).map(Some);
+        }
+        let _ = (file, text);
+        Ok(None)
+    }
+
+    /// Gives the token server the clients of a users file, when it takes them.
+    fn apply_clients(&self, clients: Option<Vec<ClientRecord>>) {
+        #[cfg(feature = "oauth2-server")]
+        if let (Some(server), Some(clients)) = (&self.shared.parts.token_server, clients) {
+            replace_clients(server, clients);
+        }
+        #[cfg(not(feature = "oauth2-server"))]
+        let _ = clients;
+    }
+
+    /// Swaps the users in and forgets every cached verification that depended on them.
+    fn replace_users(&self, store: &InMemoryUserStore, users: &InMemoryUserStore) {
+        let parts = &self.shared.parts;
+        store.replace_with(users);
+        #[cfg(feature = "oauth2-server")]
+        if let Some(server) = &parts.token_server {
+            if let Some(server_users) = server.reloadable_users() {
+                server_users.replace_with(users);
+            }
+            server.clear_user_cache();
+        }
         if let Some(basic) = &parts.basic {
             basic.clear_cache();
         }
@@ -243,18 +352,6 @@ impl Reloader {
             client_cert.clear_cache();
         }
         tracing::info!(target: "tower_secure::audit", users = users.len(), "users reloaded");
-        Ok(())
-    }
-
-    /// Reads a users file and reloads it (see [`reload_users`](Self::reload_users)).
-    pub fn reload_users_file(&self, path: impl AsRef<Path>) -> Result<(), ConfigError> {
-        match load_users_file(path) {
-            Ok(users) => self.reload_users(users),
-            Err(error) => {
-                tracing::error!(target: "tower_secure::audit", %error, "users reload refused: the old users stay");
-                Err(error)
-            }
-        }
     }
 
     /// How many reloads of the rules have succeeded.
@@ -296,6 +393,18 @@ impl Reloader {
             }
         })
     }
+}
+
+#[cfg(feature = "oauth2-server")]
+fn replace_clients(server: &crate::oauth2::TokenServer, clients: Vec<ClientRecord>) {
+    let count = clients.len();
+    server.replace_clients(clients);
+    tracing::info!(target: "tower_secure::audit", clients = count, "clients reloaded");
+}
+
+/// A reload refused for a reason that has no place in a file.
+fn reload_error(file: &str, message: &str) -> ConfigError {
+    ConfigError { file: Arc::from(file), line: 0, column: 0, key: None, message: message.to_owned() }
 }
 
 /// What identifies a version of a file without reading it.

@@ -1,10 +1,12 @@
-//! The runtime side of the `#[secure]` attribute (SPEC B5): the rule a handler carries,
-//! the guard extractor the attribute inserts as the handler's first argument, and the
-//! link-time registry the policy listing reads (SPEC B6).
+//! The runtime side of the `#[secure]` attribute: the rule a handler carries,
+//! the guard extractor the attribute inserts as the handler's first argument, the
+//! link-time registry the policy listing reads, and the check, when a layer is
+//! built, that no handler rule lets a token skip its permissions.
 //!
 //! The items here are what the attribute expands to; write `#[tower_secure::secure(...)]`
 //! rather than using them directly.
 
+use std::fmt;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
@@ -13,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use crate::authz::Requirements;
-use crate::config::MatchMode;
+use crate::config::{ConfigError, MatchMode, TokenPermissions};
 use crate::error::AuthError;
 use crate::identity::Permission;
 use crate::layer::{AuthContext, AUDIT_TARGET};
+use crate::policy::{scopes_imply_permissions, Policy, ScopedRequirement};
 
 /// A handler's own rule, written by `#[secure(...)]`.
 #[derive(Debug)]
@@ -25,10 +28,12 @@ pub struct HandlerRule {
     module: &'static str,
     file: &'static str,
     line: u32,
+    column: u32,
     scopes: &'static [&'static str],
     scopes_match: MatchMode,
     permissions: &'static [&'static str],
     permissions_match: MatchMode,
+    token_permissions: TokenPermissions,
     path: Option<&'static str>,
     method: Option<&'static str>,
     /// The permissions parsed once (the attribute already checked their syntax).
@@ -44,10 +49,12 @@ impl HandlerRule {
         module: &'static str,
         file: &'static str,
         line: u32,
+        column: u32,
         scopes: &'static [&'static str],
         scopes_match: MatchMode,
         permissions: &'static [&'static str],
         permissions_match: MatchMode,
+        token_permissions: TokenPermissions,
         path: Option<&'static str>,
         method: Option<&'static str>,
     ) -> Self {
@@ -56,10 +63,12 @@ impl HandlerRule {
             module,
             file,
             line,
+            column,
             scopes,
             scopes_match,
             permissions,
             permissions_match,
+            token_permissions,
             path,
             method,
             parsed: OnceLock::new(),
@@ -101,6 +110,12 @@ impl HandlerRule {
         self.permissions_match
     }
 
+    /// Whether a token caller is judged by the scopes alone or also by its user's
+    /// permissions (`token_permissions = "check"`).
+    pub fn token_permissions(&self) -> TokenPermissions {
+        self.token_permissions
+    }
+
     /// The route the handler serves, when the attribute names it (`path = "..."`): used by
     /// the policy listing to show which runtime rule meets it.
     pub fn path(&self) -> Option<&'static str> {
@@ -117,6 +132,28 @@ impl HandlerRule {
             self.permissions.iter().map(|p| Permission::parse(p).map_err(|e| format!("`{p}`: {e}"))).collect()
         });
         parsed.as_deref().map_err(String::as_str)
+    }
+}
+
+/// `#[secure] module::handler (scope a; permissions any of /p, /q)`: the handler and what
+/// it requires, as the audit log names a refusal by it.
+impl fmt::Display for HandlerRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#[secure] {}::{} (", self.module, self.handler)?;
+        let scopes = requirement("scope", self.scopes, self.scopes_match);
+        let permissions = requirement("permission", self.permissions, self.permissions_match);
+        let required: Vec<String> = scopes.into_iter().chain(permissions).collect();
+        write!(f, "{})", required.join("; "))
+    }
+}
+
+/// `scope a`, `scopes all of a, b` or `scopes any of a, b`; `None` for an empty list.
+fn requirement(kind: &str, items: &[&str], mode: MatchMode) -> Option<String> {
+    match (items, mode) {
+        ([], _) => None,
+        ([one], _) => Some(format!("{kind} {one}")),
+        (_, MatchMode::All) => Some(format!("{kind}s all of {}", items.join(", "))),
+        (_, MatchMode::Any) => Some(format!("{kind}s any of {}", items.join(", "))),
     }
 }
 
@@ -174,10 +211,40 @@ impl<S: Send + Sync, R: RuleOf> FromRequestParts<S> for Guard<R> {
             scopes_match: rule.scopes_match,
             permissions,
             permissions_match: rule.permissions_match,
+            token_permissions: rule.token_permissions,
         };
-        match context.check_handler_rule(parts, rule.handler, &required) {
+        match context.check_handler_rule(parts, rule, rule.handler, &required) {
             Ok(()) => Ok(Guard(PhantomData)),
             Err(response) => Err(response.map(axum::body::Body::from)),
         }
     }
+}
+
+/// Refuses a layer whose scope definitions leave a `#[secure]` handler rule open to tokens
+/// without its permissions: the rule names scopes and permissions, the scopes'
+/// bindings (known only now) do not imply the permissions, and it does not say
+/// `token_permissions = "check"`. Every handler linked into the program is checked, as any
+/// layer may serve it; the error names the attribute's file and line.
+pub(crate) fn check_handler_rules(policy: &Policy) -> Result<(), ConfigError> {
+    for rule in handler_rules() {
+        if rule.token_permissions == TokenPermissions::Check {
+            continue;
+        }
+        // A rule that does not parse is refused by its guard on every request.
+        let Ok(permissions) = rule.parsed_permissions() else { continue };
+        let required = ScopedRequirement {
+            scopes: rule.scopes,
+            scopes_match: rule.scopes_match,
+            permissions,
+            permissions_match: rule.permissions_match,
+        };
+        scopes_imply_permissions(&required, &|name| policy.scope(name)).map_err(|message| ConfigError {
+            file: rule.file.into(),
+            line: rule.line as usize,
+            column: rule.column as usize,
+            key: Some("scope".to_owned()),
+            message: format!("#[secure] on `{}`: {message}", rule.handler),
+        })?;
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! A TLS server (rustls on aws-lc) for an axum `Router` or any tower service, with client
-//! certificates optional or required (SPEC A8, F14). Each connection's certificate is
+//! certificates optional or required. Each connection's certificate is
 //! verified and parsed once, after the handshake: the [`ClientCertificate`] (with the path
 //! webpki built, or why it did not verify) goes into every request's extensions, and so
 //! does axum's `ConnectInfo<SocketAddr>`.

@@ -497,7 +497,8 @@ async fn c2_scopes_match_any() {
 
 // SPEC C1, C2: C2 spares only *token* callers a re-check of permissions; a Basic caller on
 // a rule with both scopes and permissions must hold the rule's permissions (C1) as well as
-// the scopes' bindings (C2).
+// the scopes' bindings (C2). (The scope's binding does not imply `/permission/admin`, so
+// the rule must say `token_permissions = "check"` to load.)
 #[tokio::test]
 async fn c1_c2_basic_caller_on_rule_with_scope_and_permissions_needs_both() {
     let toml = format!(
@@ -506,6 +507,7 @@ async fn c1_c2_basic_caller_on_rule_with_scope_and_permissions_needs_both() {
         context = "/both/**"
         scope = ["internal_identity_mgt_view"]
         permissions = ["/permission/admin"]
+        token_permissions = "check"
         "#
     );
     let base = start(common::layer(&toml)).await;
@@ -1298,4 +1300,247 @@ async fn e8_principal_on_open_route_anonymous_is_401() {
     assert_eq!(send(&base, "/open/me", ALEX, &[]).await.body, "REACHED:alex");
     // `AuthContext` itself is fine anonymously on an open route.
     assert_eq!(send(&base, "/open/ctx", None, &[]).await.body, "REACHED:/open/**");
+}
+
+// ---------------------------------------------------------------------------------------
+// E4: one audit event for refusals after the layer (handler rules, extractors) and for
+// the token endpoint
+// ---------------------------------------------------------------------------------------
+
+#[tower_secure::secure(permission = "/permission/admin/manage/identity/identitymgt/view")]
+async fn guarded_view(ctx: AuthContext) -> String {
+    format!("REACHED:{}", ctx.path())
+}
+
+/// The audit events among `events` that are decisions (they have an `outcome`).
+fn decisions(events: &[Captured]) -> Vec<BTreeMap<String, String>> {
+    let audit = events.iter().filter(|e| e.target == AUDIT_TARGET && e.fields.contains_key("outcome"));
+    audit.map(|e| e.fields.clone()).collect()
+}
+
+#[track_caller]
+fn one_decision(events: &[Captured], what: &str) -> BTreeMap<String, String> {
+    let found = decisions(events);
+    assert_eq!(found.len(), 1, "{what}: expected one decision, got {events:#?}");
+    found[0].clone()
+}
+
+// SPEC E4: a request the layer lets through and a handler's `#[secure]` rule refuses is
+// ONE audit event, the refusal, naming the handler and its requirements and the canonical
+// path (no "allow" first); an anonymous caller meeting the rule on an open resource the
+// same; an allowed request one "allow".
+#[tokio::test(flavor = "current_thread")]
+async fn e4_handler_rule_refusal_is_one_event_naming_the_handler_rule() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let toml = r#"
+        [[resource.access_control]]
+        context = "/open/**"
+        secure = false
+    "#;
+    let app = Router::new().route("/guarded", get(guarded_view)).route("/open/guarded", get(guarded_view));
+    let base = common::serve(app.layer(builder(toml).build().unwrap())).await;
+    for (path, caller) in [("/guarded", BOB), ("/guarded", ALEX), ("/open/guarded", None)] {
+        send(&base, path, caller, &[]).await;
+    }
+
+    let (reply, events) = audited(&capture, &base, "/guarded", BOB, &[]).await;
+    reply.assert_problem(403);
+    let refusal = one_decision(&events, "handler rule refusal");
+    assert_eq!((field(&refusal, "outcome"), field(&refusal, "status")), ("deny", "403"));
+    assert_eq!((field(&refusal, "caller"), field(&refusal, "handler")), ("bob", "basic"));
+    assert_eq!(field(&refusal, "path"), "/guarded", "the canonical path");
+    let rule = field(&refusal, "rule");
+    assert!(rule.contains("#[secure]") && rule.contains("guarded_view") && rule.contains(VIEW), "{rule}");
+    assert!(!field(&refusal, "reason").is_empty());
+
+    let (reply, events) = audited(&capture, &base, "/open/guarded", None, &[]).await;
+    reply.assert_problem(401);
+    let anonymous = one_decision(&events, "anonymous caller of a handler rule");
+    assert_eq!((field(&anonymous, "outcome"), field(&anonymous, "status")), ("deny", "401"));
+    assert_eq!((field(&anonymous, "path"), field(&anonymous, "caller")), ("/open/guarded", "-"));
+    assert!(field(&anonymous, "rule").contains("guarded_view"), "{anonymous:?}");
+
+    let (reply, events) = audited(&capture, &base, "/guarded", ALEX, &[]).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "REACHED:/guarded"));
+    let allow = one_decision(&events, "allowed");
+    assert_eq!(
+        (field(&allow, "outcome"), field(&allow, "caller"), field(&allow, "path")),
+        ("allow", "alex", "/guarded")
+    );
+}
+
+// SPEC E4, E8: the `Principal` extractor's 401 for an anonymous caller of an open resource
+// is the request's one audit event (no "allow" before it), with the path and the rule.
+#[tokio::test(flavor = "current_thread")]
+async fn e4_principal_extractor_refusal_is_logged() {
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let toml = r#"
+        [[resource.access_control]]
+        context = "/open/**"
+        secure = false
+    "#;
+    let app = Router::new().route("/open/me", get(me)).route("/open/hello", get(hello));
+    let base = common::serve(app.layer(common::layer(toml))).await;
+    for caller in [None, ALEX] {
+        send(&base, "/open/me", caller, &[]).await;
+        send(&base, "/open/hello", caller, &[]).await;
+    }
+
+    let (reply, events) = audited(&capture, &base, "/open/me", None, &[]).await;
+    reply.assert_problem(401);
+    let refusal = one_decision(&events, "extractor 401");
+    assert_eq!((field(&refusal, "outcome"), field(&refusal, "status")), ("deny", "401"));
+    assert_eq!((field(&refusal, "path"), field(&refusal, "caller")), ("/open/me", "-"));
+    assert!(field(&refusal, "rule").contains("/open/**"), "{refusal:?}");
+    assert!(field(&refusal, "reason").contains("authenticated caller"), "{refusal:?}");
+
+    let (reply, events) = audited(&capture, &base, "/open/hello", None, &[]).await;
+    assert_eq!(reply.body, "none");
+    let allow = one_decision(&events, "anonymous allowed");
+    assert_eq!((field(&allow, "outcome"), field(&allow, "reason")), ("allow", "open resource"));
+}
+
+// SPEC E4, D1: a token-endpoint request is logged by the layer as what it is (`rule=token
+// endpoint`), not as the secure default, beside the token server's own event.
+#[tokio::test(flavor = "current_thread")]
+async fn e4_token_endpoint_requests_name_the_token_endpoint() {
+    use tower_secure::config::load_clients;
+    use tower_secure::oauth2::TokenServer;
+    let capture = Capture::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let deployment = deployment(
+        r#"
+        [oauth2_server]
+        issuer = "http://127.0.0.1"
+        [[oauth2_server.key]]
+        algorithm = "HS256"
+        secret_base64 = "YXVkaXQtdGVzdHMtYXVkaXQtdGVzdHMtYXVkaXQtdGVzdHM="
+    "#,
+    );
+    let clients = format!("[[client]]\nid = \"app\"\nsecret = \"{}\"\n", common::cheap_hash("app-secret"));
+    let tokens = TokenServer::builder()
+        .deployment(&deployment)
+        .user_store(users(""))
+        .clients(load_clients("users.toml", &clients).unwrap())
+        .build()
+        .unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
+    let base = common::serve(Router::new().merge(tokens.router()).layer(layer)).await;
+    let request = || async {
+        let form = [("grant_type", "client_credentials")];
+        let response = common::client()
+            .post(format!("{base}/oauth2/token"))
+            .basic_auth("app", Some("app-secret"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    };
+    assert_eq!(request().await, 200);
+    tracing::callsite::rebuild_interest_cache();
+    capture.take();
+    assert_eq!(request().await, 200);
+    let events = capture.take();
+    let pass = one_decision(&events, "token endpoint");
+    assert_eq!((field(&pass, "outcome"), field(&pass, "rule")), ("allow", "token endpoint"));
+    assert_eq!(field(&pass, "path"), "/oauth2/token");
+    let issued = events.iter().filter(|e| e.fields.get("message").is_some_and(|m| m == "token issued")).count();
+    assert_eq!(issued, 1, "the token server's own event: {events:#?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A10, F17: plugins look users up like the built-ins
+// ---------------------------------------------------------------------------------------
+
+/// A plugin mapping `x-user-key: key-<user>` to a user of the store, looked up with
+/// [`UserLookup`] (the key check itself is not the point here).
+struct StoreBacked {
+    users: tower_secure::authn::UserLookup,
+}
+
+#[tower_secure::async_trait]
+impl AuthenticationHandler for StoreBacked {
+    fn name(&self) -> &str {
+        "user_key"
+    }
+
+    fn can_handle(&self, request: &Parts) -> bool {
+        request.headers.contains_key("x-user-key")
+    }
+
+    async fn authenticate(&self, request: &Parts) -> Result<Principal, AuthError> {
+        let key = request.headers.get("x-user-key").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let user = key.strip_prefix("key-").ok_or_else(|| AuthError::invalid_credentials("unknown key"))?;
+        let name = QualifiedName::parse(user).map_err(|_| AuthError::invalid_credentials("unknown key"))?;
+        self.users.principal(&name, self.name()).await
+    }
+}
+
+/// A user store that fails, or answers after `delay`.
+struct BrokenStore {
+    delay: Option<std::time::Duration>,
+}
+
+#[tower_secure::async_trait]
+impl tower_secure::identity::UserStore for BrokenStore {
+    async fn find_user(
+        &self,
+        _name: &QualifiedName,
+    ) -> Result<Option<tower_secure::identity::UserRecord>, tower_secure::identity::UserStoreError> {
+        match self.delay {
+            Some(delay) => {
+                tokio::time::sleep(delay).await;
+                Ok(None)
+            }
+            None => Err(tower_secure::identity::UserStoreError("injected outage".to_owned())),
+        }
+    }
+}
+
+// SPEC A10, C1: a plugin's caller looked up with `UserLookup` holds the permissions its
+// roles grant (a permission rule lets alex in, not bob); unknown and disabled users are
+// refused alike with 401.
+#[tokio::test]
+async fn a10_plugin_user_lookup_gives_permissions_and_refuses_like_basic() {
+    let toml = format!("[[resource.access_control]]\ncontext = \"/api/**\"\npermissions = [\"{VIEW}\"]\n");
+    let store = users("");
+    let lookup = tower_secure::authn::UserLookup::from_config(store.clone(), &Default::default());
+    let layer = SecureLayer::builder()
+        .deployment(deployment(&toml))
+        .user_store(store)
+        .authentication_handler(StoreBacked { users: lookup })
+        .build()
+        .unwrap();
+    let base = start(layer).await;
+    let who = send(&base, "/api/x", None, &[("x-user-key", "key-alex")]).await.who();
+    assert_eq!((who.0.as_str(), who.1.as_str()), ("alex", "user_key"));
+    send(&base, "/api/x", None, &[("x-user-key", "key-bob")]).await.assert_problem(403);
+    let disabled = send(&base, "/api/x", None, &[("x-user-key", "key-dave")]).await;
+    let unknown = send(&base, "/api/x", None, &[("x-user-key", "key-nobody")]).await;
+    disabled.assert_problem(401);
+    unknown.assert_problem(401);
+    assert_eq!(disabled.body, unknown.body, "disabled and unknown answer alike");
+}
+
+// SPEC A10, F17, G5: a plugin's look-up in a store that fails or is slower than its timeout
+// answers 503 with Retry-After, never 401 or 200, and the slow one within the timeout.
+#[tokio::test]
+async fn a10_f17_plugin_user_lookup_fails_closed_with_503() {
+    let timeout = std::time::Duration::from_millis(300);
+    for (store, what) in [
+        (BrokenStore { delay: None }, "failing store"),
+        (BrokenStore { delay: Some(std::time::Duration::from_secs(30)) }, "slow store"),
+    ] {
+        let lookup = tower_secure::authn::UserLookup::new(store, timeout);
+        let layer = builder("").authentication_handler(StoreBacked { users: lookup }).build().unwrap();
+        let base = start(layer).await;
+        let started = std::time::Instant::now();
+        let reply = send(&base, "/x", None, &[("x-user-key", "key-alex")]).await;
+        reply.assert_problem(503);
+        assert!(reply.header("retry-after").is_some(), "{what}: {reply:?}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{what}: bounded by the timeout");
+    }
 }

@@ -1,5 +1,5 @@
 //! Configuration load errors: every bad rule file, handler setting or users file is
-//! refused at load with the file, line, column and key (SPEC B1, B4, F2).
+//! refused at load with the file, line, column and key (SPEC B1, B4, C2, E2, F2, F19).
 
 use tower_secure::config::{load_users, ConfigError, Deployment};
 use tower_secure::policy::{CanonicalPath, Policy};
@@ -162,24 +162,175 @@ fn bad_http_method() {
         ("\"HEAD\"", "HEAD is checked as GET"),
         ("[\"GET\", \"head\"]", "HEAD is checked as GET"),
         ("[\"GET\", \"get\"]", "listed twice"),
+        ("\"GETT\"", "unknown HTTP method GETT"),
     ];
     for (value, fragment) in cases {
         let text = after_a_good_rule(&rule("/a", &format!("http_method = {value}")));
         let err = load_error(&text);
         check(&err, FILE, line_of(&text, "http_method"), "http_method", &[fragment]);
     }
-    // Valid forms: one or a list, any case, `all` in any case, extension tokens.
+    // Valid forms: one or a list, any case, `all` in any case, TRACE and CONNECT.
     for (value, shown) in [
         ("\"get\"", "GET"),
         ("[\"Get\", \"post\"]", "GET,POST"),
         ("\"ALL\"", "all"),
         ("[\"all\"]", "all"),
-        ("\"GETT\"", "GETT"),
         ("\"trace\"", "TRACE"),
+        ("[\"CONNECT\", \"options\", \"PATCH\", \"delete\", \"PUT\"]", "CONNECT,OPTIONS,PATCH,DELETE,PUT"),
     ] {
         let policy = loads(&rule("/a", &format!("http_method = {value}")));
         assert_eq!(policy.rules()[0].methods().to_string(), shown, "http_method = {value}");
     }
+}
+
+// SPEC F19, F3: a method name that is neither standard nor declared in
+// `extension_methods` is a load error at `http_method`, so a typo never leaves the method
+// it meant to the secure default.
+#[test]
+fn unknown_http_methods_are_refused() {
+    for (value, name) in [
+        ("\"DELTE\"", "DELTE"),
+        ("\"delte\"", "DELTE"),
+        ("[\"GET\", \"PROPFND\"]", "PROPFND"),
+        ("\"PROPFIND\"", "PROPFIND"),
+        ("\"M-SEARCH\"", "M-SEARCH"),
+    ] {
+        let text = after_a_good_rule(&rule("/a", &format!("http_method = {value}")));
+        let expected =
+            format!("unknown HTTP method {name}; declare it in extension_methods if it is an extension method");
+        check(&load_error(&text), FILE, line_of(&text, "http_method"), "http_method", &[&expected]);
+    }
+    // Declared in another rule does not count: each rule declares its own.
+    let text = format!(
+        "{}{}",
+        rule("/dav", "http_method = \"PROPFIND\"\nextension_methods = [\"PROPFIND\"]"),
+        rule("/other", "http_method = \"PROPFIND\"")
+    );
+    let err = load_error(&text);
+    check(&err, FILE, line_of_nth(&text, "http_method", 1), "http_method", &["unknown HTTP method PROPFIND"]);
+}
+
+// SPEC F19: `extension_methods` declares what `http_method` may name; it takes method
+// tokens that are not standard, each named in `http_method` too.
+#[test]
+fn extension_methods() {
+    let policy = loads(&rule(
+        "/dav/**",
+        "http_method = [\"propfind\", \"GET\", \"MKCOL\"]\nextension_methods = [\"PROPFIND\", \"mkcol\"]",
+    ));
+    assert_eq!(policy.rules()[0].methods().to_string(), "PROPFIND,GET,MKCOL");
+    let cases = [
+        ("http_method = \"PROPFIND\"\nextension_methods = []", "empty list"),
+        ("http_method = \"GET\"\nextension_methods = [\"GET\"]", "GET is a standard method"),
+        ("http_method = \"TRACE\"\nextension_methods = [\"trace\"]", "TRACE is a standard method"),
+        ("extension_methods = [\"HEAD\"]", "HEAD is a standard method"),
+        ("http_method = \"PROPFIND\"\nextension_methods = [\"PROP FIND\"]", "not an HTTP method"),
+        ("http_method = \"PROPFIND\"\nextension_methods = [\"PROPFIND\", \"propfind\"]", "listed twice"),
+        ("http_method = \"GET\"\nextension_methods = [\"PROPFIND\"]", "`PROPFIND` is declared but http_method"),
+        ("extension_methods = [\"PROPFIND\"]", "`all` stands for the standard methods only"),
+        ("http_method = \"all\"\nextension_methods = [\"PROPFIND\"]", "declared but http_method does not name it"),
+    ];
+    for (lines, fragment) in cases {
+        let text = after_a_good_rule(&rule("/a", lines));
+        let err = load_error(&text);
+        check(&err, FILE, line_of(&text, "extension_methods"), "extension_methods", &[fragment]);
+    }
+}
+
+// SPEC E2: `[cors] authenticate_preflight = false` asked for the old pass-through of CORS
+// preflights; it is refused at its key, saying to put a CORS layer outside the security
+// layer. `true` (what the layer does) still loads.
+#[test]
+fn cors_preflight_pass_through_is_refused() {
+    let text = after_a_good_rule("[cors]\nauthenticate_preflight = false\n");
+    let err = load_error(&text);
+    let fragments = ["no longer lets CORS preflights through", "CorsLayer", "outside the security layer"];
+    check(&err, FILE, line_of(&text, "authenticate_preflight"), "authenticate_preflight", &fragments);
+    loads(&after_a_good_rule("[cors]\nauthenticate_preflight = true\n"));
+    loads(&after_a_good_rule("[cors]\n"));
+}
+
+/// Scopes `internal_admin` (bound to the manage permission), `deleter` (bound to the
+/// delete permission) and `unbound` (no permission), then `rules`.
+fn with_scopes(rules: &str) -> String {
+    format!(
+        "[[scope]]\nname = \"internal_admin\"\npermissions = [\"/permission/admin/manage\"]\n\n\
+         [[scope]]\nname = \"deleter\"\npermissions = [\"/permission/admin/delete\"]\n\n\
+         [[scope]]\nname = \"unbound\"\nroles = [\"admin\"]\n\n{rules}"
+    )
+}
+
+// SPEC C2: a rule whose scopes' bindings do not imply its permissions would let a token
+// through without them: a load error at `permissions` that names the permission, the
+// scope and its bindings, and both fixes.
+#[test]
+fn scopes_that_do_not_imply_the_permissions_are_refused() {
+    let text = with_scopes(&rule(
+        "/api/admin/things/{id}",
+        "http_method = \"DELETE\"\npermissions = [\"/permission/admin/delete\"]\nscope = [\"internal_admin\"]",
+    ));
+    let err = load_error(&text);
+    let fragments = [
+        "a token with scope `internal_admin` (bound to /permission/admin/manage) passes without `/permission/admin/delete`",
+        "judged by their scopes alone",
+        "Bind the scope to the permission in its [[scope]] table",
+        "token_permissions = \"check\"",
+    ];
+    check(&err, FILE, line_of_nth(&text, "permissions = [\"/permission/admin/delete\"]", 1), "permissions", &fragments);
+    // Every combination of scopes_match and permissions_match.
+    let refused = [
+        // any scope: `internal_admin` alone does not imply the delete permission.
+        ("scope = [\"internal_admin\", \"deleter\"]\nscopes_match = \"any\"", "/permission/admin/delete", "all"),
+        // all permissions: the union of both bindings lacks `/permission/admin/other`.
+        ("scope = [\"internal_admin\", \"deleter\"]", "/permission/admin/other", "all"),
+        // any permission, none implied.
+        ("scope = [\"internal_admin\"]", "/permission/other\", \"/permission/else", "any"),
+        // A scope bound to roles only, or not defined at all, implies no permission.
+        ("scope = [\"unbound\"]", "/permission/admin/manage", "all"),
+        ("scope = [\"undefined_scope\"]", "/permission/admin/manage", "all"),
+    ];
+    for (scopes, permissions, mode) in refused {
+        let extra = format!("{scopes}\npermissions = [\"{permissions}\"]\npermissions_match = \"{mode}\"");
+        let text = with_scopes(&rule("/a", &extra));
+        let line = line_after(&text, line_of(&text, "[[resource.access_control]]"), "permissions = ");
+        check(&load_error(&text), FILE, line, "permissions", &["passes without"]);
+    }
+    let implied = [
+        // The binding covers the permission (a parent covers its children).
+        ("scope = [\"internal_admin\"]", "/permission/admin/manage/users", "all"),
+        // all scopes: the union of the bindings covers both.
+        ("scope = [\"internal_admin\", \"deleter\"]", "/permission/admin/manage\", \"/permission/admin/delete", "all"),
+        // any scope, any permission: each scope's binding covers one of them.
+        (
+            "scope = [\"internal_admin\", \"deleter\"]\nscopes_match = \"any\"",
+            "/permission/admin/manage\", \"/permission/admin/delete",
+            "any",
+        ),
+    ];
+    for (scopes, permissions, mode) in implied {
+        loads(&with_scopes(&rule(
+            "/a",
+            &format!("{scopes}\npermissions = [\"{permissions}\"]\npermissions_match = \"{mode}\""),
+        )));
+    }
+    // The second fix: the token user's permissions are checked too.
+    let policy = loads(&with_scopes(&rule(
+        "/a",
+        "permissions = [\"/permission/admin/delete\"]\nscope = [\"internal_admin\"]\ntoken_permissions = \"check\"",
+    )));
+    assert_eq!(policy.rules()[0].token_permissions(), tower_secure::config::TokenPermissions::Check);
+}
+
+// SPEC C2: `token_permissions` is `scopes` or `check`, and `check` needs permissions.
+#[test]
+fn token_permissions_errors() {
+    let text = after_a_good_rule(&rule("/a", "scope = [\"read\"]\ntoken_permissions = \"check\""));
+    let err = load_error(&text);
+    check(&err, FILE, line_of(&text, "token_permissions"), "token_permissions", &["names none", "add `permissions`"]);
+    let text = after_a_good_rule(&rule("/a", "permissions = [\"/permission/a\"]\ntoken_permissions = \"always\""));
+    check(&load_error(&text), FILE, line_of(&text, "token_permissions"), "token_permissions", &["always"]);
+    let policy = loads(&rule("/a", "permissions = [\"/permission/a\"]\ntoken_permissions = \"scopes\""));
+    assert_eq!(policy.rules()[0].token_permissions(), tower_secure::config::TokenPermissions::Scopes);
 }
 
 // SPEC B1: permissions are absolute paths without empty, dot or trailing segments.
@@ -433,6 +584,86 @@ fn disjoint_or_ranked_rules_load() {
     loads(&format!("{}{}", rule("/a/{x}/c", ""), rule("/a/b/d/{y}", "")));
 }
 
+/// Whether `pattern` matches the path of `segments`, by the README's definition: `{name}`
+/// and an inner `*` match one segment, `**` or a trailing `*` any rest (none included), a
+/// trailing `/` changes nothing. Written apart from the library, as the oracle.
+fn reference_matches(pattern: &str, segments: &[&str]) -> bool {
+    let body = pattern.trim_start_matches('/');
+    let body = body.strip_suffix('/').unwrap_or(body);
+    if body.is_empty() {
+        return segments.is_empty();
+    }
+    let parts: Vec<&str> = body.split('/').collect();
+    let (fixed, rest) = match parts.split_last() {
+        Some((&("**" | "*"), init)) => (init, true),
+        _ => (&parts[..], false),
+    };
+    let length_fits = if rest { segments.len() >= fixed.len() } else { segments.len() == fixed.len() };
+    length_fits && fixed.iter().zip(segments).all(|(p, s)| p.starts_with('{') || *p == "*" || p == s)
+}
+
+// SPEC B4, F19: any two spellings that match exactly the same paths (`{x}`, `{y}` and an
+// inner `*`; `**` and a trailing `/*`; a trailing `/`) are a tie, refused in either order.
+// Every pattern of up to three segments over `a`, `b`, `{x}`, `{y}`, `*`, `**` is compared
+// with every other on all paths of up to four segments over `a`, `b`, `c`.
+#[test]
+fn spellings_that_match_the_same_paths_tie() {
+    let symbols = ["a", "b", "{x}", "{y}", "*", "**"];
+    let mut spellings: Vec<Vec<&str>> = vec![vec![]];
+    let mut patterns = vec!["/".to_owned()];
+    for _ in 0..3 {
+        spellings = spellings.iter().flat_map(|s| symbols.iter().map(move |x| [&s[..], &[*x]].concat())).collect();
+        for spelling in &spellings {
+            let pattern = format!("/{}", spelling.join("/"));
+            if compile(&rule(&pattern, "")).is_ok() {
+                patterns.push(format!("{pattern}/"));
+                patterns.push(pattern);
+            }
+        }
+    }
+    let mut paths: Vec<Vec<&str>> = vec![vec![]];
+    let mut last: Vec<Vec<&str>> = vec![vec![]];
+    for _ in 0..4 {
+        last = last.iter().flat_map(|p| ["a", "b", "c"].map(|s| [&p[..], &[s]].concat())).collect();
+        paths.extend(last.iter().cloned());
+    }
+    let matched = |pattern: &str| -> Vec<bool> { paths.iter().map(|p| reference_matches(pattern, p)).collect() };
+    let sets: Vec<Vec<bool>> = patterns.iter().map(|p| matched(p)).collect();
+    let mut ties = 0;
+    for (i, first) in patterns.iter().enumerate() {
+        for (j, second) in patterns.iter().enumerate() {
+            if i == j || sets[i] != sets[j] {
+                continue;
+            }
+            let text = format!("{}{}", rule(first, ""), rule(second, ""));
+            let err = compile(&text).err().unwrap_or_else(|| panic!("`{first}` and `{second}` match the same paths"));
+            assert_eq!(err.key.as_deref(), Some("context"), "{err}");
+            assert!(err.message.contains("is as specific as"), "`{first}` and `{second}`: {err}");
+            ties += 1;
+        }
+    }
+    // The oracle is not vacuous: the known spellings are among the pairs.
+    for (first, second) in [("/a/{x}/b", "/a/*/b"), ("/a/{x}", "/a/{y}"), ("/a/**", "/a/*"), ("/a/{x}/**", "/a/*/*")] {
+        let (i, j) = (patterns.iter().position(|p| p == first), patterns.iter().position(|p| p == second));
+        assert!(i.zip(j).is_some_and(|(i, j)| sets[i] == sets[j]), "{first} and {second} are compared");
+    }
+    assert!(ties > 1000, "{ties} tied pairs");
+}
+
+// SPEC B4, F19: a trailing `/*` is an any-rest tail, not a one-segment wildcard:
+// `/notes/{id}` and `/notes/*` match different paths, so they load together and the more
+// specific applies, whatever the order.
+#[test]
+fn a_trailing_star_is_not_a_segment_wildcard() {
+    for (first, second) in [("/notes/{id}", "/notes/*"), ("/notes/*", "/notes/{id}")] {
+        let policy = loads(&format!("{}{}", rule(first, "secure = false"), rule(second, "permissions = [\"/p/x\"]")));
+        let lookup = |path: &str| policy.lookup(&http::Method::GET, &CanonicalPath::parse(path).unwrap()).unwrap();
+        assert_eq!(lookup("/notes/7").context(), "/notes/{id}");
+        assert_eq!(lookup("/notes").context(), "/notes/*");
+        assert_eq!(lookup("/notes/7/x").context(), "/notes/*");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // B1: handler priorities
 // ---------------------------------------------------------------------------------------
@@ -637,8 +868,23 @@ fn token_server_configuration_errors() {
     check(&token_server_error(&text), FILE, line_of(&text, "/dev/zero"), "pem_file", &["16 MiB limit"]);
     let text = server(&format!("kid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n\n[[oauth2_server.key]]\nkid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n"));
     check(&token_server_error(&text), FILE, line_of_nth(&text, "kid = ", 1), "kid", &["two keys"]);
-    let text = server("algorithm = \"HS256\"\n");
-    assert!(Deployment::from_toml_str(FILE, &text).is_err(), "kid is required");
+    // SPEC D1: `kid` defaults to the key's RFC 7638 thumbprint, the same at every start;
+    // two tables of one key (two equal thumbprints) are refused, two keys are not.
+    let keyless =
+        |secret: &str| format!("[[oauth2_server.key]]\nalgorithm = \"HS256\"\nsecret_base64 = \"{secret}\"\n");
+    let text = server(&keyless(HS_SECRET)["[[oauth2_server.key]]\n".len()..]);
+    let kid = |server: tower_secure::oauth2::TokenServer| {
+        let claims = serde_json::Map::from_iter([("sub".to_owned(), "alex".into())]);
+        let token = server.sign_claims(&claims).unwrap();
+        jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
+    };
+    let first = kid(token_server(&text).unwrap());
+    assert_eq!(first, kid(token_server(&text).unwrap()), "stable across builds");
+    assert_eq!(first.len(), 43, "a base64url SHA-256: {first}");
+    let other = "b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC1vdGhlci1zZWNyZXQ=";
+    assert!(token_server(&format!("{text}\n{}", keyless(other))).is_ok(), "two keys, two thumbprints");
+    let twice = format!("{text}\n{}", keyless(HS_SECRET));
+    check(&token_server_error(&twice), FILE, line_of_nth(&twice, "[[oauth2_server.key]]", 1), "kid", &["two keys"]);
 
     let text = format!("[scope_validation]\nwhitelist = [\"openid\", \"(unclosed\"]\n\n{good}");
     check(&token_server_error(&text), FILE, line_of(&text, "(unclosed"), "whitelist", &["not a regex"]);
@@ -741,4 +987,147 @@ fn client_certificate_configuration_errors() {
     let deployment = Deployment::from_toml_str(FILE, "[client_cert]\n").unwrap();
     let layer = SecureLayer::builder().deployment(deployment).user_store(load_users("u", "").unwrap()).build().unwrap();
     assert_eq!(layer.handler_order(), vec![("basic".to_owned(), 20), ("client_cert".to_owned(), 10)]);
+}
+
+// SPEC F16, F2: the forwarded header's format is configured, never guessed: a forwarded
+// header without `forwarded_format`, an unknown format, or a format without a header is a
+// load error at its key.
+#[test]
+fn forwarded_format_missing_unknown_or_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rcgen::CertificateParams::default().self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let settings = |format: &str| {
+        format!(
+            "[client_cert]\nforwarded_header = \"X-Forwarded-Client-Cert\"\n{format}trusted_proxies = [\"127.0.0.1\"]\nca_file = '{}'\n",
+            ca_file.display()
+        )
+    };
+
+    let text = settings("");
+    let err = layer_error(&text);
+    check(&err, FILE, 2, "forwarded_format", &["forwarded_format", "rfc9440, pem, pem-urlencoded or xfcc"]);
+
+    for unknown in ["PEM", "envoy", "x-forwarded-client-cert", "", "rfc 9440"] {
+        let text = settings(&format!("forwarded_format = \"{unknown}\"\n"));
+        let err = Deployment::from_toml_str(FILE, &text).unwrap_err();
+        check(&err, FILE, 3, "forwarded_format", &["unknown variant", "`pem-urlencoded`", "`xfcc`"]);
+    }
+    let text = settings("forwarded_format = 9440\n");
+    check(&Deployment::from_toml_str(FILE, &text).unwrap_err(), FILE, 3, "forwarded_format", &["string"]);
+
+    let text = "[client_cert]\n\nforwarded_format = \"xfcc\"\n";
+    check(&layer_error(text), FILE, 3, "forwarded_format", &["without forwarded_header"]);
+
+    // Control: each format loads.
+    for format in ["rfc9440", "pem", "pem-urlencoded", "xfcc"] {
+        let text = settings(&format!("forwarded_format = \"{format}\"\n"));
+        let deployment = Deployment::from_toml_str(FILE, &text).unwrap();
+        let users = load_users("users.toml", "").unwrap();
+        assert!(SecureLayer::builder().deployment(deployment).user_store(users).build().is_ok(), "{format}");
+    }
+}
+
+const JWKS_ISSUER: &str = "[oauth2]\nleeway_seconds = 30\n\n[[oauth2.issuer]]\nissuer = \"https://idp.example.com\"\njwks_uri = \"https://idp.example.com/jwks\"\n";
+
+// SPEC A5, B1: `[oauth2.issuer]` written as one table instead of `[[oauth2.issuer]]` is an
+// error at the key `issuer` that says which form to use.
+#[test]
+fn issuer_written_as_a_single_table() {
+    let text = "[oauth2]\nleeway_seconds = 30\n\n[oauth2.issuer]\nissuer = \"https://idp.example.com\"\n";
+    let err = Deployment::from_toml_str(FILE, text).expect_err("a single [oauth2.issuer] table must be refused");
+    check(&err, FILE, line_of(text, "[oauth2.issuer]"), "issuer", &["use [[oauth2.issuer]]"]);
+}
+
+// SPEC A12, A13, A14, B1: the new issuer settings are checked at load, each error at its
+// key: `algorithms` names JWS algorithms (never `none`), a key's algorithm must be one of
+// them, `tenant_claim` is for opaque subjects, claim names are not empty, and
+// `subject_format` is `opaque` or `qualified`.
+#[test]
+fn issuer_claim_and_algorithm_settings_errors() {
+    let issuer = |extra: &str| format!("{JWKS_ISSUER}{extra}\n");
+    for good in [
+        "algorithms = [\"RS256\", \"PS256\", \"ES256\"]",
+        "subject_format = \"qualified\"",
+        "tenant_claim = \"tid\"\nsubject_claim = \"oid\"\nroles_claim = \"realm_access.roles\"\nscope_claim = \"scp\"",
+    ] {
+        let text = issuer(good);
+        let deployment = Deployment::from_toml_str(FILE, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        SecureLayer::builder().deployment(deployment).build().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
+    for (extra, key, fragment) in [
+        ("algorithms = [\"none\"]", "algorithms", "`none` is not a JWS algorithm"),
+        ("algorithms = [\"RS256\", \"HS257\"]", "algorithms", "`HS257`"),
+        ("algorithms = []", "algorithms", "at least one"),
+        ("subject_format = \"qualified\"\ntenant_claim = \"tid\"", "tenant_claim", "opaque subjects"),
+        ("subject_claim = \"\"", "subject_claim", "name a claim"),
+        ("roles_claim = \"\"", "roles_claim", "name a claim"),
+        ("scope_claim = \"\"", "scope_claim", "name a claim"),
+    ] {
+        let text = issuer(extra);
+        let needle = extra.lines().last().unwrap_or(extra);
+        check(&layer_error(&text), FILE, line_of(&text, needle), key, &[fragment]);
+    }
+    let text = issuer("subject_format = \"email\"");
+    let err = Deployment::from_toml_str(FILE, &text).expect_err("an unknown subject format");
+    check(&err, FILE, line_of(&text, "email"), "subject_format", &["opaque", "qualified"]);
+
+    // A configured key's algorithm must be one of the issuer's algorithms.
+    let text = format!(
+        "[[oauth2.issuer]]\nissuer = \"https://idp.example.com\"\nalgorithms = [\"RS256\"]\n\n[[oauth2.issuer.key]]\nkid = \"h\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{HS_SECRET}\"\n"
+    );
+    check(&layer_error(&text), FILE, line_of(&text, "algorithm = \"HS256\""), "algorithm", &["issuer's algorithms"]);
+}
+
+// SPEC A15, B1: `[oauth2.introspection]` needs the audience its answers must name; the
+// error says what to set.
+#[test]
+fn introspection_needs_an_audience() {
+    let base = "[oauth2.introspection]\nendpoint = \"https://idp.example.com/introspect\"\nclient_id = \"api\"\nclient_secret = \"s\"\n";
+    check(&layer_error(base), FILE, line_of(base, "endpoint"), "audience", &["needs an audience", "aud"]);
+    let text = format!("{base}audience = []\n");
+    check(&layer_error(&text), FILE, line_of(&text, "audience"), "audience", &["non-empty"]);
+    for good in ["audience = \"my-api\"", "audience = [\"app-1\", \"app-2\"]"] {
+        let text = format!("{base}{good}\n");
+        let deployment = Deployment::from_toml_str(FILE, &text).unwrap();
+        SecureLayer::builder().deployment(deployment).build().unwrap_or_else(|e| panic!("{e}\n{text}"));
+    }
+}
+
+// SPEC B1: `Debug` prints what `Display` prints, so `main() -> Result<(), Box<dyn Error>>`
+// (the README's shape) reports `file:line:column: key `k`: message`, not a struct dump.
+#[test]
+fn debug_form_is_the_display_form() {
+    let text = after_a_good_rule(&rule("api", ""));
+    let err = load_error(&text);
+    let line = line_of(&text, "\"api\"");
+    assert_eq!(format!("{err:?}"), format!("{FILE}:{line}:11: key `context`: {}", err.message));
+    let boxed: Box<dyn std::error::Error> = Box::new(err.clone());
+    assert_eq!(format!("{boxed:?}"), err.to_string());
+    let main_like = || -> Result<(), Box<dyn std::error::Error>> { Err(load_error(&text).into()) };
+    assert_eq!(format!("Error: {:?}", main_like().unwrap_err()), format!("Error: {err}"));
+}
+
+// SPEC B1: the collecting compile reports every broken rule and scope table, in file
+// order, each at its line and key; the first-error compile names the first of them.
+#[test]
+fn every_error_is_reported_in_file_order() {
+    let text = format!(
+        "{}{}{}[[scope]]\nname = \"a b\"\n",
+        after_a_good_rule(&rule("no-slash", "")),
+        rule("/b", "permissions = [\"relative\"]"),
+        rule("/c", "http_method = []"),
+    );
+    let deployment = Deployment::from_toml_str(FILE, &text).unwrap();
+    let errors = Policy::compile_reporting_all(&deployment, &tower_secure::policy::BUILT_IN_HANDLERS).unwrap_err();
+    let found: Vec<(usize, Option<&str>)> = errors.iter().map(|e| (e.line, e.key.as_deref())).collect();
+    let expected = [
+        (line_of(&text, "no-slash"), Some("context")),
+        (line_of(&text, "relative"), Some("permissions")),
+        (line_of(&text, "http_method = []"), Some("http_method")),
+        (line_of(&text, "a b"), Some("name")),
+    ];
+    assert_eq!(found, expected, "{errors:#?}");
+    assert_eq!(compile(&text).unwrap_err(), errors[0]);
 }

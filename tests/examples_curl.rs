@@ -247,3 +247,35 @@ fn readme_mtls_flow_with_curl() {
     let (status, text) = curl(&["--cacert", &ca, &format!("{base}/public")]);
     assert_eq!(status, 200, "open path: {text}");
 }
+
+// SPEC B1: the quickstart, whose `main` returns `Result<(), Box<dyn Error>>` as the
+// README's example does, reports a rule file with an error as `Error: file:line:column:
+// key `k`: message` (the error's `Debug` is its `Display`), not as a struct dump.
+#[test]
+fn quickstart_reports_a_bad_rule_file_readably() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deployment.toml");
+    std::fs::write(&path, "[[resource.access_control]]\ncontext = \"/a\"\nverride = true\n").unwrap();
+    let mut child = Command::new(example_binary("quickstart"))
+        .env("ADDR", "127.0.0.1:0")
+        .env("TOWER_SECURE_DEPLOYMENT", &path)
+        .env_remove("TOWER_SECURE_USERS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the examples are built by `cargo test`");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the quickstart kept running with a bad rule file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected = format!("Error: {}:3:1: key `verride`: unknown field `verride`", path.display());
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(!stderr.contains("ConfigError {"), "{stderr}");
+}

@@ -4,8 +4,13 @@
 //! its calls and records what it was sent; the secured app runs behind `SecureLayer`.
 //!
 //! SPEC A6 (introspection, client authentication, a bounded cache never past `exp`),
-//! F11 (JWTs are never introspected, `active` must be JSON `true`), F17 (endpoint failures
-//! answer 503, never 200) and C2 (permissions from the user store, scopes from the answer).
+//! A15 (answers bound to this API's audience and a trusted issuer), F11 (JWTs are never
+//! introspected, `active` must be JSON `true`), F17 (endpoint failures answer 503, never
+//! 200) and C2 (permissions from the user store, scopes from the answer).
+//!
+//! The endpoint plays WSO2 Identity Server over the same user store, so most tests read its
+//! subjects as qualified names (`subject_format = "qualified"`); its answers name this
+//! API's audience unless a test says otherwise.
 
 mod common;
 
@@ -33,6 +38,8 @@ const CLIENT_ID: &str = "resource-api";
 const CLIENT_SECRET: &str = "introspection-secret-42";
 const VIEW: &str = "/permission/admin/manage/identity/identitymgt/view";
 const ISS: &str = "https://idp.test";
+/// The audience this API's tokens carry (`[oauth2.introspection] audience`).
+const AUD: &str = "resource-api-audience";
 const HMAC_SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-introspection";
 
 fn now() -> u64 {
@@ -85,9 +92,13 @@ impl Idp {
         self.answers.lock().unwrap().insert(token.to_owned(), answer);
     }
 
+    /// An active answer with `claims`, naming this API's audience unless `claims` set `aud`
+    /// (`null` leaves it out).
     fn active(&self, token: &str, claims: Value) {
-        let mut document = json!({"active": true});
-        document.as_object_mut().unwrap().extend(claims.as_object().unwrap().clone());
+        let mut document = json!({"active": true, "aud": AUD});
+        let map = document.as_object_mut().unwrap();
+        map.extend(claims.as_object().unwrap().clone());
+        map.retain(|_, value| !value.is_null());
         self.set(token, Answer::Json(document));
     }
 
@@ -186,14 +197,16 @@ async fn start_idp() -> (Arc<Idp>, String) {
 // The secured app
 // ---------------------------------------------------------------------------------------
 
-/// The deployment: `[oauth2.introspection]` at `endpoint` with `settings` added, and,
-/// when `issuer` holds, an `[[oauth2.issuer]]` with one HS256 key.
+/// The deployment: `[oauth2.introspection]` at `endpoint` with `settings` added (and, unless
+/// they say otherwise, `audience = AUD` and qualified subjects), and, when `issuer` holds,
+/// an `[[oauth2.issuer]]` with one HS256 key.
 fn deployment_text(endpoint: &str, settings: &str, issuer: bool) -> String {
     let issuer_table = if issuer {
         format!(
             r#"
 [[oauth2.issuer]]
 issuer = "{ISS}"
+subject_format = "qualified"
 [[oauth2.issuer.key]]
 kid = "hs"
 algorithm = "HS256"
@@ -204,11 +217,17 @@ secret_base64 = "{secret}"
     } else {
         String::new()
     };
-    let settings = if settings.contains("client_secret") {
+    let mut settings = if settings.contains("client_secret") {
         settings.to_owned()
     } else {
         format!("client_secret = \"{CLIENT_SECRET}\"\n{settings}")
     };
+    if !settings.contains("audience") {
+        settings.push_str(&format!("\naudience = \"{AUD}\""));
+    }
+    if !settings.contains("subject_format") {
+        settings.push_str("\nsubject_format = \"qualified\"");
+    }
     format!(
         r#"
 [authentication]
@@ -557,7 +576,7 @@ async fn f11_active_must_be_json_true() {
     }
     idp.set("no-active", Answer::Json(json!({"sub": "admin", "scope": "read"})));
     assert_invalid_token(&server.bearer("/api/read", "no-active").await, "no active member");
-    idp.set("active-true", Answer::Json(json!({"active": true, "sub": "admin", "scope": "read"})));
+    idp.set("active-true", Answer::Json(json!({"active": true, "sub": "admin", "scope": "read", "aud": AUD})));
     assert_eq!(server.bearer("/api/read", "active-true").await.caller()["name"], "admin");
     assert_eq!(idp.calls(), cases.len() + 2);
 }
@@ -710,7 +729,7 @@ async fn f17_endpoint_down_is_503_until_it_comes_back() {
 async fn f17_slow_endpoint_times_out_with_503() {
     let (idp, endpoint) = start_idp().await;
     let server = start_app(&endpoint, "timeout_seconds = 1", false).await;
-    let answer = json!({"active": true, "sub": "alex", "scope": "read"});
+    let answer = json!({"active": true, "sub": "alex", "scope": "read", "aud": AUD});
     idp.set("slow-token", Answer::Slow(Duration::from_secs(4), answer.clone()));
     let reply = server.bearer("/api/read", "slow-token").await;
     assert_unavailable(&reply, "slow endpoint");
@@ -798,4 +817,141 @@ async fn a6_forgotten_token_is_introspected_again() {
     let reply = server.bearer("/api/me", "revocable").await;
     assert_invalid_token(&reply, "a revoked token");
     assert_eq!(idp.calls(), 2, "the forgotten token was not introspected again");
+}
+
+// ---------------------------------------------------------------------------------------
+// A15: answers are bound to this API's audience and a trusted issuer
+// ---------------------------------------------------------------------------------------
+
+// SPEC A15: an answer must name this API's audience in `aud` (a string, or an array that
+// holds it); an answer for another API of the same server, without `aud`, or with a
+// malformed `aud` is refused with 401. With a list of audiences, any one of them will do.
+#[tokio::test]
+async fn a15_answers_must_name_this_apis_audience() {
+    let (idp, endpoint) = start_idp().await;
+    let server = start_app(&endpoint, "", false).await;
+    idp.active("aud-string", json!({"sub": "alex"}));
+    idp.active("aud-array", json!({"sub": "alex", "aud": ["other-api", AUD]}));
+    for token in ["aud-string", "aud-array"] {
+        assert_eq!(server.bearer("/api/me", token).await.caller()["name"], "alex", "{token}");
+    }
+    for (token, aud) in [
+        ("aud-other", json!("other-api")),
+        ("aud-missing", Value::Null),
+        ("aud-array-without", json!(["other-api", "more"])),
+        ("aud-prefix", json!(format!("{AUD}-2"))),
+        ("aud-number", json!(7)),
+        ("aud-array-with-a-number", json!([AUD, 7])),
+        ("aud-empty-array", json!([])),
+    ] {
+        idp.active(token, json!({"sub": "alex", "aud": aud}));
+        assert_invalid_token(&server.bearer("/api/me", token).await, token);
+    }
+
+    let listed = start_app(&endpoint, "audience = [\"app-1\", \"app-2\"]", false).await;
+    idp.active("for-app-2", json!({"sub": "alex", "aud": "app-2"}));
+    assert_eq!(listed.bearer("/api/me", "for-app-2").await.caller()["name"], "alex");
+    assert_invalid_token(&listed.bearer("/api/me", "aud-string").await, "the default audience is not listed");
+}
+
+// SPEC A15: an answer that carries `iss` must name a configured issuer: one of the
+// `[[oauth2.issuer]]` tables, or exactly `[oauth2.introspection] issuer` when that is set;
+// an answer without `iss` passes.
+#[tokio::test]
+async fn a15_answers_must_name_a_trusted_issuer() {
+    let (idp, endpoint) = start_idp().await;
+    let server = start_app(&endpoint, "", true).await;
+    idp.active("iss-configured", json!({"sub": "alex", "iss": ISS}));
+    idp.active("iss-absent", json!({"sub": "alex"}));
+    for token in ["iss-configured", "iss-absent"] {
+        assert_eq!(server.bearer("/api/me", token).await.caller()["name"], "alex", "{token}");
+    }
+    for (token, iss) in
+        [("iss-other", json!("https://evil.test")), ("iss-slash", json!(format!("{ISS}/"))), ("iss-number", json!(7))]
+    {
+        idp.active(token, json!({"sub": "alex", "iss": iss}));
+        assert_invalid_token(&server.bearer("/api/me", token).await, token);
+    }
+
+    let pinned = start_app(&endpoint, "issuer = \"https://as.example\"", true).await;
+    idp.active("iss-pinned", json!({"sub": "alex", "iss": "https://as.example"}));
+    assert_eq!(pinned.bearer("/api/me", "iss-pinned").await.caller()["name"], "alex");
+    assert_invalid_token(&pinned.bearer("/api/me", "iss-configured").await, "another configured issuer");
+    assert_eq!(pinned.bearer("/api/me", "iss-absent").await.caller()["name"], "alex");
+}
+
+// SPEC A15, F11: a JWT of an issuer with `introspect = true` is accepted only when the
+// answer names that issuer's audience and the JWT's issuer, though the JWT itself is valid.
+#[tokio::test]
+async fn a15_introspected_jwts_are_bound_to_their_issuer() {
+    let (idp, endpoint) = start_idp().await;
+    let text = format!(
+        r#"
+[authentication]
+realm = "{REALM}"
+
+[oauth2.introspection]
+endpoint = "{endpoint}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+audience = "{AUD}"
+
+[[oauth2.issuer]]
+issuer = "{ISS}"
+audience = "jwt-api"
+introspect = true
+[[oauth2.issuer.key]]
+kid = "hs"
+algorithm = "HS256"
+secret_base64 = "{secret}"
+"#,
+        secret = STANDARD.encode(HMAC_SECRET)
+    );
+    let server = start_app_with(&text).await;
+    let jwt = |sub: &str| hs256(&json!({"iss": ISS, "aud": "jwt-api", "sub": sub, "exp": now() + 600}), HMAC_SECRET);
+    let (good, other_aud, other_iss, no_aud) = (jwt("u1"), jwt("u2"), jwt("u3"), jwt("u4"));
+    idp.active(&good, json!({"sub": "u1", "aud": "jwt-api", "iss": ISS}));
+    idp.active(&other_aud, json!({"sub": "u2", "aud": AUD, "iss": ISS}));
+    idp.active(&other_iss, json!({"sub": "u3", "aud": "jwt-api", "iss": "https://as.example"}));
+    idp.active(&no_aud, json!({"sub": "u4", "aud": null}));
+    assert_eq!(server.bearer("/api/me", &good).await.caller()["name"], "opaque/u1");
+    assert_invalid_token(&server.bearer("/api/me", &other_aud).await, "answer for the introspection default audience");
+    assert_invalid_token(&server.bearer("/api/me", &other_iss).await, "answer naming another issuer");
+    assert_invalid_token(&server.bearer("/api/me", &no_aud).await, "answer without aud");
+    assert_eq!(idp.calls(), 4);
+}
+
+// SPEC F10, F18: an answer that names a member twice (`sub` twice, parsers disagree on
+// which wins) is refused with 401 `invalid_token`, not read either way.
+#[tokio::test]
+async fn f10_answer_with_a_duplicated_member_is_refused() {
+    let (idp, endpoint) = start_idp().await;
+    let server = start_app(&endpoint, "", false).await;
+    let body = format!(r#"{{"active": true, "aud": "{AUD}", "sub": "bob", "scope": "read", "sub": "admin"}}"#);
+    idp.set("two-subs", Answer::Raw(200, "application/json", body));
+    let nested =
+        format!(r#"{{"active": true, "aud": "{AUD}", "sub": "bob", "cnf": {{"x5t#S256": "a", "x5t#S256": "b"}}}}"#);
+    idp.set("nested-twice", Answer::Raw(200, "application/json", nested));
+    assert_invalid_token(&server.bearer("/api/me", "two-subs").await, "sub twice");
+    assert_invalid_token(&server.bearer("/api/me", "nested-twice").await, "a nested member twice");
+    idp.active("once", json!({"sub": "bob", "scope": "read"}));
+    assert_eq!(server.bearer("/api/me", "once").await.caller()["name"], "bob");
+}
+
+// SPEC A13: with the default `subject_format` an answer's subject is opaque: kept whole (an
+// `@` is no tenant), never looked up in the user store, so a rule with only permissions
+// refuses it even when a user of that name exists; `username` still stands in for `sub`.
+#[tokio::test]
+async fn a13_answer_subjects_are_opaque_by_default() {
+    let (idp, endpoint) = start_idp().await;
+    let server = start_app(&endpoint, "subject_format = \"opaque\"", false).await;
+    idp.active("email-sub", json!({"sub": "tina@example.com", "scope": "read"}));
+    idp.active("alex-sub", json!({"sub": "alex"}));
+    idp.active("username-only", json!({"username": "svc@clients"}));
+    assert_eq!(server.bearer("/api/me", "email-sub").await.caller()["name"], "opaque/tina@example.com");
+    assert_eq!(server.bearer("/api/read", "email-sub").await.caller()["name"], "opaque/tina@example.com");
+    assert_eq!(server.bearer("/api/me", "username-only").await.caller()["name"], "opaque/svc@clients");
+    // alex holds the view permission in the user store; an opaque `alex` is not that user.
+    assert_eq!(server.bearer("/api/me", "alex-sub").await.caller()["name"], "opaque/alex");
+    assert_eq!(server.bearer("/api/view", "alex-sub").await.status, 403);
 }

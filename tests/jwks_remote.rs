@@ -363,8 +363,10 @@ async fn sleep_past(since: Instant, duration: Duration) {
 // The secured API
 // ---------------------------------------------------------------------------------------
 
+/// The caller's subject (an opaque name: this provider's subjects are not our users).
 async fn echo(principal: Principal) -> String {
-    principal.name().to_string()
+    assert!(principal.name().is_opaque(), "another issuer's subject is opaque");
+    principal.name().user().to_owned()
 }
 
 /// `[oauth2]` intervals, in seconds.
@@ -466,6 +468,15 @@ impl Api {
         reply
     }
 
+    /// A fresh token signed by `key` under `kid`, whose kid is new and cannot be refreshed
+    /// yet, must get 503 with a Retry-After of 1 to `at_most` seconds.
+    async fn expect_refresh_pending(&self, key: &TestKey, kid: &str, at_most: u64) -> Reply {
+        let (token, _) = mint(key, kid, ISS);
+        let reply = self.call(&token).await;
+        assert_refresh_pending(&reply, kid, at_most);
+        reply
+    }
+
     /// A fresh token signed by `key` under `kid` must get 503 with a numeric Retry-After.
     async fn expect_unavailable(&self, key: &TestKey, kid: &str, iss: &str) -> Reply {
         let (token, _) = mint(key, kid, iss);
@@ -503,6 +514,23 @@ fn assert_unavailable(reply: &Reply, kid: &str) {
     assert_eq!(reply.status, 503, "kid {kid}: {reply:?}");
     let retry_after = reply.retry_after.as_deref().unwrap_or_else(|| panic!("503 without Retry-After: {reply:?}"));
     assert!(retry_after.parse::<u64>().is_ok(), "Retry-After is not a number of seconds: {reply:?}");
+}
+
+/// 503 with a `Retry-After` of 1 to `at_most` seconds: the wait until a refresh is allowed.
+fn assert_refresh_pending(reply: &Reply, kid: &str, at_most: u64) {
+    assert_unavailable(reply, kid);
+    let seconds: u64 = reply.retry_after.as_deref().and_then(|r| r.parse().ok()).unwrap_or_default();
+    assert!((1..=at_most).contains(&seconds), "kid {kid}: Retry-After {seconds} s, expected 1 to {at_most}: {reply:?}");
+}
+
+/// Refused, never 200: 401 `invalid_token` once a refresh confirmed the kid is unknown, or
+/// 503 with `Retry-After` while no refresh could run (SPEC A16); which one depends on when
+/// the request falls in the refresh schedule, as in tests with 1 s intervals.
+fn assert_unknown_kid_refused(reply: &Reply, kid: &str) {
+    match reply.status {
+        401 => assert_invalid(reply, kid),
+        _ => assert_unavailable(reply, kid),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -569,8 +597,10 @@ async fn discovery_naming_another_issuer_never_loads_keys() {
     assert_eq!(idp.jwks_hits(), 0, "the JWKS of a mismatched discovery document is never fetched");
 }
 
-// SPEC F9: an unknown kid triggers at most one refresh per jwks_min_refresh_seconds;
-// concurrent requests share it; after the interval another unknown kid refreshes once.
+// SPEC F9, A16: an unknown kid triggers at most one refresh per jwks_min_refresh_seconds;
+// concurrent requests share it (and get 401 once it ran without their kid); within the
+// interval no refresh runs and the answer is 503 with Retry-After, never 401; after the
+// interval another unknown kid refreshes once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unknown_kids_share_one_rate_limited_refresh() {
     let keys = keys();
@@ -580,41 +610,48 @@ async fn unknown_kids_share_one_rate_limited_refresh() {
     let fetched = Instant::now();
     assert_eq!(idp.jwks_hits(), 1);
 
-    // Within the interval after the initial fetch: no refresh at all.
-    api.expect_invalid(&keys.rsa_c, "unknown-early", ISS).await;
+    // Within the interval after the initial fetch: no refresh at all, so no verdict yet.
+    api.expect_refresh_pending(&keys.rsa_c, "unknown-early", 2).await;
     assert_eq!(idp.jwks_hits(), 1, "an unknown kid within the minimum interval does not fetch");
 
-    // Past the interval, 20 concurrent unknown kids while the provider answers slowly.
+    // Past the interval, 20 concurrent unknown kids (minted first, sent at once) while the
+    // provider answers slowly: the ones that wait for the shared fetch get 401; one that a
+    // busy machine starts only after it finished is inside the interval again (503).
     sleep_past(fetched, Duration::from_millis(2300)).await;
     idp.set_delay(Duration::from_millis(500));
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
+    let tokens: Vec<String> = (0..20).map(|i| mint(&keys.rsa_c, &format!("unknown-{i}"), ISS).0).collect();
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
             let api = api.clone();
-            let (token, _) = mint(&keys.rsa_c, &format!("unknown-{i}"), ISS);
             tokio::spawn(async move { api.call(&token).await })
         })
         .collect();
+    let mut shared = 0;
     for (i, task) in tasks.into_iter().enumerate() {
         let reply = tokio::time::timeout(Duration::from_secs(5), task)
             .await
             .unwrap_or_else(|_| panic!("request {i} did not complete within 5 s"))
             .unwrap();
-        assert_invalid(&reply, "unknown");
+        assert_unknown_kid_refused(&reply, "unknown");
+        shared += usize::from(reply.status == 401);
     }
+    assert!(shared >= 1, "the request that triggered the fetch got its verdict");
     let after_burst = idp.jwks_hits();
     assert_eq!(after_burst, 2, "20 concurrent unknown kids cause exactly one shared refresh");
     let burst_done = Instant::now();
     idp.set_delay(Duration::ZERO);
 
     // Right after: rate limited.
-    api.expect_invalid(&keys.rsa_c, "unknown-again", ISS).await;
+    api.expect_refresh_pending(&keys.rsa_c, "unknown-again", 2).await;
     api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
     assert_eq!(idp.jwks_hits(), after_burst, "no refresh within the minimum interval");
 
-    // After the interval: exactly one more.
+    // After the interval: exactly one more, which settles the first kid; the next one is
+    // within the interval again.
     sleep_past(burst_done, Duration::from_millis(2300)).await;
     api.expect_invalid(&keys.rsa_c, "unknown-later", ISS).await;
-    api.expect_invalid(&keys.rsa_c, "unknown-later-2", ISS).await;
+    api.expect_refresh_pending(&keys.rsa_c, "unknown-later-2", 2).await;
     assert_eq!(idp.jwks_hits(), after_burst + 1, "one refresh after the interval, not more");
 }
 
@@ -631,18 +668,21 @@ async fn waiting_requests_share_a_slow_refresh() {
 
     sleep_past(fetched, Duration::from_millis(1200)).await;
     idp.set_delay(Duration::from_millis(1500));
+    let tokens: Vec<String> = (0..8).map(|i| mint(&keys.rsa_c, &format!("unknown-{i}"), ISS).0).collect();
     let started = Instant::now();
-    let tasks: Vec<_> = (0..8)
-        .map(|i| {
+    let tasks: Vec<_> = tokens
+        .into_iter()
+        .map(|token| {
             let api = api.clone();
-            let (token, _) = mint(&keys.rsa_c, &format!("unknown-{i}"), ISS);
             tokio::spawn(async move { tokio::time::timeout(Duration::from_secs(5), api.call(&token)).await })
         })
         .collect();
     let mut late = Vec::new();
     for (i, task) in tasks.into_iter().enumerate() {
         match task.await.unwrap() {
-            Ok(reply) => assert_invalid(&reply, "unknown"),
+            // Waiting for the fetch in flight: its verdict, 401 (SPEC A16: 503 only for a
+            // request a busy machine starts after the fetch, inside the interval again).
+            Ok(reply) => assert_unknown_kid_refused(&reply, "unknown"),
             Err(_) => late.push(i),
         }
     }
@@ -684,8 +724,10 @@ async fn known_kids_do_not_wait_for_a_refresh_in_flight() {
     assert!(unknown.elapsed >= Duration::from_millis(1500), "the refresh was in flight: {unknown:?}");
 }
 
-// SPEC A5, F9: key rotation: a token with a newly published kid is accepted after the
-// rate-limited refresh it triggers; the retired key stops verifying.
+// SPEC A5, F9, A16: key rotation: a valid token with a newly published kid, inside the
+// refresh rate limit, gets 503 with Retry-After (the seconds until the refresh is allowed),
+// never 401; once the refresh is allowed it is accepted. The retired key stops verifying:
+// 503 within the interval after that refresh, 401 once a later refresh confirms it is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotated_keys_are_picked_up_on_an_unknown_kid() {
     let keys = keys();
@@ -697,18 +739,25 @@ async fn rotated_keys_are_picked_up_on_an_unknown_kid() {
 
     // The provider rotates: rsa-a out, rsa-b in.
     idp.publish(&json!({"keys": [keys.rsa_b.jwk("rsa-b"), keys.ec_a.jwk("ec-a")]}));
-    // Within the minimum interval the new kid cannot refresh yet.
-    api.expect_invalid(&keys.rsa_b, "rsa-b", ISS).await;
+    // Within the minimum interval the new kid cannot refresh yet: 503, retry within 2 s.
+    let (early, early_sub) = mint(&keys.rsa_b, "rsa-b", ISS);
+    assert_refresh_pending(&api.call(&early).await, "rsa-b", 2);
     assert_eq!(idp.jwks_hits(), 1, "rate limited");
 
+    // The same token, once the refresh is allowed: the real answer.
     sleep_past(fetched, Duration::from_millis(2300)).await;
-    api.expect_accepted(&keys.rsa_b, "rsa-b", ISS).await;
+    let reply = api.call(&early).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, early_sub.as_str()), "{reply:?}");
+    let refreshed = Instant::now();
     assert_eq!(idp.jwks_hits(), 2, "the new kid refreshed once");
     api.expect_accepted(&keys.rsa_b, "rsa-b", ISS).await;
     api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
     // The retired key no longer verifies fresh tokens; the set was swapped whole.
-    api.expect_invalid(&keys.rsa_a, "rsa-a", ISS).await;
+    api.expect_refresh_pending(&keys.rsa_a, "rsa-a", 2).await;
     assert_eq!(idp.jwks_hits(), 2, "no refresh within the minimum interval");
+    sleep_past(refreshed, Duration::from_millis(2300)).await;
+    api.expect_invalid(&keys.rsa_a, "rsa-a", ISS).await;
+    assert_eq!(idp.jwks_hits(), 3, "the retired kid refreshed once");
 }
 
 const FAST: Timing = Timing { refresh: 1, min_refresh: 1, timeout: 1 };
@@ -732,7 +781,8 @@ async fn provider_answering_503_at_start_then_recovering() {
     idp.set_mode(Mode::Up);
     api.wait_for_recovery(ISS, Duration::from_secs(5)).await;
     api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
-    api.expect_invalid(&keys.rsa_c, "unknown", ISS).await;
+    let (unknown, _) = mint(&keys.rsa_c, "unknown", ISS);
+    assert_unknown_kid_refused(&api.call(&unknown).await, "unknown");
 }
 
 // SPEC F17: the same with a provider that drops every connection.
@@ -755,8 +805,9 @@ async fn provider_refusing_connections_at_start_then_recovering() {
     api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
 }
 
-// SPEC F17: after a successful fetch, a provider outage (503 answers, then dropped
-// connections) keeps the old keys serving; unknown kids get 401, not 503.
+// SPEC F17, A16: after a successful fetch, a provider outage (503 answers, then dropped
+// connections) keeps the old keys serving; an unknown kid gets 503 with Retry-After (the
+// provider cannot say whether it is new), never 200. (Before A16: 401.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn provider_outage_after_a_fetch_keeps_the_old_keys() {
     let keys = keys();
@@ -769,7 +820,7 @@ async fn provider_outage_after_a_fetch_keeps_the_old_keys() {
     assert!(wait_until(Duration::from_secs(5), || idp.jwks_hits() >= hits + 2).await, "background refreshes ran");
     api.expect_accepted(&keys.rsa_a, "rsa-a", ISS).await;
     api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
-    api.expect_invalid(&keys.rsa_c, "unknown", ISS).await;
+    api.expect_unavailable(&keys.rsa_c, "unknown", ISS).await;
 
     idp.set_mode(Mode::Refuse);
     let connections = idp.connections();
@@ -779,7 +830,7 @@ async fn provider_outage_after_a_fetch_keeps_the_old_keys() {
     );
     api.expect_accepted(&keys.rsa_a, "rsa-a", ISS).await;
     api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
-    api.expect_invalid(&keys.rsa_c, "unknown", ISS).await;
+    api.expect_unavailable(&keys.rsa_c, "unknown", ISS).await;
 }
 
 // SPEC F17: a provider slower than jwks_timeout_seconds at start: concurrent requests get
@@ -843,12 +894,14 @@ async fn garbage_jwks_at_start_loads_no_keys() {
         let hmac = encode(&header, &claims(ISS, &fresh_sub()), &EncodingKey::from_secret(HMAC_SECRET)).unwrap();
         let reply = api.call(&hmac).await;
         assert_unavailable(&reply, &format!("hs with JWKS {body}"));
-        assert_eq!(idp.jwks_hits(), 1, "the JWKS was fetched ({body})");
+        // Fetched at start (and retried with backoff since: at least once).
+        assert!(idp.jwks_hits() >= 1, "the JWKS was fetched ({body})");
     }
 }
 
 // SPEC F17: good keys are kept when the JWKS later turns to garbage or to a set with a
-// symmetric key; that key is never used.
+// symmetric key; that key is never used. Tokens of the refused set's kids get 503 (no
+// usable refresh can run, SPEC A16), never 200.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn garbage_jwks_later_keeps_the_previous_keys() {
     let keys = keys();
@@ -872,11 +925,11 @@ async fn garbage_jwks_later_keeps_the_previous_keys() {
         api.expect_accepted(&keys.rsa_a, "rsa-a", ISS).await;
         api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
         // Nothing of the refused set was taken: neither its RSA key nor its oct secret.
-        api.expect_invalid(&keys.rsa_b, "rsa-b", ISS).await;
+        api.expect_unavailable(&keys.rsa_b, "rsa-b", ISS).await;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("hs".to_owned());
         let hmac = encode(&header, &claims(ISS, &fresh_sub()), &EncodingKey::from_secret(HMAC_SECRET)).unwrap();
-        assert_invalid(&api.call(&hmac).await, "hs");
+        assert_unavailable(&api.call(&hmac).await, "hs");
     }
 }
 
@@ -897,8 +950,10 @@ async fn an_encryption_key_in_the_jwks_does_not_void_the_signing_keys() {
 
     api.expect_accepted(&keys.rsa_a, "rsa-a", ISS).await;
     api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
-    // The encryption key itself never verifies a signature.
+    // The encryption key itself never verifies a signature, and its published kid is not
+    // new: refused at once, without a refresh.
     api.expect_invalid(&keys.rsa_b, "enc-1", ISS).await;
+    assert_eq!(idp.jwks_hits(), 1, "a published encryption kid does not refresh");
 }
 
 // SPEC F9: `jku`, `x5u` and `jwk` headers never cause network I/O or key selection: a
@@ -939,7 +994,8 @@ async fn jku_and_x5u_headers_cause_no_network_io() {
     header.x5u = Some(format!("{trap_base}/cert.pem"));
     header.jwk = Some(serde_json::from_value(keys.rsa_c.jwk("attacker")).unwrap());
     let (token, _) = mint_with(&header, &keys.rsa_c, ISS);
-    assert_invalid(&api.call(&token).await, "attacker");
+    // An unknown kid within the refresh interval: 503 until a refresh could tell (A16).
+    assert_refresh_pending(&api.call(&token).await, "attacker", 10);
     // The attacker's key under a published kid.
     let mut header = Header::new(Algorithm::RS256);
     header.kid = Some("rsa-a".to_owned());
@@ -969,6 +1025,108 @@ async fn retired_key_invalidates_cached_tokens() {
     idp.publish(&json!({"keys": [keys.ec_a.jwk("ec-a")]}));
     let hits = idp.jwks_hits();
     assert!(wait_until(Duration::from_secs(5), || idp.jwks_hits() >= hits + 2).await, "background refreshes ran");
-    assert_eq!(api.call(&withdrawn).await.status, 401, "a cached token of a withdrawn key still passed");
+    let reply = api.call(&withdrawn).await;
+    assert_ne!(reply.status, 200, "a cached token of a withdrawn key still passed");
+    assert_unknown_kid_refused(&reply, "rsa-a (withdrawn)");
     assert_eq!(api.call(&kept).await.status, 200);
+}
+
+// SPEC A16: a provider that is down when the server starts: the keys are fetched at start
+// and retried with a backoff (1 s, 2 s, 4 s, ...), so once the provider is back they arrive
+// within seconds, not after jwks_refresh_seconds (300 here) or jwks_min_refresh_seconds
+// (300 here: tokens cannot trigger a fetch). Meanwhile tokens get 503 with a Retry-After
+// that points at the next retry, not at the 300 s rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn provider_down_at_start_is_retried_with_backoff() {
+    let keys = keys();
+    let idp = Idp::start(Mode::Unavailable, &standard_jwks()).await;
+    let api = Api::with_jwks_uri(&idp, Timing { refresh: 300, min_refresh: 300, timeout: 1 }).await;
+    let started = Instant::now();
+
+    let reply = api.expect_unavailable(&keys.rsa_a, "rsa-a", ISS).await;
+    let retry_after: u64 = reply.retry_after.as_deref().and_then(|r| r.parse().ok()).unwrap_or_default();
+    assert!(retry_after <= 4, "Retry-After should name the next retry (within 4 s), not the rate limit: {reply:?}");
+    assert!(wait_until(Duration::from_secs(5), || idp.jwks_hits() >= 2).await, "the fetch at start is retried");
+    api.expect_unavailable(&keys.rsa_a, "rsa-a", ISS).await;
+
+    idp.set_mode(Mode::Up);
+    let back = Instant::now();
+    let deadline = back + Duration::from_secs(12);
+    loop {
+        let (token, sub) = mint(&keys.rsa_a, "rsa-a", ISS);
+        let reply = api.call(&token).await;
+        if reply.status == 200 {
+            assert_eq!(reply.body, sub);
+            break;
+        }
+        assert_unavailable(&reply, "rsa-a");
+        assert!(Instant::now() < deadline, "keys not fetched 12 s after the provider came back: {reply:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        back.elapsed() < Duration::from_secs(12) && started.elapsed() < Duration::from_secs(30),
+        "fetched {:?} after the provider came back",
+        back.elapsed()
+    );
+    api.expect_accepted(&keys.ec_a, "ec-a", ISS).await;
+}
+
+/// A `tracing` layer that keeps every event on this thread as text: target, level and
+/// every field (`name=value`).
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<Vec<String>>>);
+
+struct FieldText<'a>(&'a mut String);
+
+impl tracing::field::Visit for FieldText<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!(" {}={value:?}", field.name()));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push_str(&format!(" {}={value}", field.name()));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogCapture {
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let metadata = event.metadata();
+        let mut line = format!("{} {}", metadata.level(), metadata.target());
+        event.record(&mut FieldText(&mut line));
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+// SPEC A16: a discovery document that names another issuer is an error in the log that
+// names both issuers (the configured one and the one the document claims), and no key is
+// loaded from it.
+#[tokio::test(flavor = "current_thread")]
+async fn discovery_naming_another_issuer_logs_both_issuers() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let capture = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+    let keys = keys();
+    let idp = Idp::start(Mode::Up, &standard_jwks()).await;
+    idp.set_discovery_issuer("https://evil.example");
+    let api = Api::start(&deployment_text(FAST, idp.base(), "discovery = true")).await;
+
+    // The fetch is retried every second; the callsite interest is rebuilt each time round,
+    // as another test's thread may have seen the error callsite first (without a subscriber).
+    let configured = format!("{:?}", idp.base());
+    let found = |lines: &[String]| {
+        lines.iter().any(|l| {
+            l.starts_with("ERROR tower_secure::audit") && l.contains("error=") && {
+                let error = &l[l.find("error=").unwrap_or(0)..];
+                error.contains("\"https://evil.example\"") && error.contains(&configured)
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !found(&capture.0.lock().unwrap()) {
+        assert!(Instant::now() < deadline, "no error naming both issuers: {:#?}", capture.0.lock().unwrap());
+        tracing::callsite::rebuild_interest_cache();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    api.expect_unavailable(&keys.rsa_a, "rsa-a", idp.base()).await;
+    assert_eq!(idp.jwks_hits(), 0, "the JWKS of a mismatched discovery document is never fetched");
 }

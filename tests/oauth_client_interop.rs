@@ -321,9 +321,12 @@ fn check_lacking_scope(report: &Value) {
     assert!(challenge.contains("insufficient_scope"), "{challenge}");
     assert_eq!(lacking["me"]["status"], 200);
     assert_eq!(lacking["me"]["body"]["user"], "bob");
-    // Not asserted: the response carries no `scope` when nothing is granted, which RFC 6749
-    // 5.1 reads as "identical to the request", so oauthlib reports the scope as granted.
-    // The resource server holds the line regardless: the 403 above.
+    // SPEC D8: the response's empty `scope` tells the client nothing was granted (absent, RFC
+    // 6749 5.1 would read as "what you asked for"): oauthlib reports the change, and parses
+    // the empty scope as one empty name.
+    assert_eq!(lacking["sent"]["response"]["scope"], "", "{:#}", lacking["sent"]);
+    assert_eq!(lacking["warning"]["old"], json!(["internal_identity_mgt_view"]), "{lacking:#}");
+    assert_eq!(lacking["warning"]["new"], json!([""]), "{lacking:#}");
 }
 
 /// SPEC D2, D3 (d'): asking for the scope and a whitelisted one grants only the latter;

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::routing::{any, get};
@@ -744,73 +746,78 @@ secure = false
     assert_eq!((status, body.as_str()), (StatusCode::OK, echoed("/mixed", "all", "-").as_str()));
 }
 
-/// What an `OPTIONS` handler answers when a request reaches it.
-async fn options_reached(ctx: AuthContext) -> String {
+/// What an `OPTIONS` handler answers when a request reaches it; counts its calls.
+async fn options_reached(calls: Arc<AtomicUsize>, ctx: AuthContext) -> String {
+    calls.fetch_add(1, Ordering::SeqCst);
     format!("options reached|{}", ctx.principal().map_or_else(|| "-".to_owned(), |p| p.name().to_string()))
 }
 
-async fn preflight_server(deployment: &str) -> String {
-    let app = Router::new().route("/api/thing", any(options_reached)).layer(common::layer(deployment));
-    common::serve(app).await
+/// `/api/thing` and `/open-thing` answered by an `any()` handler that counts its calls.
+async fn preflight_server(deployment: &str) -> (String, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let calls = calls.clone();
+        any(move |ctx: AuthContext| options_reached(calls.clone(), ctx))
+    };
+    let app = Router::new()
+        .route("/api/thing", handler.clone())
+        .route("/open-thing", handler)
+        .layer(common::layer(deployment));
+    (common::serve(app).await, calls)
 }
 
 const PREFLIGHT: &[(&str, &str)] =
     &[("origin", "https://app.example.com"), ("access-control-request-method", "DELETE")];
 
-// SPEC E2: a CORS preflight on a secured path passes to the app unauthenticated; any
-// other OPTIONS is checked like any method.
-#[tokio::test]
-async fn cors_preflight_passes_unauthenticated() {
-    let rules = r#"
+const PREFLIGHT_RULES: &str = r#"
 [[resource.access_control]]
 context = "/api/thing"
 permissions = ["/permission/admin"]
-"#;
-    let base = preflight_server(rules).await;
-    let (status, body) = send_with(&base, Method::OPTIONS, "/api/thing", ANON, PREFLIGHT).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "options reached|-"));
 
-    // Not preflights: a plain OPTIONS, and OPTIONS with only one of the two headers.
-    let (status, body) = send(&base, Method::OPTIONS, "/api/thing", ANON).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "plain OPTIONS: {body}");
-    let (status, _) = send_with(&base, Method::OPTIONS, "/api/thing", ANON, &PREFLIGHT[..1]).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "OPTIONS with Origin only");
-    let (status, _) = send_with(&base, Method::OPTIONS, "/api/thing", ANON, &PREFLIGHT[1..]).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "OPTIONS with Access-Control-Request-Method only");
-    let (status, _) = send(&base, Method::OPTIONS, "/api/thing", ALEX).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "plain OPTIONS is held to the rule's permission");
-    let (status, body) = send(&base, Method::OPTIONS, "/api/thing", ADMIN).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "options reached|admin"));
-    // The preflight exemption is for OPTIONS only.
-    let (status, _) = send_with(&base, Method::DELETE, "/api/thing", ANON, PREFLIGHT).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "DELETE with preflight headers");
-    // The secure default is secured too.
-    let base = preflight_server("").await;
+[[resource.access_control]]
+context = "/open-thing"
+secure = false
+"#;
+
+// SPEC E2: a request that looks like a CORS preflight is checked like any OPTIONS: an
+// anonymous one never reaches a handler that accepts OPTIONS (axum's `any()`), on a rule's
+// path or under the secure default; only a caller the rule admits does.
+#[tokio::test]
+async fn cors_preflight_is_checked_like_any_options() {
+    let (base, calls) = preflight_server(PREFLIGHT_RULES).await;
     let (status, body) = send_with(&base, Method::OPTIONS, "/api/thing", ANON, PREFLIGHT).await;
-    assert_eq!((status, body.as_str()), (StatusCode::OK, "options reached|-"));
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "anonymous preflight: {body}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "the handler never ran for the anonymous preflight");
+    let (status, _) = send_with(&base, Method::OPTIONS, "/api/thing", ALEX, PREFLIGHT).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a preflight is held to the rule's permission");
     let (status, _) = send(&base, Method::OPTIONS, "/api/thing", ANON).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "plain OPTIONS");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no refused request reached the handler");
+    let (status, body) = send_with(&base, Method::OPTIONS, "/api/thing", ADMIN, PREFLIGHT).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "options reached|admin"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The secure default holds preflights too.
+    let (base, calls) = preflight_server("").await;
+    let (status, _) = send_with(&base, Method::OPTIONS, "/api/thing", ANON, PREFLIGHT).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "secure default, anonymous preflight");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // The control: an open rule lets any OPTIONS through, preflight or not.
+    let (base, calls) = preflight_server(PREFLIGHT_RULES).await;
+    let (status, body) = send_with(&base, Method::OPTIONS, "/open-thing", ANON, PREFLIGHT).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "options reached|-"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-// SPEC E2: with `[cors] authenticate_preflight = true` a preflight is authenticated like
-// any request.
+// SPEC E2: `[cors] authenticate_preflight = true`, from files written for earlier
+// versions, still loads and changes nothing: preflights are checked either way.
 #[tokio::test]
-async fn cors_preflight_authenticated_when_configured() {
-    let base = preflight_server(
-        r#"
-[cors]
-authenticate_preflight = true
-
-[[resource.access_control]]
-context = "/api/thing"
-permissions = ["/permission/admin"]
-"#,
-    )
-    .await;
+async fn cors_authenticate_preflight_true_is_accepted() {
+    let (base, calls) = preflight_server(&format!("[cors]\nauthenticate_preflight = true\n{PREFLIGHT_RULES}")).await;
     let (status, body) = send_with(&base, Method::OPTIONS, "/api/thing", ANON, PREFLIGHT).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, _) = send_with(&base, Method::OPTIONS, "/api/thing", ALEX, PREFLIGHT).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
     let (status, body) = send_with(&base, Method::OPTIONS, "/api/thing", ADMIN, PREFLIGHT).await;
     assert_eq!((status, body.as_str()), (StatusCode::OK, "options reached|admin"));
 }
@@ -894,6 +901,7 @@ secure = false
 [[resource.access_control]]
 context = "/foo-me"
 http_method = "foo"
+extension_methods = ["FOO"]
 secure = false
 
 [[resource.access_control]]

@@ -82,8 +82,15 @@ async fn scope_any(ctx: AuthContext) -> String {
     who(&ctx)
 }
 
-/// The view scope and `/permission/admin`: a token needs the scope only.
-#[secure(scope = "internal_identity_mgt_view", permission = "/permission/admin", path = "/scope-admin")]
+/// The view scope and `/permission/admin`, which the scope's binding does not imply: a
+/// token needs the scope and its user the permission (without `token_permissions = "check"`
+/// no layer could be built: a token would pass without the permission).
+#[secure(
+    scope = "internal_identity_mgt_view",
+    permission = "/permission/admin",
+    token_permissions = "check",
+    path = "/scope-admin"
+)]
 async fn scope_admin(ctx: AuthContext) -> String {
     who(&ctx)
 }
@@ -136,6 +143,7 @@ realm = "{REALM}"
 
 [[oauth2.issuer]]
 issuer = "{ISS}"
+subject_format = "qualified"
 
 [[oauth2.issuer.key]]
 algorithm = "HS256"
@@ -416,7 +424,8 @@ async fn b5_permissions_all_or_any() {
 }
 
 // SPEC B5 (with C2): token callers must carry the handler's scopes, all or any of them,
-// and their permissions are then not re-checked; a token lacking a scope gets 403 with the
+// and their permissions are then not re-checked unless the handler says
+// `token_permissions = "check"`; a token lacking a scope gets 403 with the
 // `insufficient_scope` challenge naming the handler's scopes.
 #[tokio::test]
 async fn b5_token_callers_need_the_scopes() {
@@ -427,8 +436,12 @@ async fn b5_token_callers_need_the_scopes() {
     let reply = server.get("/scope-view", Auth::Bearer(&alex_openid)).await;
     assert_insufficient_scope(&reply, VIEW_SCOPE, "alex's token without the view scope");
 
-    // Scope plus permission: the token's scope is enough (bob lacks /permission/admin).
-    assert_eq!(server.get("/scope-admin", Auth::Bearer(&bob_view)).await.who(), "bob|secure default");
+    // Scope plus permission with `token_permissions = "check"` (SPEC C2): the scope is not
+    // enough, the token's user must hold the permission too (bob lacks /permission/admin).
+    let reply = server.get("/scope-admin", Auth::Bearer(&bob_view)).await;
+    assert_eq!(reply.status, 403, "bob's token has the scope, bob lacks the permission: {reply:?}");
+    let admin_view = token("admin", VIEW_SCOPE);
+    assert_eq!(server.get("/scope-admin", Auth::Bearer(&admin_view)).await.who(), "admin|secure default");
     let admin_openid = token("admin", "openid");
     let reply = server.get("/scope-admin", Auth::Bearer(&admin_openid)).await;
     assert_insufficient_scope(&reply, VIEW_SCOPE, "admin's token without the scope");
@@ -611,6 +624,9 @@ override = true
 
     let scopes = handler("scope_any");
     assert_eq!((scopes.scopes.clone(), scopes.scopes_match), (vec!["a".to_owned(), "b".to_owned()], "any"));
+    assert_eq!(scopes.token_permissions, "scopes");
+    // SPEC C2: the listing says when a token's user is checked too.
+    assert_eq!(handler("scope_admin").token_permissions, "check");
 
     let items = handler("create_item");
     assert_eq!(items.route.as_deref(), Some("POST /items"));
@@ -678,8 +694,8 @@ allowed_auth_handlers = ["basic"]
 override = true
 "#;
 
-// SPEC B6: `tower-secure check` loads a good rule file (exit 0) and prints the table, or
-// JSON with `--json`.
+// SPEC B6: `tower-secure policy` loads a good rule file (exit 0) and prints the table, or
+// JSON with `--json` (`check` only checks: tests/cli.rs).
 #[test]
 fn b6_cli_check_prints_the_policy() {
     let dir = tempfile::tempdir().unwrap();
@@ -689,7 +705,7 @@ fn b6_cli_check_prints_the_policy() {
     std::fs::write(&users, common::users_toml()).unwrap();
     let rules_path = rules.to_str().unwrap();
 
-    let (code, stdout, stderr) = cli(&["check", rules_path, "--users", users.to_str().unwrap()]);
+    let (code, stdout, stderr) = cli(&["policy", rules_path, "--users", users.to_str().unwrap()]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stdout.contains("Runtime rules"), "{stdout}");
     let health = stdout.lines().find(|l| l.starts_with(&format!("{rules_path}:2"))).expect("a row at line 2");
@@ -699,7 +715,7 @@ fn b6_cli_check_prints_the_policy() {
     assert!(stdout.contains("(none linked into this program)"), "{stdout}");
     assert!(stdout.contains("asked in this order: basic ("), "{stdout}");
 
-    let (code, stdout, stderr) = cli(&["check", rules_path, "--json", "--users", users.to_str().unwrap()]);
+    let (code, stdout, stderr) = cli(&["policy", rules_path, "--json", "--users", users.to_str().unwrap()]);
     assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
     let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
     let rules_json = json["rules"].as_array().unwrap();
@@ -734,9 +750,12 @@ fn b6_cli_check_refuses_bad_files_and_bad_usage() {
         "[[resource.access_control]]\ncontext = \"/a\"\n\n[[resource.access_control]]\ncontext = \"/a\"\n",
     )
     .unwrap();
-    let (code, _, stderr) = cli(&["check", path, "--json"]);
+    let (code, _, stderr) = cli(&["check", path]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains(&format!("{path}:5:")) && stderr.contains("key `context`"), "{stderr}");
+    let (code, stdout, _) = cli(&["check", path, "--json"]);
+    let errors: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    assert_eq!((code, &errors[0]["line"], &errors[0]["key"]), (1, &json!(5), &json!("context")), "{errors}");
 
     let missing = dir.path().join("missing.toml");
     let (code, _, stderr) = cli(&["check", missing.to_str().unwrap()]);
@@ -746,6 +765,6 @@ fn b6_cli_check_refuses_bad_files_and_bad_usage() {
     for args in [&[][..], &["check"], &["frobnicate", path], &["check", path, "--bogus"], &["check", path, "--users"]] {
         let (code, stdout, stderr) = cli(args);
         assert_eq!(code, 2, "{args:?}: stdout {stdout} stderr {stderr}");
-        assert!(stderr.contains("usage: tower-secure check"), "{args:?}: {stderr}");
+        assert!(stderr.contains("usage: tower-secure"), "{args:?}: {stderr}");
     }
 }

@@ -308,6 +308,7 @@ jwks_timeout_seconds = 30
 issuer = "{ISS}"
 audience = "{AUD}"
 jwks_uri = "{jwks_uri}"
+subject_format = "qualified"
 
 [[scope]]
 name = "{SCOPE}"
@@ -1178,7 +1179,10 @@ async fn rotate_task(
     rotations
 }
 
-/// A retired generation's tokens must get 401 `invalid_token`.
+/// A retired generation's tokens must get 401 `invalid_token`. Until a key refresh has
+/// run since the key was withdrawn (at most `JWKS_MIN_REFRESH_SECONDS` after the last
+/// fetch), its kid is merely unknown and answered 503 with `Retry-After` (SPEC A16): such
+/// an answer is retried after a pause instead of judged, for up to 10 s.
 async fn check_retired(client: &reqwest::Client, world: &World, stats: &Stats, retired: &Generation, when: &str) {
     let sub = format!("retired{}", FRESH.fetch_add(1, Ordering::Relaxed));
     for (what, token) in [("cached good token", retired.good.clone()), ("fresh token", retired.fresh(&sub))] {
@@ -1188,7 +1192,16 @@ async fn check_retired(client: &reqwest::Client, world: &World, stats: &Stats, r
             authorization: vec![bearer(&token)],
         };
         let label = || format!("{when}: {what} of retired key {} (generation {})", retired.key.kid, retired.number);
-        stats.judge(label, &[Want::invalid_token()], execute(client, &world.base, &request).await);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let outcome = loop {
+            let outcome = execute(client, &world.base, &request).await;
+            let pending = matches!(&outcome, Ok(reply) if reply.status == 503);
+            if !pending || Instant::now() >= deadline {
+                break outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        stats.judge(label, &[Want::invalid_token()], outcome);
     }
 }
 

@@ -7,7 +7,8 @@
 //! and through introspection by a separate app), and the discovery documents.
 //!
 //! SPEC D1 (endpoint, grants, client auth, tokens, errors), D2 (scope decisions), D3
-//! (whitelist), D4 (`SYSTEM`), D5 (JWKS, introspection, revocation).
+//! (whitelist), D4 (`SYSTEM`), D5 (JWKS, introspection, revocation), D7 (clients and
+//! scopes reload with the layer), D8 (`scope` always in the response).
 //!
 //! Every test builds its own token server (and app) on 127.0.0.1:0. Asymmetric keys are
 //! generated once per test binary with the `openssl` CLI.
@@ -29,7 +30,7 @@ use serde_json::{json, Value};
 use tower_secure::config::{load_clients, load_users, Deployment};
 use tower_secure::identity::{InMemoryUserStore, QualifiedName, UserRecord, UserStore, UserStoreError};
 use tower_secure::oauth2::{OAuthError, ScopeRequest, ScopeValidator, TokenServer, TokenServerBuilder};
-use tower_secure::{Principal, SecureLayer};
+use tower_secure::{Principal, Reloader, SecureLayer};
 
 const REALM: &str = "token-tests";
 const VIEW: &str = "/permission/admin/manage/identity/identitymgt/view";
@@ -283,6 +284,8 @@ struct App {
     base: String,
     issuer: String,
     tokens: TokenServer,
+    /// The layer's reloader, which reaches the token server too (SPEC D7).
+    reloader: Reloader,
     http: reqwest::Client,
 }
 
@@ -300,9 +303,10 @@ async fn app_with(opts: Opts, customize: impl FnOnce(TokenServerBuilder) -> Toke
     let clients = load_clients("users.toml", users_text()).unwrap();
     let tokens = customize(TokenServer::builder().deployment(&deployment).clients(clients)).build().unwrap();
     let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
+    let reloader = layer.reloader();
     // The token router under the layer, which lets exactly its paths through.
     spawn_router(listener, api().merge(tokens.router()).layer(layer));
-    App { base, issuer, tokens, http: common::client() }
+    App { base, issuer, tokens, reloader, http: common::client() }
 }
 
 /// A separate resource app (its own layer, no token server) with this deployment text;
@@ -434,7 +438,8 @@ impl App {
 }
 
 /// A token response (RFC 6749 section 5.1): no-store, JSON, the fields and their types;
-/// the `scope` field agrees with the access token's `scope` claim.
+/// `scope` is always there (SPEC D8) and agrees with the access token's `scope` claim,
+/// which is left out when nothing was granted.
 fn assert_token_response(reply: &Reply) -> Value {
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert_eq!(reply.header("pragma"), Some("no-cache"));
@@ -445,19 +450,22 @@ fn assert_token_response(reply: &Reply) -> Value {
     let (header, claims) = decode(body["access_token"].as_str().unwrap());
     assert_eq!(header["typ"], "at+jwt");
     assert!(header["kid"].is_string());
-    assert_eq!(claims["scope"], body.get("scope").cloned().unwrap_or(Value::Null), "scope claim = response scope");
-    if let Some(scope) = body.get("scope") {
-        let scope = scope.as_str().unwrap();
-        assert!(!scope.is_empty() && !scope.split(' ').any(|s| s.is_empty() || s == "SYSTEM"), "{scope:?}");
+    let scope = body["scope"].as_str().unwrap_or_else(|| panic!("a token response always has `scope`: {body}"));
+    match scope {
+        "" => assert!(claims.get("scope").is_none(), "an empty grant has no scope claim: {claims}"),
+        _ => assert_eq!(claims["scope"], scope, "scope claim = response scope"),
     }
+    assert!(!scope.split(' ').any(|s| s == "SYSTEM") && !scope.contains("  ") && scope.trim() == scope, "{scope:?}");
     if let Some(refresh) = body.get("refresh_token") {
         assert!(refresh.as_str().unwrap().len() >= 32);
     }
     body
 }
 
+/// The granted scope; `None` when nothing was granted (`scope` is then "", SPEC D8).
 fn scope_of(body: &Value) -> Option<String> {
-    body.get("scope").map(|s| s.as_str().unwrap().to_owned())
+    let scope = body["scope"].as_str().unwrap_or_else(|| panic!("a token response always has `scope`: {body}"));
+    (!scope.is_empty()).then(|| scope.to_owned())
 }
 
 fn access(body: &Value) -> String {
@@ -751,6 +759,7 @@ require_typ = "at+jwt"
 issuer = "{issuer}"
 audience = "web-app"
 jwks_uri = "{base}/oauth2/jwks"
+subject_format = "qualified"
 
 [[resource.access_control]]
 context = "/api/scoped"
@@ -803,18 +812,22 @@ async fn separate_app_with_introspection_refuses_revoked_tokens() {
 [[oauth2.issuer]]
 issuer = "{issuer}"
 jwks_uri = "{base}/oauth2/jwks"
+subject_format = "qualified"
 introspect = true
 
 [oauth2.introspection]
 endpoint = "{base}/oauth2/introspect"
 client_id = "{id}"
 client_secret = "{secret}"
+audience = "{audience}"
 cache_max_seconds = 1
 "#,
         issuer = server.issuer,
         base = server.base,
         id = RESOURCE.0,
         secret = RESOURCE.1,
+        // The token server's `aud` is the client id when it has no audience of its own.
+        audience = WEB.0,
     ))
     .await;
     let http = common::client();
@@ -892,20 +905,39 @@ async fn unbound_scope_is_granted_to_anyone() {
     assert_eq!(app.granted("bob", "bob123", "free").await.as_deref(), Some("free"));
 }
 
-// SPEC D2: an undefined scope, or one the user may not have, is left out, never an error;
-// when nothing is granted (and no default scope is configured) `scope` is omitted from
-// the response and the token.
+// SPEC D2, D8: an undefined scope, or one the user may not have, is left out, never an
+// error; when nothing is granted (and no default scope is configured) the response says so
+// with an empty `scope` (absent would mean "what you asked for", RFC 6749 section 5.1),
+// and the token has no scope claim.
 #[tokio::test]
 async fn scopes_not_granted_are_left_out() {
     let app = spawn_app(Opts::default()).await;
     assert_eq!(app.granted("alex", "alex123", "nowhere identity_view").await.as_deref(), Some("identity_view"));
     let body = app.password(WEB, "bob", "bob123", "nowhere identity_view admin_all").await;
-    assert!(body.get("scope").is_none(), "{body}");
+    assert_eq!(body["scope"], "", "{body}");
     let token = access(&body);
     assert!(decode(&token).1.get("scope").is_none());
     assert_eq!(app.me(&token).await["scopes"], json!([]));
     assert_eq!(app.get("/api/scoped", &token).await, 403);
-    assert!(app.password(WEB, "bob", "bob123", "").await.get("scope").is_none());
+    assert_eq!(app.password(WEB, "bob", "bob123", "").await["scope"], "");
+}
+
+// SPEC D8: `scope` is in every token response of every grant, empty when nothing was
+// granted: password, client_credentials and refresh_token alike.
+#[tokio::test]
+async fn d8_scope_is_always_in_the_token_response() {
+    let app = spawn_app(Opts::default()).await;
+    let nothing = app.password_reply(WEB, "bob", "bob123", "identity_view").await;
+    assert_eq!(nothing.status, 200, "{}", nothing.body);
+    let body: Value = serde_json::from_str(&nothing.body).unwrap();
+    assert_eq!(body.get("scope"), Some(&json!("")), "the raw body: {}", nothing.body);
+    let client = app.client_credentials(REPORTS, "admin_all").await;
+    assert_eq!(client.get("scope"), Some(&json!("")), "{client}");
+    let refreshed = app.refresh(WEB, &refresh_token(&body), None).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_eq!(assert_token_response(&refreshed).get("scope"), Some(&json!("")));
+    let granted = app.password(WEB, "alex", "alex123", "identity_view").await;
+    assert_eq!(granted.get("scope"), Some(&json!("identity_view")));
 }
 
 // SPEC D2: each requested scope is judged in order; the response lists what was granted
@@ -1039,7 +1071,7 @@ async fn client_credentials_use_the_clients_roles() {
 async fn client_named_like_a_user_gets_none_of_its_permissions() {
     let app = spawn_app(Opts::default()).await;
     let body = app.client_credentials(ALEX_CLIENT, "identity_view login").await;
-    assert!(body.get("scope").is_none(), "alex-the-user's scopes leaked: {body}");
+    assert_eq!(scope_of(&body), None, "alex-the-user's scopes leaked: {body}");
     let token = access(&body);
     assert_eq!(decode(&token).1["sub"], "alex");
     assert_eq!(app.get("/api/view", &token).await, 403, "alex-the-user's permissions leaked");
@@ -1598,4 +1630,238 @@ async fn discovery_documents_name_the_endpoints() {
         .unwrap();
     assert_eq!(revocation.status(), 200);
     assert_eq!(app.get("/api/me", &token).await, 401);
+}
+
+// SPEC C2, A13: a token of this process's token server names a user of the store; once
+// that user is gone or disabled, a token the layer has not seen yet is refused with 401
+// (it used to pass, without permissions, for a user no longer there). Client-credentials
+// tokens name no user and still pass; an existing user's token passes.
+#[tokio::test]
+async fn local_tokens_of_removed_or_disabled_users_are_refused() {
+    let store = SwitchStore::new(Some(users()));
+    let app = app_with(Opts::default(), |builder| builder.user_store(store.clone())).await;
+    let kept = access(&app.password(WEB, "alex", "alex123", "identity_view").await);
+    let removed = access(&app.password(WEB, "alex", "alex123", "identity_view").await);
+    let disabled = access(&app.password(WEB, "alex", "alex123", "identity_view").await);
+    let client = access(&app.client_credentials(REPORTS, "").await);
+    assert_eq!(app.me(&kept).await["user"], "alex");
+
+    let without_alex = users_text().replacen("name = \"alex\"\n", "name = \"alexander\"\n", 1);
+    assert_ne!(without_alex, users_text(), "alex's user table was renamed");
+    store.set(Some(load_users("users.toml", &without_alex).unwrap()));
+    assert_eq!(app.get("/api/me", &removed).await, 401, "the token's user no longer exists");
+    assert_eq!(app.get("/api/me", &client).await, 200, "a client-credentials token names no user");
+
+    store.set(Some(users_with_alex("roles = [\"identity_viewer\", \"everyone\"]\ndisabled = true")));
+    assert_eq!(app.get("/api/me", &disabled).await, 401, "the token's user is disabled");
+
+    store.set(Some(users()));
+    assert_eq!(app.get("/api/me", &removed).await, 200, "the user is back");
+}
+
+// ---------------------------------------------------------------------------------------
+// D7: clients and scopes reload with the layer
+// ---------------------------------------------------------------------------------------
+
+/// The `[[client]]` table of `client` as [`users_text`] writes it.
+fn client_table((id, secret): Client) -> String {
+    format!("\n[[client]]\nid = \"{id}\"\nsecret = \"{}\"\n", common::cheap_hash(secret))
+}
+
+/// Writes a users file and reloads it through the layer's reloader.
+fn reload_users_text(app: &App, dir: &tempfile::TempDir, text: &str) {
+    let path = dir.path().join("users.toml");
+    std::fs::write(&path, text).unwrap();
+    app.reloader.reload_users_file(&path).unwrap_or_else(|e| panic!("the users file must reload: {e}"));
+}
+
+// SPEC D7: a users-file reload reaches the token server's clients: a disabled client gets
+// no token at once (not even by refresh) and the tokens it holds are refused; enabling it
+// again gives new tokens but never brings the old ones back; a removed client is shut out
+// the same way; a client added by the reload gets tokens; others are untouched.
+#[tokio::test]
+async fn d7_disabled_removed_and_added_clients_take_effect_at_once() {
+    let app = spawn_app(Opts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let web = app.password(WEB, "alex", "alex123", "identity_view").await;
+    let other = app.password(OTHER, "alex", "alex123", "identity_view").await;
+    assert_eq!(app.get("/api/scoped", &access(&web)).await, 200);
+
+    let web_line = "id = \"web-app\"\n";
+    assert_eq!(users_text().matches(web_line).count(), 1);
+    reload_users_text(&app, &dir, &users_text().replace(web_line, &format!("{web_line}disabled = true\n")));
+    assert_error(&app.password_reply(WEB, "alex", "alex123", "").await, 401, "invalid_client");
+    assert_error(&app.refresh(WEB, &refresh_token(&web), None).await, 401, "invalid_client");
+    assert_eq!(app.get("/api/scoped", &access(&web)).await, 401, "its access token is refused at once");
+    assert_eq!(app.get("/api/scoped", &access(&other)).await, 200, "another client's token is untouched");
+
+    reload_users_text(&app, &dir, users_text());
+    // Until the second its tokens were revoked in is over, a new one would count as revoked
+    // too: the server says so (503, retry), never hands out a token that does not work.
+    let mut reply = app.password_reply(WEB, "alex", "alex123", "identity_view").await;
+    for _ in 0..50 {
+        if reply.status != 503 {
+            break;
+        }
+        assert_eq!(reply.header("retry-after"), Some("1"), "{}", reply.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reply = app.password_reply(WEB, "alex", "alex123", "identity_view").await;
+    }
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let fresh = assert_token_response(&reply);
+    assert_eq!(app.get("/api/scoped", &access(&fresh)).await, 200);
+    assert_error(&app.refresh(WEB, &refresh_token(&web), None).await, 400, "invalid_grant");
+    assert_eq!(app.get("/api/scoped", &access(&web)).await, 401, "re-enabling brings no old token back");
+
+    let other_table = client_table(OTHER);
+    assert_eq!(users_text().matches(&other_table).count(), 1);
+    let late = ("late-app", "late-secret");
+    let next = users_text().replace(&other_table, "") + &client_table(late);
+    assert_error(&app.password_reply(late, "alex", "alex123", "").await, 401, "invalid_client");
+    reload_users_text(&app, &dir, &next);
+    assert_error(&app.password_reply(OTHER, "alex", "alex123", "").await, 401, "invalid_client");
+    assert_error(&app.refresh(OTHER, &refresh_token(&other), None).await, 401, "invalid_client");
+    assert_eq!(app.get("/api/scoped", &access(&other)).await, 401);
+    assert_eq!(
+        scope_of(&app.password(late, "alex", "alex123", "identity_view").await).as_deref(),
+        Some("identity_view")
+    );
+    assert_eq!(app.get("/api/scoped", &access(&fresh)).await, 200, "the web app's new token still works");
+}
+
+// SPEC D7: a client's new secret applies at the next request, although the old one was
+// verified (and cached) just before; a users file whose clients do not load changes
+// nothing, users included.
+#[tokio::test]
+async fn d7_changed_client_secret_applies_at_once_and_bad_files_change_nothing() {
+    let app = spawn_app(Opts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    app.client_credentials(REPORTS, "").await;
+    let new_secret = ("reports-job", "reports-new-secret");
+    let rotated = users_text().replace(&common::cheap_hash(REPORTS.1), &common::cheap_hash(new_secret.1));
+    reload_users_text(&app, &dir, &rotated);
+    let reply = app.token_request(REPORTS, &[("grant_type", "client_credentials")]).await;
+    assert_error(&reply, 401, "invalid_client");
+    app.client_credentials(new_secret, "").await;
+
+    let path = dir.path().join("broken.toml");
+    std::fs::write(&path, format!("{}\n[[client]]\nid = \"bad id\"\nsecret = \"x\"\n", users_text())).unwrap();
+    let err = app.reloader.reload_users_file(&path).unwrap_err();
+    assert_eq!((err.key.as_deref(), err.line > 0), (Some("id"), true), "{err}");
+    app.client_credentials(new_secret, "").await;
+    let reply = app.token_request(REPORTS, &[("grant_type", "client_credentials")]).await;
+    assert_error(&reply, 401, "invalid_client");
+}
+
+/// The standard deployment with `/api/scoped` requiring `scope` instead of
+/// `identity_view`, and `extra` tables.
+fn deployment_with_scoped(issuer: &str, scope: &str, extra: &str) -> Deployment {
+    let text = deployment_toml(issuer, &Opts { extra: extra.to_owned(), ..Opts::default() });
+    let rule = "context = \"/api/scoped\"\nscope = \"identity_view\"";
+    assert_eq!(text.matches(rule).count(), 1);
+    let text = text.replace(rule, &format!("context = \"/api/scoped\"\nscope = \"{scope}\""));
+    Deployment::from_toml_str("deployment.toml", &text).unwrap()
+}
+
+// SPEC D7: a rule-file reload reaches the token server: a scope defined by the reload is
+// issued as soon as the layer enforces it, a removed one no more; the default scope
+// reloads too.
+#[tokio::test]
+async fn d7_new_scope_is_issued_as_soon_as_the_layer_enforces_it() {
+    let app = spawn_app(Opts::default()).await;
+    assert_eq!(app.granted("alex", "alex123", "reports_view").await, None, "not defined yet");
+    let old = app.password(WEB, "alex", "alex123", "identity_view").await;
+    assert_eq!(app.get("/api/scoped", &access(&old)).await, 200);
+
+    let extra = format!("[[scope]]\nname = \"reports_view\"\npermissions = [\"{VIEW}\"]\n\n[scope_validation]\ndefault_scope = \"basic_access\"\n");
+    app.reloader.reload(deployment_with_scoped(&app.issuer, "reports_view", &extra)).unwrap();
+    let new = app.password(WEB, "alex", "alex123", "reports_view").await;
+    assert_eq!(scope_of(&new).as_deref(), Some("reports_view"));
+    assert_eq!(app.get("/api/scoped", &access(&new)).await, 200, "the layer enforces the scope it is issued for");
+    assert_eq!(app.get("/api/scoped", &access(&old)).await, 403, "the old scope no longer opens it");
+    assert_eq!(app.granted("bob", "bob123", "reports_view").await.as_deref(), Some("basic_access"));
+
+    app.reloader.reload(deployment_with_scoped(&app.issuer, "identity_view", "")).unwrap();
+    assert_eq!(app.granted("alex", "alex123", "reports_view").await, None, "removed with its table");
+    assert_eq!(app.granted("bob", "bob123", "reports_view").await, None, "no default scope any more");
+}
+
+/// Grants what the configuration's role-based validation grants, without `admin_all`.
+struct NoAdmin;
+
+#[tower_secure::async_trait]
+impl ScopeValidator for NoAdmin {
+    async fn validate(&self, request: &ScopeRequest<'_>) -> Result<Vec<String>, OAuthError> {
+        let granted = request.configured.validate(request).await?;
+        Ok(granted.into_iter().filter(|s| s != "admin_all").collect())
+    }
+}
+
+// SPEC D7: a custom scope validator survives a reload and, through the request's
+// configured validator, follows the reloaded scope definitions.
+#[tokio::test]
+async fn d7_custom_scope_validator_keeps_working_across_reloads() {
+    let app = app_with(Opts::default(), |builder| builder.user_store(users()).scope_validator(NoAdmin)).await;
+    assert_eq!(app.granted("admin", "admin", "admin_all identity_view").await.as_deref(), Some("identity_view"));
+    let extra = "[[scope]]\nname = \"reports_view\"\npermissions = [\"/permission/admin\"]\n";
+    app.reloader.reload(deployment_with_scoped(&app.issuer, "reports_view", extra)).unwrap();
+    let granted = app.granted("admin", "admin", "admin_all reports_view").await;
+    assert_eq!(granted.as_deref(), Some("reports_view"), "the custom rule still applies, to the new definitions");
+}
+
+// SPEC D7, B7: `[oauth2_server]` built the keys and endpoints: a reload that changes it is
+// refused, naming the table, and the old configuration keeps serving.
+#[tokio::test]
+async fn d7_reload_changing_the_token_server_is_refused() {
+    let app = spawn_app(Opts::default()).await;
+    let text = deployment_toml(&app.issuer, &Opts::default())
+        .replace(&format!("access_token_seconds = {ACCESS_SECONDS}"), "access_token_seconds = 5");
+    let err = app.reloader.reload(Deployment::from_toml_str("deployment.toml", &text).unwrap()).unwrap_err();
+    assert_eq!(err.key.as_deref(), Some("oauth2_server"), "{err}");
+    assert!(err.message.contains("restart"), "{err}");
+    assert_eq!(app.reloader.version(), 0);
+    let body = app.password(WEB, "alex", "alex123", "").await;
+    assert_eq!(body["expires_in"], ACCESS_SECONDS);
+}
+
+// SPEC D7, B7: while the rule file flips between two versions whose whitelist and scope
+// definitions differ, every token request is decided by one version: `a_1 x` (A) or
+// `b_1` (B), never the whitelist of one with the definitions of the other.
+#[tokio::test]
+async fn d7_token_requests_during_reloads_see_one_version() {
+    let version_a = "[scope_validation]\nwhitelist = [\"^a_.*\"]\n\n[[scope]]\nname = \"x\"\n";
+    let version_b = "[scope_validation]\nwhitelist = [\"^b_.*\"]\n";
+    let app = spawn_app(Opts { extra: version_a.to_owned(), ..Opts::default() }).await;
+    let deployment = |extra: &str| {
+        let text = deployment_toml(&app.issuer, &Opts { extra: extra.to_owned(), ..Opts::default() });
+        Deployment::from_toml_str("deployment.toml", &text).unwrap()
+    };
+    let (a, b) = (deployment(version_a), deployment(version_b));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reloads = {
+        let (reloader, stop) = (app.reloader.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut count = 0u32;
+            let versions = [b, a];
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                reloader.reload(versions[(count & 1) as usize].clone()).unwrap();
+                count += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            count
+        })
+    };
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    while Instant::now() < deadline {
+        let requests = (0..4).map(|_| app.client_credentials(REPORTS, "a_1 b_1 x"));
+        for body in futures_util::future::join_all(requests).await {
+            *seen.entry(body["scope"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reloaded = reloads.join().unwrap();
+    let mixed: Vec<_> = seen.keys().filter(|s| *s != "a_1 x" && *s != "b_1").collect();
+    assert!(mixed.is_empty(), "answers of no single version: {seen:?}");
+    assert!(reloaded > 10 && seen.len() == 2, "both versions decided requests ({reloaded} reloads): {seen:?}");
 }

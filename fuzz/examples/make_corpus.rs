@@ -485,11 +485,29 @@ fn forwarded_cert() -> Vec<(String, Vec<u8>)> {
         let text = format!("-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n", STANDARD.encode(der));
         percent_encoding::utf8_percent_encode(&text, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
+    let xfcc = |hash_of: &[u8], der: &[u8]| {
+        let hash: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, hash_of)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("By=spiffe://edge;Hash={hash};Cert=\"{}\";Subject=\"CN=alex,O=x\";URI=;DNS=a.example", url(der))
+    };
+    // Byte 1, bits 2-3: the configured format.
+    let (pem_format, url_format, xfcc_format) = (1 << 2, 2 << 2, 3 << 2);
     let cases: Vec<(&str, u8, u8, String)> = vec![
         ("rfc9440-me", r("GET", "/api/me"), 0, rfc9440(&alex)),
         ("rfc9440-perm", r("GET", "/api/perm"), 0, rfc9440(&alex)),
-        ("pem-spaces", r("GET", "/api/me"), 0, pem(&alex)),
-        ("url-encoded", r("GET", "/api/view"), 0, url(&alex)),
+        ("rfc9440-text-after", r("GET", "/api/me"), 0, format!("{};x", rfc9440(&alex))),
+        ("pem-spaces", r("GET", "/api/me"), pem_format, pem(&alex)),
+        ("pem-as-rfc9440", r("GET", "/api/me"), 0, pem(&alex)),
+        ("pem-text-before", r("GET", "/api/me"), pem_format, format!("CN=alex {}", pem(&other))),
+        ("url-encoded", r("GET", "/api/view"), url_format, url(&alex)),
+        ("url-text-after", r("GET", "/api/view"), url_format, format!("{}alex", url(&alex))),
+        ("xfcc", r("GET", "/api/me"), xfcc_format, xfcc(&sam, &sam)),
+        ("xfcc-attack", r("GET", "/api/perm"), xfcc_format, xfcc(&sam, &alex)),
+        ("xfcc-two-elements", r("GET", "/api/me"), xfcc_format, format!("{},{}", xfcc(&sam, &sam), xfcc(&alex, &alex))),
+        ("xfcc-chain", r("GET", "/api/me"), xfcc_format, format!("{};Chain=\"{}\"", xfcc(&alex, &alex), url(&other))),
         ("sam", r("GET", "/api/perm"), 0, rfc9440(&sam)),
         ("untrusted-peer", r("GET", "/api/me") | 0x20, 0, rfc9440(&alex)),
         ("untrusted-open", r("GET", "/public/x") | 0x20, 0, rfc9440(&alex)),
@@ -499,7 +517,7 @@ fn forwarded_cert() -> Vec<(String, Vec<u8>)> {
         ("other-allow-list", r("GET", "/api/me"), 2, rfc9440(&other)),
         ("other-exempt", r("GET", "/t/example.com/scim2/Users"), 2, rfc9440(&other)),
         ("not-base64", r("GET", "/public/x"), 0, ":not base64!:".to_owned()),
-        ("two-pems", r("GET", "/api/me"), 0, format!("{} {}", pem(&alex), pem(&sam))),
+        ("two-pems", r("GET", "/api/me"), pem_format, format!("{} {}", pem(&alex), pem(&sam))),
         ("empty", r("GET", "/api/me"), 0, String::new()),
         ("garbage-der", r("GET", "/api/me"), 0, ":MAMCAQE=:".to_owned()),
         ("basic-only", r("GET", "/api/basic-only"), 0, rfc9440(&alex)),
@@ -528,7 +546,7 @@ fn config_deployment() -> Vec<(String, Vec<u8>)> {
         ("issuer-pem", format!("[oauth2]\nleeway_seconds = 30\nrequire_typ = \"at+jwt\"\n\n[[oauth2.issuer]]\nissuer = \"https://idp\"\n\n[[oauth2.issuer.key]]\nalgorithm = \"ES256\"\npem = \"\"\"\n{es256}\"\"\"\n")),
         ("issuer-hmac", format!("[[oauth2.issuer]]\nissuer = \"https://idp\"\naudience = \"api\"\n\n[[oauth2.issuer.key]]\nkid = \"k\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{}\"\n", STANDARD.encode(SECRET_HS))),
         ("issuer-jwks-uri", "[[oauth2.issuer]]\nissuer = \"https://idp\"\njwks_uri = \"https://idp/jwks\"\n".to_owned()),
-        ("client-cert", "[client_cert]\nforwarded_header = \"X-Forwarded-Client-Cert\"\ntrusted_proxies = [\"10.0.0.1\"]\nca_file = \"ca.pem\"\n\n[intermediate_cert_validation]\nenable = true\ncert_cns = [\"Allowed Intermediate CA\"]\nexempt_contexts = [\"/scim2\"]\n".to_owned()),
+        ("client-cert", "[client_cert]\nforwarded_header = \"X-Forwarded-Client-Cert\"\nforwarded_format = \"xfcc\"\ntrusted_proxies = [\"10.0.0.1\"]\nca_file = \"ca.pem\"\n\n[intermediate_cert_validation]\nenable = true\ncert_cns = [\"Allowed Intermediate CA\"]\nexempt_contexts = [\"/scim2\"]\n".to_owned()),
         ("error-unknown-key", "[[resource.access_control]]\ncontext = \"/a\"\nsecrue = false\n".to_owned()),
         ("error-pattern", "[[resource.access_control]]\ncontext = \"api\"\n".to_owned()),
         ("error-tie", "[[resource.access_control]]\ncontext = \"/a/{x}\"\n\n[[resource.access_control]]\ncontext = \"/a/*\"\n".to_owned()),

@@ -108,7 +108,7 @@ pub fn user_store() -> InMemoryUserStore {
 
 /// The deployment every layer target starts from: the rules of [`crate::rules::RULES`],
 /// Basic with lockout and the hashing throttle off (so a run is deterministic), the two
-/// HMAC token issuers, and a `[client_cert]` table whose body is `client_cert` (so all three built-in
+/// HMAC token issuers (whose subjects are users of the store), and a `[client_cert]` table whose body is `client_cert` (so all three built-in
 /// handlers are registered). `extra` is appended (more tables).
 pub fn deployment_text(client_cert: &str, extra: &str) -> String {
     format!(
@@ -122,6 +122,7 @@ max_failed_attempts = 0
 [[oauth2.issuer]]
 issuer = "{ISS}"
 audience = "{AUD}"
+subject_format = "qualified"
 
 [[oauth2.issuer.key]]
 kid = "hs"
@@ -135,6 +136,7 @@ secret_base64 = "{hs5}"
 
 [[oauth2.issuer]]
 issuer = "{ISS_B}"
+subject_format = "qualified"
 
 [[oauth2.issuer.key]]
 algorithm = "HS256"

@@ -1,6 +1,7 @@
 //! Bearer tokens for the fixture issuers: building them (structured inputs) and judging
-//! them with an oracle written from SPEC A5, A7, F8-F12 that shares no code with the
-//! library's verifier (its own base64url, JSON walk, HMAC through aws-lc and time checks).
+//! them with an oracle written from SPEC A5, A7, A14, F8-F12 that shares no code with the
+//! library's verifier (its own base64url, JSON walk, duplicate-member check, HMAC through
+//! aws-lc and time checks).
 
 use arbitrary::Arbitrary;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,7 +14,7 @@ use crate::fixtures::{
 };
 
 /// The oauth2 handler's default token size limit (`[oauth2] max_token_bytes`).
-pub const MAX_TOKEN_BYTES: usize = 8192;
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// The default leeway for `exp`, `nbf` and `iat`.
 pub const LEEWAY: f64 = 60.0;
 
@@ -94,9 +95,66 @@ pub fn token68(header: &str) -> Result<&str, Verdict> {
     }
 }
 
-/// A NumericDate: any JSON number (RFC 7519). `None` for any other JSON type.
+/// A NumericDate: a JSON number within the range of a signed 64-bit count of seconds
+/// (RFC 7519, SPEC F10). `None` for any other JSON type and for numbers beyond that range
+/// (`1e300`, `2^63` and up, below `-2^63`).
 fn date(value: &Value) -> Option<f64> {
-    value.as_f64().filter(|f| f.is_finite())
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if let Some(whole) = value.as_i64() {
+        return Some(whole as f64);
+    }
+    if value.is_u64() {
+        return None; // at least 2^63
+    }
+    value.as_f64().filter(|f| f.is_finite() && (-LIMIT..LIMIT).contains(f))
+}
+
+/// True when some JSON object in `bytes` names a member twice (SPEC F10: refused, as
+/// parsers disagree on which copy wins). A scan of its own over text that already parsed
+/// as JSON: a stack of open objects and arrays, each object with the names seen so far;
+/// names compare decoded (`"s\u0075b"` is `sub`). `false` for text that is not JSON.
+fn names_a_member_twice(bytes: &[u8]) -> bool {
+    if serde_json::from_slice::<Value>(bytes).is_err() {
+        return false;
+    }
+    // One frame per open container: `Some((names, expecting a name))` for an object.
+    let mut stack: Vec<Option<(std::collections::HashSet<String>, bool)>> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' => stack.push(Some((std::collections::HashSet::new(), true))),
+            b'[' => stack.push(None),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => {
+                if let Some(Some((_, expecting))) = stack.last_mut() {
+                    *expecting = true;
+                }
+            }
+            b':' => {
+                if let Some(Some((_, expecting))) = stack.last_mut() {
+                    *expecting = false;
+                }
+            }
+            b'"' => {
+                let start = i;
+                i += 1;
+                while bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Some((names, true))) = stack.last_mut() {
+                    let name: String = serde_json::from_slice(&bytes[start..=i]).unwrap_or_default();
+                    if !names.insert(name) {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// How sure the oracle is: a time claim within a couple of seconds of a boundary, or a
@@ -139,11 +197,15 @@ fn judge_at(token: &str, now: f64) -> Verdict {
     let (Some(header), Some(payload), Some(signature)) = (decode(parts[0]), decode(parts[1]), decode(parts[2])) else {
         return Invalid("a part does not decode");
     };
-    let (Ok(Value::Object(header)), Ok(Value::Object(claims))) =
+    let (Ok(Value::Object(header_map)), Ok(Value::Object(claims))) =
         (serde_json::from_slice::<Value>(&header), serde_json::from_slice::<Value>(&payload))
     else {
         return Invalid("header or payload is not a JSON object");
     };
+    if names_a_member_twice(&header) || names_a_member_twice(&payload) {
+        return Invalid("a member named twice");
+    }
+    let header = header_map;
     if header.contains_key("crit") {
         return Invalid("crit");
     }
@@ -197,31 +259,17 @@ fn verify_claims(claims: &Map<String, Value>, iss: &str, now: f64) -> Result<Acc
         // requests carry no certificate.
         return Err("cnf");
     }
-    let subject = claims
-        .get("sub")
-        .or_else(|| claims.get("username"))
-        .or_else(|| claims.get("active").and(claims.get("client_id")));
-    let Some(Value::String(sub)) = subject else { return Err("no string sub") };
+    // A JWT names its caller in `sub` alone (RFC 9068); `username` and `client_id` stand in
+    // only in introspection answers, which the fixtures do not use.
+    let Some(Value::String(sub)) = claims.get("sub") else { return Err("no string sub") };
     let name = QualifiedName::parse(sub).map_err(|_| "sub is not a user name")?;
-    let mut scopes = match (claims.get("scope"), claims.get("scp")) {
-        (Some(_), Some(_)) => return Err("scope and scp"),
-        (Some(Value::String(text)), None) if text.is_empty() => Vec::new(),
-        (Some(Value::String(text)), None) => {
-            let tokens: Vec<String> = text.split(' ').map(str::to_owned).collect();
-            if tokens.iter().any(String::is_empty) {
-                return Err("empty scope token");
-            }
-            tokens
-        }
-        (Some(_), None) => return Err("scope not a string"),
-        (None, Some(Value::Array(list))) => {
-            list.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or("scp item")?
-        }
-        (None, Some(_)) => return Err("scp not an array"),
+    let scope = claims.get("scope").map(scope_set).transpose()?;
+    let scp = claims.get("scp").map(scope_set).transpose()?;
+    let scopes: Vec<String> = match (scope, scp) {
+        (Some(a), Some(b)) if a != b => return Err("scope and scp differ"),
+        (Some(set), _) | (None, Some(set)) => set.into_iter().collect(),
         (None, None) => Vec::new(),
     };
-    scopes.sort();
-    scopes.dedup();
     match claims.get("roles") {
         None => {}
         Some(Value::Array(list)) if list.iter().all(Value::is_string) => {}
@@ -237,6 +285,21 @@ fn verify_claims(claims: &Map<String, Value>, iss: &str, now: f64) -> Result<Acc
         return Err("disabled user");
     }
     Ok(Accepted { name, scopes, client_token })
+}
+
+/// One scope claim as a sorted set (SPEC A14, F12): a space-delimited string (no empty
+/// tokens) or an array of strings, each a non-empty token without spaces.
+fn scope_set(value: &Value) -> Result<std::collections::BTreeSet<String>, &'static str> {
+    let tokens: Vec<&str> = match value {
+        Value::String(text) if text.is_empty() => Vec::new(),
+        Value::String(text) => text.split(' ').collect(),
+        Value::Array(list) => list.iter().map(Value::as_str).collect::<Option<Vec<_>>>().ok_or("scope item")?,
+        _ => return Err("scope claim of another type"),
+    };
+    if tokens.iter().any(|t| t.is_empty() || t.contains(' ')) {
+        return Err("empty scope token");
+    }
+    Ok(tokens.into_iter().map(str::to_owned).collect())
 }
 
 /// The permissions a valid token's caller holds (from the user store, SPEC C2).

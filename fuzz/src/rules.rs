@@ -117,6 +117,15 @@ pub fn rules_toml() -> &'static str {
             text.push_str(&format!("[[resource.access_control]]\ncontext = \"{}\"\n", r.context));
             if let Some(methods) = r.methods {
                 text.push_str(&format!("http_method = {}\n", list(methods)));
+                // Methods outside the standard ones must be declared (SPEC F19).
+                let extensions: Vec<&str> = methods
+                    .iter()
+                    .copied()
+                    .filter(|m| !STANDARD.contains(m) && !["TRACE", "CONNECT"].contains(m))
+                    .collect();
+                if !extensions.is_empty() {
+                    text.push_str(&format!("extension_methods = {}\n", list(&extensions)));
+                }
             }
             if !r.secure {
                 text.push_str("secure = false\n");

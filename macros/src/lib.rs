@@ -1,4 +1,4 @@
-//! `tower-secure-macros`: the `#[secure(...)]` attribute (SPEC B5), re-exported as
+//! `tower-secure-macros`: the `#[secure(...)]` attribute, re-exported as
 //! `tower_secure::secure`; its documentation lives there.
 //!
 //! The attribute does not rewrite the handler's body, signature as callers see it, or
@@ -15,7 +15,7 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Token};
 
-/// Attaches an access rule to an axum handler (SPEC B5).
+/// Attaches an access rule to an axum handler.
 ///
 /// ```text
 /// #[secure(scope = "internal_identity_mgt_view")]
@@ -27,8 +27,13 @@ use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, MetaNameValue, Token};
 /// ```
 ///
 /// Keys: `scope` (or `scopes`) and `permission` (or `permissions`), each a string or a
-/// list; `scopes_match` / `permissions_match`: `"all"` (default) or `"any"`; optional `path`
-/// and `method`, which let the policy listing find the runtime rule that meets the route.
+/// list; `scopes_match` / `permissions_match`: `"all"` (default) or `"any"`;
+/// `token_permissions = "check"` to check a token user's permissions as well as the
+/// token's scopes; optional `path` and `method`, which let the policy listing find the
+/// runtime rule that meets the route. `method` is a standard method, or an extension
+/// method declared in `extension_methods`. A rule with scopes and permissions whose scopes'
+/// bindings (`[[scope]]`) do not imply the permissions is refused when the layer is built,
+/// unless it says `token_permissions = "check"`.
 /// The handler's rule and the rule file's rule for the request both apply (deny wins),
 /// unless the rule file's rule has `override = true`, which replaces the handler's rule.
 /// The check runs before the handler's other extractors; a handler reached without the
@@ -49,8 +54,10 @@ struct Args {
     scopes_match: Option<LitStr>,
     permissions: Vec<LitStr>,
     permissions_match: Option<LitStr>,
+    token_permissions: Option<LitStr>,
     path: Option<LitStr>,
     method: Option<LitStr>,
+    extension_methods: Vec<LitStr>,
 }
 
 struct RawArgs(Punctuated<MetaNameValue, Token![,]>);
@@ -61,7 +68,11 @@ impl Parse for RawArgs {
     }
 }
 
-const KEYS: &str = "scope (or scopes), permission (or permissions), scopes_match, permissions_match, path, method";
+const KEYS: &str = "scope (or scopes), permission (or permissions), scopes_match, permissions_match, \
+                    token_permissions, path, method, extension_methods";
+
+/// Methods `method` may name without declaring them (RFC 9110 and PATCH, RFC 5789).
+const STANDARD_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"];
 
 impl Args {
     fn parse(attr: TokenStream2) -> syn::Result<Self> {
@@ -71,8 +82,10 @@ impl Args {
             scopes_match: None,
             permissions: Vec::new(),
             permissions_match: None,
+            token_permissions: None,
             path: None,
             method: None,
+            extension_methods: Vec::new(),
         };
         let mut seen: Vec<String> = Vec::new();
         for pair in raw.0 {
@@ -81,7 +94,8 @@ impl Args {
             let canonical = match key.as_str() {
                 "scope" | "scopes" => "scope",
                 "permission" | "permissions" => "permission",
-                "scopes_match" | "permissions_match" | "path" | "method" => key.as_str(),
+                "scopes_match" | "permissions_match" | "token_permissions" | "path" | "method"
+                | "extension_methods" => key.as_str(),
                 _ => {
                     let message = format!("unknown key `{}` in #[secure]: expected one of {KEYS}", key_text(&pair));
                     return Err(syn::Error::new_spanned(&pair.path, message));
@@ -102,10 +116,14 @@ impl Args {
                 "permission" => args.permissions = one_or_many(&pair.value, check_permission)?,
                 "scopes_match" => args.scopes_match = Some(match_mode(&pair.value)?),
                 "permissions_match" => args.permissions_match = Some(match_mode(&pair.value)?),
+                "token_permissions" => args.token_permissions = Some(token_permissions(&pair.value)?),
                 "path" => args.path = Some(check(&pair.value, check_path)?),
+                "extension_methods" => args.extension_methods = one_or_many(&pair.value, check_extension_method)?,
                 _ => args.method = Some(check(&pair.value, check_method)?),
             }
         }
+        args.check_methods()?;
+        args.check_token_permissions()?;
         let modes =
             [(&args.scopes_match, &args.scopes, "scope"), (&args.permissions_match, &args.permissions, "permission")];
         for (mode, list, name) in modes {
@@ -119,6 +137,43 @@ impl Args {
             return Err(syn::Error::new(Span::call_site(), message));
         }
         Ok(args)
+    }
+}
+
+impl Args {
+    /// `method` is standard or declared in `extension_methods`, and every declared method
+    /// is the `method`.
+    fn check_methods(&self) -> syn::Result<()> {
+        let declared = |method: &str| self.extension_methods.iter().any(|m| m.value().eq_ignore_ascii_case(method));
+        if let Some(method) = &self.method {
+            let name = method.value().to_ascii_uppercase();
+            if !STANDARD_METHODS.contains(&name.as_str()) && !declared(&name) {
+                let message =
+                    format!("unknown HTTP method {name}; declare it in extension_methods if it is an extension method");
+                return Err(syn::Error::new(method.span(), message));
+            }
+        }
+        let named =
+            |m: &LitStr| self.method.as_ref().is_some_and(|method| method.value().eq_ignore_ascii_case(&m.value()));
+        match self.extension_methods.iter().find(|m| !named(m)) {
+            Some(unused) => {
+                let message = format!("`{}` is declared but `method` does not name it", unused.value());
+                Err(syn::Error::new(unused.span(), message))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// `token_permissions = "check"` checks the rule's permissions: it needs some.
+    fn check_token_permissions(&self) -> syn::Result<()> {
+        match &self.token_permissions {
+            Some(mode) if mode.value() == "check" && self.permissions.is_empty() => Err(syn::Error::new(
+                mode.span(),
+                "`token_permissions = \"check\"` checks a token user's permissions, and this rule names none: \
+                 add a `permission` or remove the key",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -191,6 +246,13 @@ fn check_permission(permission: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn token_permissions(value: &Expr) -> syn::Result<LitStr> {
+    check(value, |v| match v {
+        "scopes" | "check" => Ok(()),
+        _ => Err("expected \"scopes\" (the default) or \"check\"".to_owned()),
+    })
+}
+
 fn check_path(path: &str) -> Result<(), String> {
     if path.starts_with('/') {
         Ok(())
@@ -200,11 +262,26 @@ fn check_path(path: &str) -> Result<(), String> {
 }
 
 fn check_method(method: &str) -> Result<(), String> {
-    if !method.is_empty() && method.bytes().all(|b| b.is_ascii_alphabetic()) {
+    if is_token(method) {
         Ok(())
     } else {
         Err("expected an HTTP method such as \"GET\"".to_owned())
     }
+}
+
+/// An extension method: a method token that is not a standard method.
+fn check_extension_method(method: &str) -> Result<(), String> {
+    check_method(method)?;
+    let name = method.to_ascii_uppercase();
+    if STANDARD_METHODS.contains(&name.as_str()) {
+        return Err(format!("{name} is a standard method: name it in `method` only"));
+    }
+    Ok(())
+}
+
+/// An RFC 9110 token (the syntax of a method name).
+fn is_token(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -231,6 +308,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     };
     let (scopes, permissions) = (&args.scopes, &args.permissions);
     let (scopes_match, permissions_match) = (mode(&args.scopes_match), mode(&args.permissions_match));
+    let token_permissions = match args.token_permissions.as_ref().map(LitStr::value).as_deref() {
+        Some("check") => quote!(#krate::config::TokenPermissions::Check),
+        _ => quote!(#krate::config::TokenPermissions::Scopes),
+    };
     let option = |value: &Option<LitStr>| match value {
         Some(lit) => quote!(::core::option::Option::Some(#lit)),
         None => quote!(::core::option::Option::None),
@@ -250,10 +331,12 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             ::core::module_path!(),
             ::core::file!(),
             ::core::line!(),
+            ::core::column!(),
             &[#(#scopes),*],
             #scopes_match,
             &[#(#permissions),*],
             #permissions_match,
+            #token_permissions,
             #path,
             #method,
         );
@@ -283,5 +366,14 @@ mod tests {
         assert!(check_permission("/permission/admin").is_ok());
         assert!(check_permission("permission").is_err() && check_permission("/a//b").is_err());
         assert!(check_permission("/a/../b").is_err() && check_permission("/a b").is_err());
+    }
+
+    // SPEC F19: method names are tokens; extension methods are not standard ones.
+    #[test]
+    fn method_syntax() {
+        assert!(check_method("get").is_ok() && check_method("VERSION-CONTROL").is_ok());
+        assert!(check_method("GET POST").is_err() && check_method("").is_err());
+        assert!(check_extension_method("PROPFIND").is_ok());
+        assert!(check_extension_method("delete").is_err() && check_extension_method("PROP FIND").is_err());
     }
 }

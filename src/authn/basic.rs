@@ -309,7 +309,7 @@ impl Inner {
 }
 
 /// A hash of a random password with the parameters the store's users have, so that an
-/// unknown user costs the same as a wrong password (SPEC F7).
+/// unknown user costs the same as a wrong password.
 /// argon2's working memory (`m` KiB per hash: 19 MiB at the default cost), kept and reused.
 /// Allocating it afresh for every verification let the allocator keep one such block per
 /// blocking thread that ever hashed: a wrong-password flood grew the process by hundreds

@@ -1,8 +1,8 @@
-// The built-in `oauth2` handler (SPEC A5, A7, C2, F8-F12): RFC 6750 bearer tokens,
-// verified as JWTs with keys that come only from configuration, selected by issuer and
-// `kid`, each key with its one algorithm. jsonwebtoken checks the signature; every claim
-// check is ours, because it leaves gaps (absent `iss`/`aud` pass, `iss` arrays pass,
-// `crit` and `typ` are never checked).
+// The built-in `oauth2` handler (SPEC A5, A7, A12-A16, C2, F8-F12): RFC 6750 bearer
+// tokens, verified as JWTs with keys that come only from configuration, selected by issuer
+// and `kid`, each key with the algorithms its issuer allows for it. jsonwebtoken checks the
+// signature; every claim check is ours, because it leaves gaps (absent `iss`/`aud` pass,
+// `iss` arrays pass, `crit` and `typ` are never checked).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,9 +20,10 @@ use quick_cache::sync::Cache;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::claims::{ClaimRules, Subjects};
 use super::header::{has_scheme, token68};
 use super::introspection::Introspector;
-use super::jwks::{KeySource, RemoteKeys};
+use super::jwks::{KeySource, Refreshed, RemoteKeys};
 use super::{AuthenticationHandler, RevokedTokens};
 use crate::config::{ConfigError, Deployment, IssuerConfig, KeyConfig, OAuth2Config, SourceMap, Spanned};
 use crate::error::{AuthError, AuthErrorKind};
@@ -60,7 +61,6 @@ struct Inner {
     issuers: HashMap<String, Issuer>,
     leeway: u64,
     require_typ: Option<String>,
-    roles_claim: String,
     max_token_bytes: usize,
     /// Verified tokens by SHA-256 of the whole token; entries never outlive `exp`.
     cache: Cache<[u8; 32], VerifiedToken>,
@@ -75,7 +75,11 @@ struct Inner {
 }
 
 struct Issuer {
+    /// The exact `iss`.
+    name: String,
     audience: Option<String>,
+    /// How its claims name the caller.
+    rules: ClaimRules,
     keys: Vec<VerificationKey>,
     remote: Option<Arc<RemoteKeys>>,
     /// Set for the token server of this process: its revocations apply to these tokens.
@@ -95,7 +99,9 @@ pub(crate) struct LocalIssuer {
 
 pub(super) struct VerificationKey {
     pub(super) kid: Option<String>,
-    algorithm: Algorithm,
+    /// The algorithms this key verifies: the one it was configured or published with, or,
+    /// for a published key without `alg`, those its issuer allows that fit its type.
+    algorithms: Vec<Algorithm>,
     key: DecodingKey,
 }
 
@@ -113,8 +119,8 @@ struct VerifiedToken {
 
 impl BearerAuthenticator {
     /// The handler for the deployment's `[oauth2]` section, or `None` when it names no
-    /// issuer. `store`, when given, supplies the permissions of token users (SPEC C2:
-    /// a token caller on a rule with only permissions is judged by its user's).
+    /// issuer. `store`, when given, supplies the permissions of token users (a
+    /// token caller on a rule with only permissions is judged by its user's).
     pub fn from_config(
         deployment: &Deployment,
         store: Option<Arc<dyn UserStore>>,
@@ -138,8 +144,9 @@ impl BearerAuthenticator {
         let key_epoch = Arc::new(AtomicU64::new(0));
         for table in &config.issuer {
             let issuer = table.get_ref();
-            let keys = load_issuer_keys(issuer, source)?;
-            let remote = remote_keys(issuer, config, source, &key_epoch)?;
+            let allowed = allowed_algorithms(issuer, source)?;
+            let keys = load_issuer_keys(issuer, allowed.as_deref(), source)?;
+            let remote = remote_keys(issuer, allowed, config, source, &key_epoch)?;
             if keys.is_empty() && remote.is_none() {
                 let message = "an issuer needs keys: key tables, jwks_file, jwks_uri or discovery = true";
                 return Err(source.error(issuer.issuer.span(), "issuer", message));
@@ -150,7 +157,9 @@ impl BearerAuthenticator {
                 return Err(source.error(issuer.issuer.span(), "introspect", message));
             }
             let entry = Issuer {
+                name: name.clone(),
                 audience: issuer.audience.clone(),
+                rules: ClaimRules::from_settings(issuer.claim_settings(), &config.roles_claim, source)?,
                 keys,
                 remote,
                 revoked: None,
@@ -164,7 +173,9 @@ impl BearerAuthenticator {
         if let Some(local) = local {
             let keys = local.keys.into_iter().map(|(kid, alg, key)| verification_key(Some(kid), alg, key)).collect();
             let entry = Issuer {
+                name: local.issuer.clone(),
                 audience: local.audience,
+                rules: ClaimRules::local(&config.roles_claim),
                 keys,
                 remote: None,
                 revoked: Some(local.revoked),
@@ -179,7 +190,8 @@ impl BearerAuthenticator {
         let introspection = match &config.introspection {
             None => None,
             Some(intro) => {
-                Some(Introspector::new(intro).map_err(|m| source.error(intro.endpoint.span(), "endpoint", m))?)
+                let rules = ClaimRules::from_settings(intro.claim_settings(), &config.roles_claim, source)?;
+                Some(Introspector::new(intro, rules, source)?)
             }
         };
         let store_timeout = Duration::from_secs(deployment.authentication.basic.store_timeout_seconds.max(1));
@@ -199,7 +211,6 @@ impl BearerAuthenticator {
             issuers,
             leeway: config.leeway_seconds,
             require_typ: config.require_typ.clone(),
-            roles_claim: config.roles_claim.clone(),
             max_token_bytes: config.max_token_bytes,
             cache: Cache::new(config.cache_capacity.max(1)),
             store,
@@ -263,30 +274,17 @@ impl Inner {
         // Read before verifying: a key retired meanwhile makes this entry stale at once.
         let epoch = self.key_epoch.load(Ordering::Acquire);
         let revocations = self.revocations();
-        let (claims, exp) = if is_jws(token) {
-            let (claims, exp, introspect) = self.verify(token).await?;
-            match (introspect, &self.introspection) {
-                // Only a token that passed local verification is sent on (SPEC F11).
-                (true, Some(introspection)) => {
-                    let now = now();
-                    introspection.introspect(token, now).await?;
-                    (claims, exp.min(now.saturating_add(introspection.cache_max_seconds)))
-                }
-                _ => (claims, exp),
-            }
+        let (claims, exp, rules, introspected) = if is_jws(token) {
+            let (claims, exp, issuer) = self.verify(token).await?;
+            let exp = self.introspect_verified(token, exp, issuer).await?;
+            (claims, exp, &issuer.rules, false)
         } else {
-            // Only tokens that are not JWTs are introspected: a JWT that fails local
-            // verification is never sent on (SPEC F11).
-            let introspection = self.introspection.as_ref().ok_or_else(|| invalid("not a JWT"))?;
-            let now = now();
-            let answer = introspection.introspect(token, now).await?;
-            let limit = now.saturating_add(introspection.cache_max_seconds);
-            let until = answer.get("exp").and_then(seconds).map_or(limit, |exp| exp.min(limit));
-            (answer, until)
+            let (answer, until, rules) = self.introspect_opaque(token).await?;
+            (answer, until, rules, true)
         };
         let bound_to = certificate_binding(&claims)?;
         check_binding(bound_to, request)?;
-        let principal = self.principal(&claims).await?;
+        let principal = self.principal(&claims, rules, introspected).await?;
         if now() < exp {
             let verified = VerifiedToken { principal: principal.clone(), exp, epoch, revocations, bound_to };
             self.cache.insert(digest, verified);
@@ -294,16 +292,50 @@ impl Inner {
         Ok(principal)
     }
 
+    /// A verified JWT of an issuer with `introspect = true` is also sent to introspection
+    /// (only a token that passed local verification is); the answer must name the
+    /// issuer's audience (or the introspection audience) and this issuer. Returns
+    /// how long the verification may be cached.
+    async fn introspect_verified(&self, token: &str, exp: u64, issuer: &Issuer) -> Result<u64, AuthError> {
+        let (true, Some(introspection)) = (issuer.introspect, &self.introspection) else { return Ok(exp) };
+        let now = now();
+        let answer = introspection.introspect(token, now).await?;
+        let audiences = match &issuer.audience {
+            Some(audience) => std::slice::from_ref(audience),
+            None => introspection.audiences(),
+        };
+        introspection.check_audience_and_issuer(&answer, audiences, |iss| iss == issuer.name)?;
+        Ok(exp.min(now.saturating_add(introspection.cache_max_seconds)))
+    }
+
+    /// A token that is not a JWT, checked by introspection (a JWT that fails local
+    /// verification is never sent on). The answer must name the introspection
+    /// audience and, when it names an issuer, the configured one or one of the issuers.
+    /// Returns the answer, how long it may be cached, and its claim rules.
+    async fn introspect_opaque(&self, token: &str) -> Result<(Value, u64, &ClaimRules), AuthError> {
+        let introspection = self.introspection.as_ref().ok_or_else(|| invalid("not a JWT"))?;
+        let now = now();
+        let answer = introspection.introspect(token, now).await?;
+        let trusted = |iss: &str| match introspection.issuer() {
+            Some(issuer) => iss == issuer,
+            None => self.issuers.contains_key(iss),
+        };
+        introspection.check_audience_and_issuer(&answer, introspection.audiences(), trusted)?;
+        let limit = now.saturating_add(introspection.cache_max_seconds);
+        let until = answer.get("exp").and_then(seconds).map_or(limit, |exp| exp.min(limit));
+        Ok((answer, until, introspection.rules()))
+    }
+
     /// Structure, header, issuer, key, signature, then claims. Each part is decoded and
-    /// parsed once; jsonwebtoken only checks the signature. Returns the claims, `exp` and
-    /// whether the issuer wants its tokens introspected too.
-    async fn verify(&self, token: &str) -> Result<(Value, u64, bool), AuthError> {
+    /// parsed once (strictly: a member named twice refuses); jsonwebtoken only checks the
+    /// signature. Returns the claims, `exp` and the issuer.
+    async fn verify(&self, token: &str) -> Result<(Value, u64, &Issuer), AuthError> {
         let base64url = |b: u8| super::header::is_alphanumeric(b) | (b == b'-') | (b == b'_') | (b == b'.');
         let parts_ok = super::header::all_bytes(token.as_bytes(), base64url) && token.split('.').all(|p| !p.is_empty());
         let (Some((message, signature)), true) = (token.rsplit_once('.'), parts_ok) else {
             return Err(invalid("not a JWS compact serialization"));
         };
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed JWT header"))?;
+        let header = decode_header(message)?;
         if header.crit.is_some() {
             return Err(invalid("crit header present"));
         }
@@ -312,7 +344,7 @@ impl Inner {
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload)
             .map_err(|_| invalid("payload is not base64url"))?;
-        let claims: Value = serde_json::from_slice(&bytes).map_err(|_| invalid("payload is not JSON"))?;
+        let claims = super::json::parse(&bytes).map_err(|_| invalid("payload is not JSON without duplicates"))?;
         // `iss` chooses whose keys verify the signature; it is checked again with the claims.
         let issuer_name = match claims.get("iss") {
             Some(Value::String(iss)) => iss.as_str(),
@@ -321,7 +353,8 @@ impl Inner {
         let issuer = self.issuers.get(issuer_name).ok_or_else(|| invalid("unknown issuer"))?;
         let selected = issuer.select(header.kid.as_deref(), header.alg).await?;
         let key = selected.key();
-        let signed = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, key.algorithm)
+        // `select` checked that the key verifies exactly this algorithm.
+        let signed = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, header.alg)
             .map_err(|_| invalid("token refused by the verifier"))?;
         if !signed {
             return Err(invalid("bad signature"));
@@ -342,10 +375,10 @@ impl Inner {
                 return Err(invalid("token revoked"));
             }
         }
-        Ok((claims, exp, issuer.introspect))
+        Ok((claims, exp, issuer))
     }
 
-    /// SPEC F10, F11: `exp` required; `nbf`/`iat` not in the future beyond the leeway;
+    /// `exp` required; `nbf`/`iat` not in the future beyond the leeway;
     /// `iss` a single string equal to the issuer; `aud` containing the audience; claims of
     /// the wrong JSON type refuse. Returns `exp`.
     fn check_claims(&self, claims: &Value, issuer_name: &str, issuer: &Issuer) -> Result<u64, AuthError> {
@@ -385,25 +418,15 @@ impl Inner {
         Ok(exp)
     }
 
-    /// The caller: `sub` parsed like a Basic user name, scopes from `scope` (space
-    /// delimited, exact) or `scp` (array), roles from the configured claim, client from
-    /// `client_id` or `azp`, permissions from the user store when one is configured.
-    async fn principal(&self, claims: &Value) -> Result<Principal, AuthError> {
-        // `username` is RFC 7662's name for the user when an introspection answer has no
-        // `sub`; a client-credentials answer may name only its `client_id` (it holds no
-        // user's permissions, so permission rules refuse it; scope rules may admit it).
-        let sub = claims
-            .get("sub")
-            .or_else(|| claims.get("username"))
-            .or_else(|| claims.get("active").and(claims.get("client_id")))
-            .and_then(Value::as_str)
-            .ok_or_else(|| invalid("sub missing or not a string"))?;
-        let name = QualifiedName::parse(sub).map_err(|_| invalid("sub is not a valid user name"))?;
-        let scopes = scopes(claims)?;
-        let roles = match claims.get(&self.roles_claim) {
-            None => Vec::new(),
-            Some(value) => string_array(value).ok_or_else(|| invalid("roles claim is not an array of strings"))?,
-        };
+    /// The caller the claims name under the issuer's `rules`: subject,
+    /// scopes, roles, client from `client_id` or `azp`. Permissions come from the user store
+    /// only for qualified subjects; a token of this process's token server is refused
+    /// once its user is gone or disabled.
+    async fn principal(&self, claims: &Value, rules: &ClaimRules, introspected: bool) -> Result<Principal, AuthError> {
+        let subject = rules.subject(claims, introspected)?;
+        let name = rules.name(claims, subject)?;
+        let scopes = rules.scopes(claims)?;
+        let roles = rules.roles(claims)?;
         let client_id = match claims.get("client_id").or_else(|| claims.get("azp")) {
             None => None,
             Some(Value::String(id)) => Some(id.clone()),
@@ -411,22 +434,50 @@ impl Inner {
         };
         // A client-credentials token names its client as `sub` (RFC 9068): it holds no
         // user's permissions, even when a user of the same name exists.
-        let client_token = client_id.as_deref() == Some(sub);
+        let client_token = client_id.as_deref() == Some(subject);
         let mut builder = Principal::builder(name.clone(), "oauth2").scopes(scopes).roles(roles);
         if let Some(id) = client_id {
             builder = builder.client_id(id);
         }
-        if let (Some((store, timeout)), false) = (&self.store, client_token) {
-            let record = super::find_user(&**store, &name, *timeout).await?;
-            if let Some(record) = record {
-                if record.disabled {
-                    return Err(invalid("token user is disabled"));
-                }
-                builder = builder.permissions(record.permissions);
+        if rules.subjects != Subjects::Opaque && !client_token {
+            if let Some(permissions) = self.user_permissions(&name, rules.subjects).await? {
+                builder = builder.permissions(permissions);
             }
         }
         Ok(builder.build())
     }
+
+    /// The permissions of a token's user; `None` when there is no store, or (for
+    /// qualified subjects of another issuer) the store does not know the user. A disabled
+    /// user, and a user of this process's token server that is gone, are refused.
+    async fn user_permissions(
+        &self,
+        name: &QualifiedName,
+        subjects: Subjects,
+    ) -> Result<Option<crate::identity::PermissionSet>, AuthError> {
+        let Some((store, timeout)) = &self.store else {
+            return match subjects {
+                Subjects::Local => Err(invalid("no user store to confirm the token user")),
+                _ => Ok(None),
+            };
+        };
+        match super::find_user(&**store, name, *timeout).await? {
+            Some(record) if record.disabled => Err(invalid("token user is disabled")),
+            Some(record) => Ok(Some(record.permissions)),
+            None if subjects == Subjects::Local => Err(invalid("token user no longer exists")),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The JOSE header, parsed strictly (a member named twice refuses).
+fn decode_header(message: &str) -> Result<jsonwebtoken::Header, AuthError> {
+    let encoded = message.split_once('.').map_or(message, |(header, _)| header);
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| invalid("header is not base64url"))?;
+    let value = super::json::parse(&bytes).map_err(|_| invalid("header is not JSON without duplicates"))?;
+    serde_json::from_value(value).map_err(|_| invalid("malformed JWT header"))
 }
 
 /// `cnf.x5t#S256` (RFC 8705): the SHA-256 of the client certificate the token is bound to.
@@ -445,7 +496,7 @@ fn certificate_binding(claims: &Value) -> Result<Option<[u8; 32]>, AuthError> {
 }
 
 /// A certificate-bound token is accepted only over a connection whose client certificate
-/// has that thumbprint (SPEC A11); without the `tls` feature there is no such connection.
+/// has that thumbprint; without the `tls` feature there is no such connection.
 fn check_binding(bound_to: Option<[u8; 32]>, request: &Parts) -> Result<(), AuthError> {
     let Some(expected) = bound_to else { return Ok(()) };
     #[cfg(feature = "tls")]
@@ -463,23 +514,26 @@ fn check_binding(bound_to: Option<[u8; 32]>, request: &Parts) -> Result<(), Auth
 /// The key chosen for a token: one from the configuration file or one of the fetched set.
 enum Selected<'a> {
     Static(&'a VerificationKey),
-    Remote(Arc<Vec<VerificationKey>>, usize),
+    Remote(Arc<KeySet>, usize),
 }
 
 impl Selected<'_> {
     fn key(&self) -> &VerificationKey {
         match self {
             Selected::Static(key) => key,
-            Selected::Remote(keys, index) => &keys[*index],
+            Selected::Remote(set, index) => &set.keys[*index],
         }
     }
 }
 
 impl Issuer {
-    /// The key named by `kid` (or the only key when the token names none), which must be
-    /// for exactly the header's algorithm (SPEC F8). An unknown `kid` asks the remote key
-    /// source for a (rate-limited, shared) refresh once (SPEC F9); while no key set was
-    /// ever fetched the answer is 503, not 401.
+    /// The key named by `kid` (or the only key when the token names none), which must
+    /// verify exactly the header's algorithm. A `kid` the set publishes for
+    /// another use is refused at once. An unknown `kid` asks the remote key source for a (rate-limited, shared) refresh once; the answer is
+    /// 401 only once a fetch that completed for this request (or that it waited for) still
+    /// lacks the key. While the refresh is rate limited, failed or no key set was ever
+    /// fetched, it is 503 with `Retry-After`: a valid token of a key published since the
+    /// last fetch is never refused.
     async fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<Selected<'_>, AuthError> {
         if let Some(index) = find(&self.keys, kid, self.remote.is_none()) {
             return checked(Selected::Static(&self.keys[index]), alg);
@@ -487,19 +541,24 @@ impl Issuer {
         let Some(remote) = &self.remote else { return Err(invalid("no configured key for this kid")) };
         remote.ensure_background();
         let only_remote = self.keys.is_empty();
-        for attempt in 0..2 {
-            let keys = remote.current();
-            if let Some(index) = find(&keys, kid, only_remote) {
-                return checked(Selected::Remote(keys, index), alg);
-            }
-            if attempt == 0 {
-                remote.refresh().await;
-            }
+        let set = remote.current();
+        if let Some(index) = find(&set.keys, kid, only_remote) {
+            return checked(Selected::Remote(set, index), alg);
         }
-        if remote.ever_fetched() {
-            Err(invalid("no key for this kid"))
-        } else {
-            Err(AuthError::unavailable("signing keys not available yet").with_retry_after(1))
+        if set.is_unusable(kid) {
+            return Err(invalid("the kid names a published key that does not verify signatures"));
+        }
+        let refreshed = remote.refresh().await;
+        let set = remote.current();
+        if let Some(index) = find(&set.keys, kid, only_remote) {
+            return checked(Selected::Remote(set, index), alg);
+        }
+        match refreshed {
+            Refreshed::Fetched => Err(invalid("no key for this kid")),
+            Refreshed::Failed | Refreshed::RateLimited => {
+                let retry_after = remote.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+                Err(AuthError::unavailable("signing keys cannot be refreshed yet").with_retry_after(retry_after))
+            }
         }
     }
 }
@@ -515,15 +574,29 @@ fn find(keys: &[VerificationKey], kid: Option<&str>, sole_source: bool) -> Optio
 }
 
 fn checked(selected: Selected<'_>, alg: Algorithm) -> Result<Selected<'_>, AuthError> {
-    if selected.key().algorithm == alg {
+    if selected.key().algorithms.contains(&alg) {
         Ok(selected)
     } else {
-        Err(invalid("alg does not match the key's algorithm"))
+        Err(invalid("alg is not an algorithm of the key"))
     }
+}
+
+/// `algorithms = [...]` of an issuer: JWS algorithms this crate verifies, at least one.
+fn allowed_algorithms(issuer: &IssuerConfig, source: &SourceMap) -> Result<Option<Vec<Algorithm>>, ConfigError> {
+    let Some(list) = &issuer.algorithms else { return Ok(None) };
+    let error = |message: String| source.error(list.span(), "algorithms", message);
+    if list.get_ref().is_empty() {
+        return Err(error("name at least one algorithm".to_owned()));
+    }
+    let parse = |name: &String| {
+        name.parse::<Algorithm>().map_err(|_| error(format!("`{name}` is not a JWS algorithm this crate verifies")))
+    };
+    list.get_ref().iter().map(parse).collect::<Result<Vec<_>, _>>().map(Some)
 }
 
 fn remote_keys(
     issuer: &IssuerConfig,
+    allowed: Option<Vec<Algorithm>>,
     config: &OAuth2Config,
     source: &SourceMap,
     key_epoch: &Arc<AtomicU64>,
@@ -545,6 +618,7 @@ fn remote_keys(
     let seconds = Duration::from_secs;
     let remote = RemoteKeys::new(
         key_source,
+        allowed,
         seconds(config.jwks_refresh_seconds.max(1)),
         seconds(config.jwks_min_refresh_seconds),
         seconds(config.jwks_timeout_seconds.max(1)),
@@ -556,9 +630,22 @@ fn remote_keys(
     Ok(Some(remote))
 }
 
-/// A NumericDate (RFC 7519): a non-negative number of seconds, integer or not.
+/// A NumericDate (RFC 7519): a number of seconds, integer or not, within the range of a
+/// signed 64-bit count: `1e300` or `2^64` are malformed, never "no expiry".
+/// A time before 1970 reads as 0 (long past).
 pub(super) fn seconds(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| value.as_f64().filter(|f| *f >= 0.0 && f.is_finite()).map(|f| f as u64))
+    let whole = match value.as_i64() {
+        Some(whole) => whole,
+        None => {
+            let real = value.as_f64()?;
+            // i64::MIN as f64 is exactly -2^63, i64::MAX as f64 rounds up to 2^63.
+            if !(real.is_finite() && real >= i64::MIN as f64 && real < i64::MAX as f64) {
+                return None;
+            }
+            real as i64
+        }
+    };
+    Some(u64::try_from(whole).unwrap_or(0))
 }
 
 /// A JWS compact serialization has exactly three dot-separated parts.
@@ -566,43 +653,27 @@ fn is_jws(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
-/// SPEC F12: exact, case-sensitive, space-delimited tokens or a `scp` array; never split
-/// on commas; an empty token (double or edge spaces) or both claims at once refuse.
-fn scopes(claims: &Value) -> Result<Vec<String>, AuthError> {
-    let mut scopes = match (claims.get("scope"), claims.get("scp")) {
-        (Some(_), Some(_)) => return Err(invalid("both scope and scp present")),
-        (Some(Value::String(text)), None) if text.is_empty() => Vec::new(),
-        (Some(Value::String(text)), None) => {
-            let tokens: Vec<String> = text.split(' ').map(str::to_owned).collect();
-            if tokens.iter().any(String::is_empty) {
-                return Err(invalid("scope has an empty token"));
-            }
-            tokens
-        }
-        (None, Some(value)) => string_array(value).ok_or_else(|| invalid("scp is not an array of strings"))?,
-        (None, None) => Vec::new(),
-        _ => return Err(invalid("scope is not a string")),
-    };
-    scopes.sort_unstable();
-    scopes.dedup();
-    Ok(scopes)
-}
-
-fn string_array(value: &Value) -> Option<Vec<String>> {
-    value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
-}
-
 // ---- keys -----------------------------------------------------------------------------
 
-fn load_issuer_keys(issuer: &IssuerConfig, source: &SourceMap) -> Result<Vec<VerificationKey>, ConfigError> {
+fn load_issuer_keys(
+    issuer: &IssuerConfig,
+    allowed: Option<&[Algorithm]>,
+    source: &SourceMap,
+) -> Result<Vec<VerificationKey>, ConfigError> {
     let mut keys = Vec::new();
     for table in &issuer.key {
-        keys.push(load_key(table, source)?);
+        let key = load_key(table, source)?;
+        if allowed.is_some_and(|allowed| !key.algorithms.iter().all(|a| allowed.contains(a))) {
+            let span = table.get_ref().algorithm.span();
+            return Err(source.error(span, "algorithm", "not one of the issuer's algorithms"));
+        }
+        keys.push(key);
     }
     if let Some(file) = &issuer.jwks_file {
         let error = |m: String| source.error(file.span(), "jwks_file", m);
-        let text = crate::config::read_text(file.get_ref()).map_err(|e| error(format!("cannot read the file: {e}")))?;
-        keys.extend(keys_from_jwks(&text).map_err(error)?);
+        let text = crate::config::read_text(source.resolve(file.get_ref()))
+            .map_err(|e| error(format!("cannot read the file: {e}")))?;
+        keys.extend(keys_from_jwks(&text, allowed).map_err(error)?.keys);
     }
     let mut kids: Vec<Option<&str>> = keys.iter().map(|k| k.kid.as_deref()).collect();
     kids.sort_unstable();
@@ -627,7 +698,7 @@ fn load_key(table: &Spanned<KeyConfig>, source: &SourceMap) -> Result<Verificati
     let key = if let Some(pem) = &config.pem {
         public_key_from_pem(pem.get_ref(), algorithm).map_err(|m| error("pem", m))?
     } else if let Some(path) = &config.pem_file {
-        let text = crate::config::read_text(path.get_ref())
+        let text = crate::config::read_text(source.resolve(path.get_ref()))
             .map_err(|e| error("pem_file", format!("cannot read the file: {e}")))?;
         public_key_from_pem(&text, algorithm).map_err(|m| error("pem_file", m))?
     } else if let Some(jwk) = &config.jwk {
@@ -645,7 +716,7 @@ fn load_key(table: &Spanned<KeyConfig>, source: &SourceMap) -> Result<Verificati
 }
 
 fn verification_key(kid: Option<String>, algorithm: Algorithm, key: DecodingKey) -> VerificationKey {
-    VerificationKey { kid, algorithm, key }
+    VerificationKey { kid, algorithms: vec![algorithm], key }
 }
 
 fn family(algorithm: Algorithm) -> &'static str {
@@ -657,7 +728,7 @@ fn family(algorithm: Algorithm) -> &'static str {
     }
 }
 
-/// SPEC F8: HMAC keys at least as long as the hash (and never under 256 bits).
+/// HMAC keys at least as long as the hash (and never under 256 bits).
 fn hmac_key(secret: &[u8], algorithm: Algorithm) -> Result<DecodingKey, String> {
     let minimum = match algorithm {
         Algorithm::HS256 => 32,
@@ -690,7 +761,7 @@ fn public_key_from_pem(pem_text: &str, algorithm: Algorithm) -> Result<DecodingK
     }
 }
 
-/// SPEC F8: RSA keys of at least 2048 bits, checked at load, for keys and certificates
+/// RSA keys of at least 2048 bits, checked at load, for keys and certificates
 /// alike (`der` is the PKCS#1 public key jsonwebtoken extracted).
 fn check_rsa_size(der: &[u8]) -> Result<(), String> {
     let key = aws_lc_rs::rsa::PublicKey::from_der(der).map_err(|_| "not an RSA public key".to_owned())?;
@@ -757,38 +828,89 @@ fn family_kty(algorithm: Algorithm) -> &'static str {
     }
 }
 
+/// The keys of a JWKS document.
+#[derive(Default)]
+pub(super) struct KeySet {
+    /// The keys this crate verifies signatures with.
+    pub(super) keys: Vec<VerificationKey>,
+    /// The `kid`s of the other keys published (encryption keys, algorithms this issuer
+    /// does not allow): a token naming one is refused without asking for a refresh.
+    pub(super) unusable: Vec<String>,
+}
+
+impl KeySet {
+    fn is_unusable(&self, kid: Option<&str>) -> bool {
+        kid.is_some_and(|kid| self.unusable.iter().any(|k| k == kid))
+    }
+}
+
 /// Keys of a JWKS document. Each key is parsed on its own: one that is not for signatures
-/// this crate verifies (`use` other than `sig`, an encryption or unknown `alg`, no `kid`)
-/// is skipped and logged, and does not void the set. Symmetric keys refuse the whole set
-/// (SPEC F8), and so does a set without one usable key.
-pub(super) fn keys_from_jwks(text: &str) -> Result<Vec<VerificationKey>, String> {
+/// this crate verifies (`use` other than `sig`, an encryption or unknown `alg`, no `kid`,
+/// an `alg` outside the issuer's `allowed` algorithms) is skipped and logged, and does not
+/// void the set. Symmetric keys refuse the whole set, and so does a set without
+/// one usable key.
+pub(super) fn keys_from_jwks(text: &str, allowed: Option<&[Algorithm]>) -> Result<KeySet, String> {
     let document: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
     let list = document.get("keys").and_then(Value::as_array).ok_or("a JWKS needs a `keys` array")?;
     if list.iter().any(|jwk| jwk.get("kty").and_then(Value::as_str) == Some("oct")) {
         return Err("a JWKS must not hold symmetric (oct) keys".to_owned());
     }
-    let mut keys = Vec::with_capacity(list.len());
+    let mut set = KeySet { keys: Vec::with_capacity(list.len()), unusable: Vec::new() };
     for jwk in list {
-        match jwks_key(jwk) {
-            Ok(key) => keys.push(key),
-            Err(reason) => tracing::warn!(target: "tower_secure::audit", %reason, "skipping a JWKS key"),
+        match jwks_key(jwk, allowed) {
+            Ok(key) => set.keys.push(key),
+            Err(reason) => {
+                tracing::warn!(target: "tower_secure::audit", %reason, "skipping a JWKS key");
+                set.unusable.extend(jwk.get("kid").and_then(Value::as_str).map(str::to_owned));
+            }
         }
     }
-    if keys.is_empty() {
+    if set.keys.is_empty() {
         return Err("the JWKS holds no usable signing key".to_owned());
     }
-    Ok(keys)
+    Ok(set)
 }
 
-fn jwks_key(jwk: &Value) -> Result<VerificationKey, String> {
+fn jwks_key(jwk: &Value, allowed: Option<&[Algorithm]>) -> Result<VerificationKey, String> {
     let kid = jwk.get("kid").and_then(Value::as_str).ok_or("a key without kid")?;
     if jwk.get("use").and_then(Value::as_str).is_some_and(|u| u != "sig") {
         return Err(format!("key {kid}: not a signing key"));
     }
-    let alg = jwk.get("alg").and_then(Value::as_str).ok_or_else(|| format!("key {kid}: no alg"))?;
-    let algorithm: Algorithm = alg.parse().map_err(|_| format!("key {kid}: unsupported alg"))?;
-    let key = public_key_from_jwk(jwk, algorithm).map_err(|m| format!("key {kid}: {m}"))?;
-    Ok(verification_key(Some(kid.to_owned()), algorithm, key))
+    let algorithms = match jwk.get("alg") {
+        Some(alg) => {
+            let alg = alg.as_str().ok_or_else(|| format!("key {kid}: alg is not a string"))?;
+            let algorithm: Algorithm = alg.parse().map_err(|_| format!("key {kid}: unsupported alg"))?;
+            if allowed.is_some_and(|allowed| !allowed.contains(&algorithm)) {
+                return Err(format!("key {kid}: alg {alg} is not one of the issuer's algorithms"));
+            }
+            vec![algorithm]
+        }
+        None => algorithms_for_key_type(jwk, allowed),
+    };
+    let Some(&first) = algorithms.first() else {
+        return Err(format!("key {kid}: no alg, and none of the issuer's algorithms fits its key type"));
+    };
+    // Every algorithm of the list needs the same key type and size, so one check holds for all.
+    let key = public_key_from_jwk(jwk, first).map_err(|m| format!("key {kid}: {m}"))?;
+    Ok(VerificationKey { kid: Some(kid.to_owned()), algorithms, key })
+}
+
+/// The algorithms a key without `alg` serves: the issuer's `allowed` ones that fit
+/// its type, or without a list RS256 for RSA and the curve's one algorithm for EC and OKP.
+fn algorithms_for_key_type(jwk: &Value, allowed: Option<&[Algorithm]>) -> Vec<Algorithm> {
+    use Algorithm::{EdDSA, ES256, ES384, PS256, PS384, PS512, RS256, RS384, RS512};
+    let field = |name: &str| jwk.get(name).and_then(Value::as_str);
+    let (fitting, default): (&[Algorithm], &[Algorithm]) = match (field("kty"), field("crv")) {
+        (Some("RSA"), _) => (&[RS256, RS384, RS512, PS256, PS384, PS512], &[RS256]),
+        (Some("EC"), Some("P-256")) => (&[ES256], &[ES256]),
+        (Some("EC"), Some("P-384")) => (&[ES384], &[ES384]),
+        (Some("OKP"), Some("Ed25519")) => (&[EdDSA], &[EdDSA]),
+        _ => (&[], &[]),
+    };
+    match allowed {
+        Some(allowed) => allowed.iter().copied().filter(|a| fitting.contains(a)).collect(),
+        None => default.to_vec(),
+    }
 }
 
 #[async_trait]
@@ -845,25 +967,6 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    // SPEC F12: exact, space-delimited, never split on commas; malformed forms refuse.
-    #[test]
-    fn scope_claims() {
-        assert_eq!(scopes(&json!({"scope": "b a b"})).unwrap(), ["a", "b"]);
-        assert_eq!(scopes(&json!({"scope": "a,b"})).unwrap(), ["a,b"]);
-        assert_eq!(scopes(&json!({"scp": ["x", "y"]})).unwrap(), ["x", "y"]);
-        assert_eq!(scopes(&json!({})).unwrap(), Vec::<String>::new());
-        for bad in [
-            json!({"scope": "a  b"}),
-            json!({"scope": " a"}),
-            json!({"scope": ["a"]}),
-            json!({"scp": "a"}),
-            json!({"scp": [1]}),
-            json!({"scope": "a", "scp": ["a"]}),
-        ] {
-            assert!(scopes(&bad).is_err(), "{bad}");
-        }
-    }
-
     // SPEC F8: HMAC keys at least as long as their hash; JWKS never carries symmetric keys.
     #[test]
     fn key_strength_is_checked_at_load() {
@@ -872,7 +975,7 @@ mod tests {
         assert!(hmac_key(&[7; 32], Algorithm::HS512).is_err());
         assert!(hmac_key(&[7; 64], Algorithm::RS256).is_err());
         let oct = r#"{"keys":[{"kty":"oct","kid":"k","alg":"HS256","k":"c2VjcmV0"}]}"#;
-        assert!(keys_from_jwks(oct).err().unwrap().contains("symmetric"));
+        assert!(keys_from_jwks(oct, None).err().unwrap().contains("symmetric"));
         let short_rsa = json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"});
         assert!(public_key_from_jwk(&short_rsa, Algorithm::RS256).err().unwrap().contains("2048"));
         let wrong_kty = json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});

@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use http::header::HeaderName;
 use http::request::Parts;
 use quick_cache::sync::Cache;
@@ -18,16 +17,15 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use sha2::{Digest, Sha256};
 
+use super::forwarded_cert;
 use super::AuthenticationHandler;
-use crate::config::{ConfigError, Deployment, SourceMap, Spanned};
+use crate::config::{ConfigError, Deployment, ForwardedFormat, SourceMap, Spanned};
 use crate::error::AuthError;
 use crate::identity::{Principal, QualifiedName, UserStore};
 use crate::policy::CanonicalPath;
 
 /// The `clientAuth` extended key usage, 1.3.6.1.5.5.7.3.2, DER-encoded.
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
-/// Longest forwarded-certificate header accepted.
-const MAX_FORWARDED_BYTES: usize = 16 * 1024;
 
 /// CA certificates client certificates must chain to.
 ///
@@ -227,7 +225,7 @@ fn unix_seconds(now: SystemTime) -> i64 {
 /// on it whose EKU extension excludes `clientAuth`); the certificate itself must list
 /// `clientAuth` (RFC 5280 4.2.1.12: CAs usually carry no EKU extension, which restricts
 /// nothing, so webpki's "required" test cannot be used on the whole path). The facts the
-/// handler needs come from that path, never from the list the client sent (SPEC A9, F14).
+/// handler needs come from that path, never from the list the client sent.
 fn verify_path(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
@@ -280,9 +278,10 @@ impl AllowList {
     }
 }
 
-/// Certificates forwarded by a TLS-terminating proxy (SPEC F16).
+/// Certificates forwarded by a TLS-terminating proxy.
 struct Forwarded {
     header: HeaderName,
+    format: ForwardedFormat,
     proxies: Vec<IpAddr>,
     roots: TrustRoots,
     intermediates: Vec<CertificateDer<'static>>,
@@ -325,9 +324,13 @@ impl ClientCertAuthenticator {
         let Some(table) = &deployment.client_cert else { return Ok(None) };
         let source = &deployment.source;
         let config = table.get_ref();
-        let forwarded = match &config.forwarded_header {
-            None => None,
-            Some(header) => Some(forwarded(config, header, source, table.span())?),
+        let forwarded = match (&config.forwarded_header, &config.forwarded_format) {
+            (None, None) => None,
+            (None, Some(format)) => {
+                let message = "forwarded_format without forwarded_header: name the header the proxy forwards in";
+                return Err(source.error(format.span(), "forwarded_format", message));
+            }
+            (Some(header), _) => Some(forwarded(config, header, source, table.span())?),
         };
         let basic = &deployment.authentication.basic;
         let inner = HandlerInner {
@@ -370,15 +373,20 @@ fn forwarded(
     let Some(ca_file) = &config.ca_file else {
         return Err(source.error(table, "ca_file", "a forwarded header needs ca_file: the roots to verify it against"));
     };
-    let roots = TrustRoots::from_pem_file(ca_file.get_ref()).map_err(|m| source.error(ca_file.span(), "ca_file", m))?;
+    let roots = TrustRoots::from_pem_file(source.resolve(ca_file.get_ref()))
+        .map_err(|m| source.error(ca_file.span(), "ca_file", m))?;
     let intermediates = match &config.intermediates_file {
         None => Vec::new(),
-        Some(file) => crate::config::read_text(file.get_ref())
+        Some(file) => crate::config::read_text(source.resolve(file.get_ref()))
             .map_err(|e| e.to_string())
             .and_then(|text| pem_certificates(&text))
             .map_err(|m| source.error(file.span(), "intermediates_file", m))?,
     };
-    Ok(Forwarded { header: name, proxies, roots, intermediates, verified: Cache::new(1024) })
+    let Some(format) = config.forwarded_format.as_ref().map(|f| *f.get_ref()) else {
+        let message = "a forwarded header needs forwarded_format: rfc9440, pem, pem-urlencoded or xfcc";
+        return Err(source.error(header.span(), "forwarded_format", message));
+    };
+    Ok(Forwarded { header: name, format, proxies, roots, intermediates, verified: Cache::new(1024) })
 }
 
 fn allow_list(deployment: &Deployment) -> Result<Option<AllowList>, ConfigError> {
@@ -418,27 +426,6 @@ fn fingerprint(text: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-/// The client certificate in a forwarded header: RFC 9440 (`:base64:`), PEM, or URL-encoded
-/// PEM; exactly one certificate.
-fn forwarded_der(value: &[u8]) -> Result<Vec<u8>, &'static str> {
-    if value.len() > MAX_FORWARDED_BYTES {
-        return Err("forwarded certificate header too large");
-    }
-    let text = std::str::from_utf8(value).map_err(|_| "forwarded certificate header is not text")?.trim();
-    if let Some(inner) = text.strip_prefix(':').and_then(|t| t.strip_suffix(':')) {
-        return base64::engine::general_purpose::STANDARD.decode(inner).map_err(|_| "Client-Cert is not base64");
-    }
-    let decoded = percent_encoding::percent_decode_str(text).decode_utf8().map_err(|_| "not URL-encoded UTF-8")?;
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    if decoded.matches(BEGIN).count() != 1 || decoded.matches(END).count() != 1 {
-        return Err("the forwarded header must hold exactly one PEM certificate");
-    }
-    let body = decoded.split_once(BEGIN).and_then(|(_, rest)| rest.split_once(END)).map(|(body, _)| body);
-    let body: String = body.ok_or("malformed PEM")?.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).map_err(|_| "the PEM certificate is not base64")
 }
 
 fn refused(reason: &'static str) -> AuthError {
@@ -499,7 +486,7 @@ impl HandlerInner {
     }
 }
 
-/// The user a verified certificate names: its one CN, as a qualified user name (SPEC F15).
+/// The user a verified certificate names: its one CN, as a qualified user name.
 fn user_name(verified: &VerifiedCert) -> Result<QualifiedName, AuthError> {
     let [cn] = verified.common_names.as_slice() else {
         return Err(refused("certificate subject needs exactly one CN"));
@@ -517,7 +504,7 @@ impl Forwarded {
         if let Some(cert) = self.verified.get(&key) {
             return Ok(cert);
         }
-        let der = forwarded_der(value.as_bytes()).map_err(AuthError::invalid_request)?;
+        let der = forwarded_cert::certificate_der(self.format, value.as_bytes()).map_err(AuthError::invalid_request)?;
         let mut chain = vec![CertificateDer::from(der)];
         chain.extend(self.intermediates.iter().cloned());
         let cert = ClientCertificate::verify(&chain, &self.roots, SystemTime::now())
@@ -604,17 +591,5 @@ mod tests {
         let allow = AllowList { common_names: vec![], fingerprints: vec![], exempt: vec!["/scim2".to_owned()] };
         assert!(allow.exempt("/scim2") && allow.exempt("/scim2/Users"));
         assert!(!allow.exempt("/scim2x") && !allow.exempt("/foo-scim2-bar") && !allow.exempt("/api/scim2"));
-    }
-
-    #[test]
-    fn forwarded_header_forms() {
-        assert_eq!(forwarded_der(b":AQID:").unwrap(), [1, 2, 3]);
-        let pem = "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n";
-        assert_eq!(forwarded_der(pem.replace('\n', " ").as_bytes()).unwrap(), [1, 2, 3]);
-        let encoded: String = percent_encoding::utf8_percent_encode(pem, percent_encoding::NON_ALPHANUMERIC).collect();
-        assert_eq!(forwarded_der(encoded.as_bytes()).unwrap(), [1, 2, 3]);
-        assert!(forwarded_der(format!("{pem}{pem}").replace('\n', " ").as_bytes()).is_err());
-        assert!(forwarded_der(b"garbage").is_err());
-        assert!(forwarded_der(&vec![b'a'; MAX_FORWARDED_BYTES + 1]).is_err());
     }
 }

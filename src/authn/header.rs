@@ -1,4 +1,4 @@
-//! Strict `Authorization` header parsing shared by every scheme (SPEC A2, E3, F6):
+//! Strict `Authorization` header parsing shared by every scheme:
 //! exactly one header, a size cap checked before anything is decoded, visible ASCII
 //! only, a case-insensitive scheme, `1*SP`, a token68 credential and no trailing data.
 
@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue};
 
 use crate::error::{AuthError, AuthErrorKind};
 
-/// Longest `Authorization` header accepted, in bytes (SPEC E3). Schemes set tighter caps.
+/// Longest `Authorization` header accepted, in bytes. Schemes set tighter caps.
 pub const MAX_AUTHORIZATION_BYTES: usize = 16 * 1024;
 
 /// The request's one `Authorization` header: `Ok(None)` without one, 400 for two or more,

@@ -1,12 +1,14 @@
-// RFC 7662 token introspection for opaque bearer tokens (SPEC A6, F11, F17): the
-// authorization server says whether a token is active; `active` must be JSON `true`.
-// Failures of the server itself answer 503, never 200.
+// RFC 7662 token introspection for opaque bearer tokens (SPEC A6, A15, F11, F17): the
+// authorization server says whether a token is active; `active` must be JSON `true`, the
+// answer must name this API's audience and a trusted issuer. Failures of the server itself
+// answer 503, never 200.
 
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::config::IntrospectionConfig;
+use super::claims::ClaimRules;
+use crate::config::{ConfigError, IntrospectionConfig, SourceMap};
 use crate::error::AuthError;
 
 /// Largest introspection response accepted.
@@ -18,26 +20,91 @@ pub(crate) struct Introspector {
     client_secret: String,
     client: reqwest::Client,
     pub(crate) cache_max_seconds: u64,
+    /// The answer's `aud` must name one of these (never empty).
+    audiences: Vec<String>,
+    /// The answer's `iss`, when it has one, must be this (when set).
+    issuer: Option<String>,
+    /// How an answer for an opaque token names the caller.
+    rules: ClaimRules,
 }
 
 impl Introspector {
-    pub(crate) fn new(config: &IntrospectionConfig) -> Result<Self, String> {
+    pub(super) fn new(
+        config: &IntrospectionConfig,
+        rules: ClaimRules,
+        source: &SourceMap,
+    ) -> Result<Self, ConfigError> {
         let endpoint = config.endpoint.get_ref().clone();
+        let error = |key: &str, message: String| source.error(config.endpoint.span(), key, message);
         if !(endpoint.starts_with("https://") || endpoint.starts_with("http://")) {
-            return Err("must be an http(s) URL".to_owned());
+            return Err(error("endpoint", "must be an http(s) URL".to_owned()));
         }
+        let audiences = match &config.audience {
+            None => {
+                let message = "[oauth2.introspection] needs an audience: the `aud` value this API's tokens carry \
+                               (an answer for another audience is refused)";
+                return Err(error("audience", message.to_owned()));
+            }
+            Some(list) if list.get_ref().0.is_empty() || list.get_ref().0.iter().any(String::is_empty) => {
+                return Err(source.error(list.span(), "audience", "name the audience (a non-empty value)"));
+            }
+            Some(list) => list.get_ref().0.clone(),
+        };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_seconds.max(1)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| error("endpoint", format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             endpoint,
             client_id: config.client_id.clone(),
             client_secret: config.client_secret.clone(),
             client,
             cache_max_seconds: config.cache_max_seconds,
+            audiences,
+            issuer: config.issuer.clone(),
+            rules,
         })
+    }
+
+    /// The configured audiences (one at least).
+    pub(super) fn audiences(&self) -> &[String] {
+        &self.audiences
+    }
+
+    /// The configured issuer, if any.
+    pub(super) fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
+    }
+
+    /// The claim rules for answers about opaque tokens.
+    pub(super) fn rules(&self) -> &ClaimRules {
+        &self.rules
+    }
+
+    /// The answer's `aud` (a string or an array of strings) names one of
+    /// `audiences`, and its `iss`, when present, is a string `trusted` accepts. A token the
+    /// authorization server issued for another API is refused here (RFC 9700 2.3).
+    pub(super) fn check_audience_and_issuer(
+        &self,
+        answer: &Value,
+        audiences: &[String],
+        trusted: impl Fn(&str) -> bool,
+    ) -> Result<(), AuthError> {
+        let named = |aud: &Value| aud.as_str().is_some_and(|aud| audiences.iter().any(|a| a == aud));
+        let audience_ok = match answer.get("aud") {
+            Some(Value::Array(list)) => list.iter().all(Value::is_string) && list.iter().any(named),
+            Some(aud) => named(aud),
+            None => false,
+        };
+        if !audience_ok {
+            return Err(AuthError::invalid_credentials("introspection answer is for another audience"));
+        }
+        match answer.get("iss") {
+            None => Ok(()),
+            Some(Value::String(iss)) if trusted(iss) => Ok(()),
+            Some(_) => Err(AuthError::invalid_credentials("introspection answer names another issuer")),
+        }
     }
 
     /// The response of an active token, whose `exp` (when given) lies ahead of `now`.
@@ -68,10 +135,19 @@ impl Introspector {
             }
             body.extend_from_slice(&chunk);
         }
-        let answer: Value = serde_json::from_slice(&body).map_err(|_| {
-            tracing::error!(target: "tower_secure::audit", "introspection response is not JSON");
-            AuthError::unavailable("introspection response is not JSON").with_retry_after(1)
-        })?;
+        let answer = match super::json::parse(&body) {
+            Ok(answer) => answer,
+            // Well-formed JSON that names a member twice could mean either value: refused
+            // like a token that says so, not retried like an outage.
+            Err(error) if error.is_data() => {
+                tracing::warn!(target: "tower_secure::audit", "introspection response names a member twice");
+                return Err(AuthError::invalid_credentials("introspection response names a member twice"));
+            }
+            Err(_) => {
+                tracing::error!(target: "tower_secure::audit", "introspection response is not JSON");
+                return Err(AuthError::unavailable("introspection response is not JSON").with_retry_after(1));
+            }
+        };
         if answer.get("active") != Some(&Value::Bool(true)) {
             return Err(AuthError::invalid_credentials("token is not active"));
         }

@@ -1,16 +1,21 @@
 //! Who is calling: the [`AuthenticationHandler`] trait every handler implements (built-in
 //! or plugin), the strict `Authorization` header parsing they share, and the built-in
-//! `basic` and `oauth2` handlers (SPEC A1, A2, A4, A5, A7, A10, F4, F6-F12).
+//! `basic` and `oauth2` handlers.
 //!
 //! Nothing outside this module knows how a credential is parsed.
 
 mod basic;
 mod bearer;
+mod claims;
 #[cfg(feature = "tls")]
 mod client_cert;
+#[cfg(feature = "tls")]
+mod forwarded_cert;
 pub mod header;
 mod introspection;
+mod json;
 mod jwks;
+mod lookup;
 mod revocation;
 
 use std::sync::Arc;
@@ -25,6 +30,7 @@ pub use bearer::BearerAuthenticator;
 pub(crate) use client_cert::pem_certificates;
 #[cfg(feature = "tls")]
 pub use client_cert::{CaInfo, ClientCertAuthenticator, ClientCertificate, TrustRoots};
+pub use lookup::UserLookup;
 // The token server's way in (feature `oauth2-server`).
 #[cfg(feature = "oauth2-server")]
 pub(crate) use basic::MAX_BASIC_TOKEN;
@@ -41,14 +47,15 @@ use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
 ///
 /// Handlers are asked in priority order (highest first); the first whose
 /// [`can_handle`](Self::can_handle) is true authenticates the request, and its answer is
-/// final: a present but invalid credential is 401, the next handler is not tried
-/// (SPEC A2). A handler only ever returns a [`Principal`] or an error, so no handler can
-/// "succeed" without an identity (SPEC E8).
+/// final: a present but invalid credential is 401, the next handler is not tried.
+/// A handler only ever returns a [`Principal`] or an error, so no handler can
+/// "succeed" without an identity.
 ///
-/// An API-key plugin:
+/// An API-key plugin (to give its callers permissions from the user store, see
+/// [`UserLookup`]):
 ///
 /// ```
-/// use async_trait::async_trait;
+/// use tower_secure::async_trait;
 /// use http::request::Parts;
 /// use tower_secure::authn::AuthenticationHandler;
 /// use tower_secure::identity::{Principal, QualifiedName};
@@ -114,7 +121,7 @@ pub trait AuthenticationHandler: Send + Sync + 'static {
 }
 
 /// Looks a user up for any handler, failing closed: a store error or a look-up slower than
-/// `timeout` is 503 with `Retry-After` and a logged reason, never a missing user (SPEC F17).
+/// `timeout` is 503 with `Retry-After` and a logged reason, never a missing user.
 pub(crate) async fn find_user(
     store: &dyn UserStore,
     name: &QualifiedName,
@@ -166,12 +173,12 @@ impl Registry {
         &self.handlers
     }
 
-    /// The first allowed handler that can handle the request (SPEC A2).
+    /// The first allowed handler that can handle the request.
     pub(crate) fn select(&self, allowed: impl Fn(&RegisteredHandler) -> bool, request: &Parts) -> Option<usize> {
         self.handlers.iter().position(|h| allowed(h) && h.handler.can_handle(request))
     }
 
-    /// One challenge per allowed scheme (SPEC A3).
+    /// One challenge per allowed scheme.
     pub(crate) fn challenges(&self, allowed: Option<&[String]>, realm: &str) -> Vec<HeaderValue> {
         self.handlers
             .iter()

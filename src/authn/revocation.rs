@@ -64,6 +64,21 @@ impl RevokedTokens {
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Refuses every token issued to `client` up to `now` (a client removed or disabled by
+    /// a reload).
+    pub(crate) fn revoke_client(&self, client: &str, now: u64) {
+        let mut state = self.state();
+        state.ids.retain(|_, (_, owner)| &**owner != client);
+        state.not_before.insert(Arc::from(client), now);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// True when a token of `client` issued at `iat` would count as revoked already (issued
+    /// in the second its tokens were all revoked).
+    pub(crate) fn refuses_issued_at(&self, client: &str, iat: u64) -> bool {
+        self.state().not_before.get(client).is_some_and(|&before| iat <= before)
+    }
+
     /// True when token `jti` of `client`, issued at `iat`, has been revoked.
     pub(crate) fn is_revoked(&self, jti: Option<&str>, client: Option<&str>, iat: Option<u64>) -> bool {
         let state = self.state();

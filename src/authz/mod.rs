@@ -1,11 +1,11 @@
-//! What an authenticated caller may do: the tenant check (SPEC C5), the rule's
-//! permissions and scopes (SPEC C1, C2, C4) and the [`AuthorizationHandler`] trait for
-//! plugins, which all must allow (deny wins, SPEC C6).
+//! What an authenticated caller may do: the tenant check, the rule's
+//! permissions and scopes and the [`AuthorizationHandler`] trait for
+//! plugins, which all must allow (deny wins).
 
 use async_trait::async_trait;
 use http::request::Parts;
 
-use crate::config::MatchMode;
+use crate::config::{MatchMode, TokenPermissions};
 use crate::error::AuthError;
 use crate::identity::{Permission, Principal, SUPER_TENANT};
 use crate::policy::{CanonicalPath, Policy, Rule, ScopeDefinition};
@@ -28,7 +28,7 @@ pub struct AuthorizationRequest<'a> {
 /// refuses the request (deny wins).
 ///
 /// ```
-/// use async_trait::async_trait;
+/// use tower_secure::async_trait;
 /// use tower_secure::authz::{AuthorizationHandler, AuthorizationRequest};
 /// use tower_secure::AuthError;
 ///
@@ -58,7 +58,7 @@ pub trait AuthorizationHandler: Send + Sync + 'static {
     async fn authorize(&self, request: &AuthorizationRequest<'_>) -> Result<(), AuthError>;
 }
 
-/// The rule's own requirements, the tenant check first (SPEC C1, C2, C4, C5).
+/// The rule's own requirements, the tenant check first.
 pub(crate) fn check_rule(policy: &Policy, request: &AuthorizationRequest<'_>) -> Result<(), AuthError> {
     check_tenant(request)?;
     let rule = request.rule;
@@ -67,6 +67,7 @@ pub(crate) fn check_rule(policy: &Policy, request: &AuthorizationRequest<'_>) ->
         scopes_match: rule.scopes_match(),
         permissions: rule.permissions(),
         permissions_match: rule.permissions_match(),
+        token_permissions: rule.token_permissions(),
     };
     check_requirements(&required, request.principal, &|name| policy.scope(name))
 }
@@ -77,10 +78,12 @@ pub(crate) struct Requirements<'a, S> {
     pub(crate) scopes_match: MatchMode,
     pub(crate) permissions: &'a [Permission],
     pub(crate) permissions_match: MatchMode,
+    pub(crate) token_permissions: TokenPermissions,
 }
 
 /// Scopes, then permissions. A token's scopes were issued against its user's permissions:
-/// not re-checked (SPEC C2). Any other caller must also hold the permissions (C1).
+/// not re-checked, unless the rule says `token_permissions = "check"`. Any other
+/// caller must also hold the permissions (C1).
 pub(crate) fn check_requirements<'d, S: AsRef<str>>(
     required: &Requirements<'_, S>,
     principal: &Principal,
@@ -88,7 +91,7 @@ pub(crate) fn check_requirements<'d, S: AsRef<str>>(
 ) -> Result<(), AuthError> {
     if !required.scopes.is_empty() {
         check_scopes(required, principal, scope_definition)?;
-        if principal.scopes().is_some() {
+        if principal.scopes().is_some() && required.token_permissions == TokenPermissions::Scopes {
             return Ok(());
         }
     }
@@ -96,7 +99,7 @@ pub(crate) fn check_requirements<'d, S: AsRef<str>>(
 }
 
 /// Only a leading `/t/{tenant}` names a tenant; other paths belong to the super tenant.
-/// An unknown tenant answers exactly like a forbidden one (SPEC C5).
+/// An unknown tenant answers exactly like a forbidden one.
 fn check_tenant(request: &AuthorizationRequest<'_>) -> Result<(), AuthError> {
     let path_tenant = request.path.tenant().unwrap_or(SUPER_TENANT);
     if request.rule.cross_tenant().allows(request.principal.name().tenant(), path_tenant) {
@@ -106,7 +109,7 @@ fn check_tenant(request: &AuthorizationRequest<'_>) -> Result<(), AuthError> {
     }
 }
 
-/// All (or any) permissions must be covered by the caller's permission tree (SPEC C1).
+/// All (or any) permissions must be covered by the caller's permission tree.
 fn check_permissions<S>(required: &Requirements<'_, S>, principal: &Principal) -> Result<(), AuthError> {
     if required.permissions.is_empty() {
         return Ok(());
@@ -123,9 +126,9 @@ fn check_permissions<S>(required: &Requirements<'_, S>, principal: &Principal) -
     }
 }
 
-/// SPEC C2: a token caller must carry the scopes (its user's permissions are not
-/// re-checked); any other caller is judged by the permissions each scope is bound to
-/// (SPEC C4), and a scope without a permission binding denies.
+/// A token caller must carry the scopes (its user's permissions are not
+/// re-checked); any other caller is judged by the permissions each scope is bound to,
+/// and a scope without a permission binding denies.
 fn check_scopes<'d, S: AsRef<str>>(
     required: &Requirements<'_, S>,
     principal: &Principal,

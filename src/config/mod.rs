@@ -1,4 +1,4 @@
-//! The configuration model: the `deployment.toml`-style rule file (SPEC B1, C4) and the
+//! The configuration model: the `deployment.toml`-style rule file and the
 //! users file, loaded strictly. Every load error names file, line, column and key.
 //!
 //! This module only reads and shapes TOML; [`crate::policy`] turns the rules into a
@@ -38,19 +38,19 @@ pub struct Deployment {
     pub resource: ResourceConfig,
     /// `[authentication]`: realm, handler priorities, Basic settings.
     pub authentication: AuthenticationConfig,
-    /// `[cors]`: how CORS preflight requests are treated (SPEC E2).
+    /// `[cors]`: kept so that older files load; see [`CorsConfig`].
     pub cors: CorsConfig,
-    /// `[[scope]]`: scope definitions (SPEC C4).
+    /// `[[scope]]`: scope definitions.
     pub scopes: Vec<Spanned<ScopeConfig>>,
-    /// `[oauth2]`: bearer-token validation (SPEC A5).
+    /// `[oauth2]`: bearer-token validation.
     pub oauth2: OAuth2Config,
-    /// `[scope_validation]`: which requested scopes the token endpoint grants (SPEC D2, D3).
+    /// `[scope_validation]`: which requested scopes the token endpoint grants.
     pub scope_validation: ScopeValidationConfig,
-    /// `[oauth2_server]`: the built-in token endpoint (SPEC D1, D5); `None` when absent.
+    /// `[oauth2_server]`: the built-in token endpoint; `None` when absent.
     pub oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
-    /// `[client_cert]`: the `client_cert` handler (SPEC A8); `None` when absent.
+    /// `[client_cert]`: the `client_cert` handler; `None` when absent.
     pub client_cert: Option<Spanned<ClientCertConfig>>,
-    /// `[intermediate_cert_validation]` (SPEC A9).
+    /// `[intermediate_cert_validation]`.
     pub intermediate_cert_validation: IntermediateCertValidation,
     /// Where the text came from, for error positions.
     pub source: SourceMap,
@@ -84,6 +84,7 @@ impl Deployment {
     pub fn from_toml_str(file: &str, text: &str) -> Result<Self, ConfigError> {
         let source = SourceMap::new(file, text);
         let parsed: DeploymentFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
+        parsed.cors.check(&source)?;
         Ok(Self {
             resource: parsed.resource,
             authentication: parsed.authentication,
@@ -98,10 +99,15 @@ impl Deployment {
         })
     }
 
-    /// Reads and parses a rule file.
+    /// Reads and parses a rule file. Relative paths in it (`pem_file`, `jwks_file`,
+    /// `ca_file`, `intermediates_file`) lead from the file's directory
+    /// ([`SourceMap::resolve`]); in text given to [`from_toml_str`](Self::from_toml_str),
+    /// from the working directory.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let (name, text) = read_file(path.as_ref())?;
-        Self::from_toml_str(&name, &text)
+        let mut deployment = Self::from_toml_str(&name, &text)?;
+        deployment.source = deployment.source.read_from(path.as_ref());
+        Ok(deployment)
     }
 }
 
@@ -156,23 +162,28 @@ pub(crate) fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
 #[serde(deny_unknown_fields)]
 pub struct ResourceConfig {
     /// `[[resource.access_control]]` tables, in file order (order does not matter: the
-    /// most specific rule wins, SPEC B4).
+    /// most specific rule wins).
     #[serde(default)]
     pub access_control: Vec<Spanned<RuleConfig>>,
 }
 
-/// One `[[resource.access_control]]` table, as written (SPEC B1).
+/// One `[[resource.access_control]]` table, as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
-    /// The path pattern (SPEC B3).
+    /// The path pattern.
     pub context: Spanned<String>,
     /// `false` opens the resource to anonymous callers. Default `true` (see [`RuleConfig::is_secure`]).
     #[serde(default)]
     pub secure: Option<Spanned<bool>>,
-    /// `all` (default), one method or a list.
+    /// `all` (default), one method or a list. Standard methods only, unless declared in
+    /// [`extension_methods`](RuleConfig::extension_methods).
     #[serde(default)]
     pub http_method: Option<Spanned<OneOrMany>>,
+    /// Extension methods (WebDAV's `PROPFIND`, ...) that `http_method` may name; each
+    /// must be named there too.
+    #[serde(default)]
+    pub extension_methods: Option<Spanned<OneOrMany>>,
     /// Permissions the caller must hold.
     #[serde(default)]
     pub permissions: Option<Spanned<OneOrMany>>,
@@ -182,7 +193,7 @@ pub struct RuleConfig {
     /// Handlers allowed to authenticate callers of this resource. Default: all.
     #[serde(default)]
     pub allowed_auth_handlers: Option<Spanned<OneOrMany>>,
-    /// `true` replaces a handler's compile-time rule instead of adding to it (SPEC B5).
+    /// `true` replaces a handler's compile-time rule instead of adding to it.
     #[serde(default, rename = "override")]
     pub override_compiled: bool,
     /// `all` (default) or `any` of `permissions`.
@@ -191,6 +202,10 @@ pub struct RuleConfig {
     /// `all` (default) or `any` of `scope`.
     #[serde(default)]
     pub scopes_match: MatchMode,
+    /// What a token caller is judged by on a rule with scopes: `scopes` (default) or
+    /// `check` (the scopes and its user's current permissions).
+    #[serde(default)]
+    pub token_permissions: Option<Spanned<TokenPermissions>>,
     /// Callers of other tenants: `false` (default), `true`, or a list of tenants.
     #[serde(default)]
     pub cross_tenant: Option<Spanned<CrossTenantConfig>>,
@@ -212,6 +227,20 @@ pub enum MatchMode {
     All,
     /// At least one item must hold.
     Any,
+}
+
+/// What a token caller is judged by on a rule that names scopes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenPermissions {
+    /// The token's scopes alone: they were issued against the user's permissions, which
+    /// are not checked again (WSO2's semantics). A rule whose scopes' bindings do not
+    /// imply its permissions is then a load error.
+    #[default]
+    Scopes,
+    /// The token's scopes and its user's current permissions; a token without a user
+    /// (client credentials) holds no permissions and is refused.
+    Check,
 }
 
 /// `cross_tenant = true | false | ["tenant", ...]`.
@@ -276,7 +305,7 @@ fn default_realm() -> String {
     "tower-secure".to_owned()
 }
 
-/// `[authentication.basic]`: the verification cache, lockout and hashing throttle (SPEC A4).
+/// `[authentication.basic]`: the verification cache, lockout and hashing throttle.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicConfig {
@@ -317,17 +346,36 @@ impl Default for BasicConfig {
     }
 }
 
-/// `[cors]` (SPEC E2).
+/// `[cors]`: accepted so that files written for earlier versions load. The layer checks a
+/// CORS preflight like any `OPTIONS` request; preflights are answered by a CORS layer
+/// placed *outside* the security layer (`tower_http::cors::CorsLayer`), which also adds
+/// the CORS headers to 401 and 403 answers.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorsConfig {
-    /// `true` authenticates CORS preflight requests like any other. Default `false`: a
-    /// preflight carries no credentials by the Fetch standard and passes to the CORS layer.
+    /// `true` (what the layer does) is accepted; `false`, which used to let preflights
+    /// through unauthenticated, is a load error.
     #[serde(default)]
-    pub authenticate_preflight: bool,
+    pub authenticate_preflight: Option<Spanned<bool>>,
 }
 
-/// One `[[scope]]` table (SPEC C4).
+impl CorsConfig {
+    /// `authenticate_preflight = false` is refused at its key, saying what to do instead.
+    fn check(&self, source: &SourceMap) -> Result<(), ConfigError> {
+        match &self.authenticate_preflight {
+            Some(flag) if !*flag.get_ref() => Err(source.error(
+                flag.span(),
+                "authenticate_preflight",
+                "the layer no longer lets CORS preflights through unauthenticated: put a CORS layer \
+                 (tower_http::cors::CorsLayer) outside the security layer, where it answers preflights \
+                 itself, and remove this key",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One `[[scope]]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeConfig {
@@ -341,7 +389,7 @@ pub struct ScopeConfig {
     pub roles: Vec<String>,
 }
 
-/// `[oauth2]`: how bearer tokens are validated (SPEC A5, F8-F12). The `oauth2` handler is
+/// `[oauth2]`: how bearer tokens are validated. The `oauth2` handler is
 /// registered when at least one `[[oauth2.issuer]]` is configured.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -349,23 +397,33 @@ pub struct OAuth2Config {
     /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds. Default 60.
     pub leeway_seconds: u64,
     /// When set (e.g. `"at+jwt"`, RFC 9068), the token's `typ` header must be this
-    /// (or `application/` + this), which keeps ID tokens out.
+    /// (or `application/` + this), which keeps ID tokens out. Not every provider sets it:
+    /// Keycloak, Entra ID and Okta write `JWT`, so this refuses all their tokens.
     pub require_typ: Option<String>,
-    /// The claim holding the caller's roles (an array of strings). Default `roles`.
+    /// The claim holding the caller's roles (an array of strings), for issuers that do not
+    /// name their own: a claim name, or a dot-separated path into nested objects
+    /// (`realm_access.roles`). Default `roles`.
     pub roles_claim: String,
-    /// Longest token accepted, in bytes. Default 8192.
+    /// Longest token accepted, in bytes. Default 16,384: providers put group and role
+    /// lists in tokens (Entra ID issues 11 KB tokens for a user in 200 groups), while every
+    /// byte of a token is hashed, decoded and parsed before its signature can be checked,
+    /// so the cap bounds the work an unauthenticated caller can cause. The whole
+    /// `Authorization` header is capped at 16 KiB as well.
     pub max_token_bytes: usize,
     /// How many verified tokens (and introspection results) are cached at most; entries
     /// never outlive `exp`. Default 10,000.
     pub cache_capacity: usize,
     /// How often keys from a `jwks_uri` (or discovery) are fetched again. Default 300.
+    /// A fetch that fails is retried sooner, with a backoff from 1 s up to this (at most a
+    /// minute).
     pub jwks_refresh_seconds: u64,
-    /// The least time between two fetches; an unknown `kid` refreshes at most this often.
-    /// Default 10.
+    /// The least time between two fetches; an unknown `kid` refreshes at most this often,
+    /// and meanwhile its token is answered 503 with `Retry-After`. Default 10.
     pub jwks_min_refresh_seconds: u64,
     /// Time limit of one key fetch. Default 5.
     pub jwks_timeout_seconds: u64,
-    /// The trusted token issuers.
+    /// The trusted token issuers (`[[oauth2.issuer]]` tables).
+    #[serde(deserialize_with = "issuer_tables")]
     pub issuer: Vec<Spanned<IssuerConfig>>,
     /// `[oauth2.introspection]`: opaque tokens checked with RFC 7662 introspection.
     pub introspection: Option<IntrospectionConfig>,
@@ -377,7 +435,7 @@ impl Default for OAuth2Config {
             leeway_seconds: 60,
             require_typ: None,
             roles_claim: "roles".to_owned(),
-            max_token_bytes: 8192,
+            max_token_bytes: 16 * 1024,
             cache_capacity: 10_000,
             jwks_refresh_seconds: 300,
             jwks_min_refresh_seconds: 10,
@@ -386,6 +444,46 @@ impl Default for OAuth2Config {
             introspection: None,
         }
     }
+}
+
+/// `issuer` must be an array of tables; `[oauth2.issuer]` (one table) is a common slip
+/// that would otherwise read as "invalid type: map".
+fn issuer_tables<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Spanned<IssuerConfig>>, D::Error> {
+    struct IssuerTables;
+    impl<'de> Visitor<'de> for IssuerTables {
+        type Value = Vec<Spanned<IssuerConfig>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("[[oauth2.issuer]] tables")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut tables = Vec::new();
+            while let Some(table) = seq.next_element()? {
+                tables.push(table);
+            }
+            Ok(tables)
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, _map: A) -> Result<Self::Value, A::Error> {
+            Err(de::Error::custom(
+                "a single [oauth2.issuer] table; use [[oauth2.issuer]] (an array of tables, one per issuer)",
+            ))
+        }
+    }
+    deserializer.deserialize_any(IssuerTables)
+}
+
+/// How the subject of a token names its caller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectFormat {
+    /// The subject is an opaque string of the issuer (OpenID Connect Core 5.7):
+    /// `svc@clients`, `https://client.example/svc` are whole names of the super tenant
+    /// (see [`crate::identity::QualifiedName::opaque`]), never users of the user store.
+    #[default]
+    Opaque,
+    /// The subject is a WSO2 name (`[DOMAIN/]user[@tenant]`) of a user of this crate's
+    /// user store, whose permissions then apply to the token (for an issuer whose users
+    /// are ours, such as WSO2 Identity Server over the same user store).
+    Qualified,
 }
 
 /// `[[oauth2.issuer]]`: one trusted issuer and the keys that verify its tokens.
@@ -397,11 +495,12 @@ pub struct IssuerConfig {
     /// When set, the token's `aud` must be or contain this value.
     #[serde(default)]
     pub audience: Option<String>,
-    /// A JWKS file (`{"keys": [...]}`) with this issuer's public keys; each key needs
-    /// `kid` and `alg`.
+    /// A JWKS file (`{"keys": [...]}`) with this issuer's public keys; each key needs a
+    /// `kid`, and a key without `alg` serves the issuer's `algorithms`.
     #[serde(default)]
     pub jwks_file: Option<Spanned<String>>,
-    /// A JWKS URL, fetched in the background (and, rate limited, on an unknown `kid`).
+    /// A JWKS URL, fetched at start and in the background (and, rate limited, on an
+    /// unknown `kid`).
     #[serde(default)]
     pub jwks_uri: Option<Spanned<String>>,
     /// `true`: find the JWKS URL in `{issuer}/.well-known/openid-configuration`.
@@ -415,9 +514,35 @@ pub struct IssuerConfig {
     /// seen here within `cache_max_seconds`. Default `false`.
     #[serde(default)]
     pub introspect: bool,
+    /// The JWS algorithms this issuer's tokens may use (`RS256`, `PS256`, `ES256`, ...).
+    /// A published key without `alg` serves those of them that fit its key type; a key
+    /// with `alg` serves that one, which must be listed. Default: any algorithm a key
+    /// names, and for keys without `alg` RS256 (RSA), ES256 (P-256), ES384 (P-384) or
+    /// EdDSA (Ed25519).
+    #[serde(default)]
+    pub algorithms: Option<Spanned<Vec<String>>>,
+    /// How `sub` names the caller: `opaque` (default) or `qualified`.
+    #[serde(default)]
+    pub subject_format: SubjectFormat,
+    /// The claim naming the caller. Default `sub` (Entra ID: `oid` is stable across
+    /// applications; Keycloak: `preferred_username` reads better).
+    #[serde(default)]
+    pub subject_claim: Option<Spanned<String>>,
+    /// A claim holding the caller's tenant (opaque subjects only). Default: none, every
+    /// caller of this issuer is in the super tenant.
+    #[serde(default)]
+    pub tenant_claim: Option<Spanned<String>>,
+    /// This issuer's roles claim, overriding `[oauth2] roles_claim`: a claim name or a
+    /// dot-separated path (`realm_access.roles`, `resource_access.my-api.roles`).
+    #[serde(default)]
+    pub roles_claim: Option<Spanned<String>>,
+    /// The one claim scopes are read from (a space-delimited string or an array of
+    /// strings). Default: `scope` or `scp`, whichever is present (both must agree).
+    #[serde(default)]
+    pub scope_claim: Option<Spanned<String>>,
 }
 
-/// `[[oauth2.issuer.key]]`: one verification key with its one algorithm (SPEC F8).
+/// `[[oauth2.issuer.key]]`: one verification key with its one algorithm.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
@@ -441,8 +566,12 @@ pub struct KeyConfig {
     pub secret_base64: Option<Spanned<String>>,
 }
 
-/// `[oauth2.introspection]` (SPEC A6): tokens that are not JWTs are checked at this RFC 7662
-/// endpoint. A JWT is never sent there, even when it fails local verification.
+/// `[oauth2.introspection]`: tokens that are not JWTs are checked at this
+/// RFC 7662 endpoint. A JWT is never sent there, even when it fails local verification.
+///
+/// `audience` is required: an answer is accepted only when its `aud` names it, so a token
+/// the authorization server issued for another API is refused here. The subject settings
+/// are those of an `[[oauth2.issuer]]` and apply to the answers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntrospectionConfig {
@@ -452,6 +581,31 @@ pub struct IntrospectionConfig {
     pub client_id: String,
     /// Its client secret.
     pub client_secret: String,
+    /// The audience this API's tokens carry (one value, or a list of which the answer's
+    /// `aud` must name one). Required. For a token of an `[[oauth2.issuer]]` with
+    /// `introspect = true`, that issuer's `audience` applies when it has one.
+    #[serde(default)]
+    pub audience: Option<Spanned<OneOrMany>>,
+    /// When set, an answer that carries `iss` must name exactly this issuer; otherwise it
+    /// must name one of the `[[oauth2.issuer]]` tables. An answer without `iss` passes.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// How the answer's subject names the caller: `opaque` (default) or `qualified` (for
+    /// WSO2 Identity Server, whose answers name users of this crate's user store).
+    #[serde(default)]
+    pub subject_format: SubjectFormat,
+    /// The member naming the caller. Default `sub`, then `username`, then `client_id`.
+    #[serde(default)]
+    pub subject_claim: Option<Spanned<String>>,
+    /// A member holding the caller's tenant (opaque subjects only).
+    #[serde(default)]
+    pub tenant_claim: Option<Spanned<String>>,
+    /// The roles member, overriding `[oauth2] roles_claim` (a name or a dot-separated path).
+    #[serde(default)]
+    pub roles_claim: Option<Spanned<String>>,
+    /// The one member scopes are read from. Default: `scope` or `scp`.
+    #[serde(default)]
+    pub scope_claim: Option<Spanned<String>>,
     /// The longest a result is trusted without asking again; never past the token's
     /// `exp`. Default 60.
     #[serde(default = "default_introspection_seconds")]
@@ -459,6 +613,41 @@ pub struct IntrospectionConfig {
     /// Time limit of one call. Default 5.
     #[serde(default = "default_introspection_timeout")]
     pub timeout_seconds: u64,
+}
+
+/// The settings that turn a token's claims into a caller, as an `[[oauth2.issuer]]` or
+/// `[oauth2.introspection]` table gives them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClaimSettings<'a> {
+    pub(crate) subject_format: SubjectFormat,
+    pub(crate) subject_claim: Option<&'a Spanned<String>>,
+    pub(crate) tenant_claim: Option<&'a Spanned<String>>,
+    pub(crate) roles_claim: Option<&'a Spanned<String>>,
+    pub(crate) scope_claim: Option<&'a Spanned<String>>,
+}
+
+impl IssuerConfig {
+    pub(crate) fn claim_settings(&self) -> ClaimSettings<'_> {
+        ClaimSettings {
+            subject_format: self.subject_format,
+            subject_claim: self.subject_claim.as_ref(),
+            tenant_claim: self.tenant_claim.as_ref(),
+            roles_claim: self.roles_claim.as_ref(),
+            scope_claim: self.scope_claim.as_ref(),
+        }
+    }
+}
+
+impl IntrospectionConfig {
+    pub(crate) fn claim_settings(&self) -> ClaimSettings<'_> {
+        ClaimSettings {
+            subject_format: self.subject_format,
+            subject_claim: self.subject_claim.as_ref(),
+            tenant_claim: self.tenant_claim.as_ref(),
+            roles_claim: self.roles_claim.as_ref(),
+            scope_claim: self.scope_claim.as_ref(),
+        }
+    }
 }
 
 fn default_introspection_seconds() -> u64 {
@@ -469,7 +658,7 @@ fn default_introspection_timeout() -> u64 {
     5
 }
 
-/// `[scope_validation]` (SPEC D2, D3): how the token endpoint decides which requested
+/// `[scope_validation]`: how the token endpoint decides which requested
 /// scopes to grant. Definitions come from the `[[scope]]` tables.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -488,9 +677,9 @@ impl Default for ScopeValidationConfig {
     }
 }
 
-/// `[oauth2_server]` (SPEC D1, D5): the token endpoint this crate serves itself. Clients
+/// `[oauth2_server]`: the token endpoint this crate serves itself. Clients
 /// are `[[client]]` tables in the users file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2ServerConfig {
     /// The `iss` of issued tokens and the base of the URLs in the discovery document,
@@ -536,17 +725,19 @@ fn default_max_tracked_tokens() -> usize {
 }
 
 /// `[[oauth2_server.key]]`: one signing key.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SigningKeyConfig {
-    /// The `kid` put in token headers and in the JWKS.
-    pub kid: Spanned<String>,
+    /// The `kid` put in token headers and in the JWKS. Default: the key's RFC 7638
+    /// thumbprint (SHA-256, base64url), which stays the same across restarts.
+    #[serde(default)]
+    pub kid: Option<Spanned<String>>,
     /// `RS256` (with at least 2048 bits), `ES256`, `EdDSA` or `HS256`.
     pub algorithm: Spanned<String>,
     /// A PKCS#8 PEM private key, inline.
     #[serde(default)]
     pub pem: Option<Spanned<String>>,
-    /// A PKCS#8 PEM private key file, relative to the working directory.
+    /// A PKCS#8 PEM private key file; a relative path leads from the rule file's directory.
     #[serde(default)]
     pub pem_file: Option<Spanned<String>>,
     /// An HS256 secret, base64 (standard alphabet), at least 32 bytes. HMAC keys are never
@@ -555,7 +746,7 @@ pub struct SigningKeyConfig {
     pub secret_base64: Option<Spanned<String>>,
 }
 
-/// `[client_cert]` (SPEC A8, F16): the `client_cert` handler, registered when this table is
+/// `[client_cert]`: the `client_cert` handler, registered when this table is
 /// present. Certificates from the crate's TLS server are verified there; forwarded ones
 /// (from a TLS-terminating proxy) here.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -566,6 +757,10 @@ pub struct ClientCertConfig {
     /// certificates are off.
     #[serde(default)]
     pub forwarded_header: Option<Spanned<String>>,
+    /// How the proxy writes the certificate into `forwarded_header`; required with it, as
+    /// nothing is guessed from the header's contents.
+    #[serde(default)]
+    pub forwarded_format: Option<Spanned<ForwardedFormat>>,
     /// The proxies (IP addresses) whose forwarded header is believed; from anyone else the
     /// header is ignored and logged.
     #[serde(default)]
@@ -579,7 +774,72 @@ pub struct ClientCertConfig {
     pub intermediates_file: Option<Spanned<String>>,
 }
 
-/// `[intermediate_cert_validation]` (SPEC A9): which CAs may have issued client
+/// `[client_cert] forwarded_format`: the one shape a forwarded certificate header must
+/// have. The header is parsed fully: anything else in it, before, after or around the
+/// certificate, refuses the request with 400. Spaces and tabs around the whole value are
+/// not part of an HTTP field value and are ignored.
+///
+/// ```
+/// use tower_secure::config::{Deployment, ForwardedFormat};
+///
+/// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+///     [client_cert]
+///     forwarded_header = "X-Forwarded-Client-Cert"
+///     forwarded_format = "xfcc"
+/// "#)?;
+/// let config = deployment.client_cert.as_ref().map(|table| table.get_ref());
+/// let format = config.and_then(|c| c.forwarded_format.as_ref()).map(|f| *f.get_ref());
+/// assert_eq!(format, Some(ForwardedFormat::Xfcc));
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ForwardedFormat {
+    /// `rfc9440`: RFC 9440 `Client-Cert`, one structured-field byte sequence
+    /// (`:base64(DER):`, standard alphabet with padding), without parameters.
+    #[serde(rename = "rfc9440")]
+    Rfc9440,
+    /// `pem`: one PEM `CERTIFICATE` block whose line breaks the proxy replaced with spaces
+    /// or tabs. Spaces and tabs may separate the armor lines from the base64 body and
+    /// break the body anywhere; nothing else may appear.
+    #[serde(rename = "pem")]
+    Pem,
+    /// `pem-urlencoded`: one PEM `CERTIFICATE` block, percent-encoded, as nginx's
+    /// `$ssl_client_escaped_cert`. Letters, digits and `-._~+/=` may appear as they are,
+    /// anything else as `%XX`; decoded, it is a PEM block as for `pem`, with line breaks
+    /// allowed as separators too.
+    #[serde(rename = "pem-urlencoded")]
+    PemUrlencoded,
+    /// `xfcc`: Envoy's `x-forwarded-client-cert` with exactly one element (one proxy, no
+    /// top-level `,`) of `key=value` pairs separated by `;`. Keys (any case): `Hash` (the
+    /// hex SHA-256 of the certificate's DER) and `Cert` (the certificate as for
+    /// `pem-urlencoded`), both required and once each; `Subject` at most once; `By`, `URI`
+    /// and `DNS` any number of times (Envoy writes one per SAN). A value holding `,`, `;`,
+    /// `=`, `"` or whitespace is double-quoted, a backslash escaping the next character.
+    /// `Chain`, unknown keys and any other shape are refused: intermediates come from
+    /// `intermediates_file`.
+    #[serde(rename = "xfcc")]
+    Xfcc,
+}
+
+impl ForwardedFormat {
+    /// The name used in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rfc9440 => "rfc9440",
+            Self::Pem => "pem",
+            Self::PemUrlencoded => "pem-urlencoded",
+            Self::Xfcc => "xfcc",
+        }
+    }
+}
+
+impl fmt::Display for ForwardedFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[intermediate_cert_validation]`: which CAs may have issued client
 /// certificates, checked on the path verification built.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]

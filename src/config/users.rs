@@ -55,7 +55,7 @@ struct ClientEntry {
     disabled: bool,
 }
 
-/// The grant types the token endpoint implements (SPEC D1).
+/// The grant types the token endpoint implements.
 pub const GRANT_TYPES: [&str; 3] = ["password", "client_credentials", "refresh_token"];
 
 /// An OAuth2 client of the token endpoint, from a `[[client]]` table of the users file.
@@ -65,7 +65,7 @@ pub struct ClientRecord {
     pub id: String,
     /// The client secret as an argon2id PHC string.
     pub secret_hash: String,
-    /// Roles that stand in for a user's in the `client_credentials` grant (SPEC D2).
+    /// Roles that stand in for a user's in the `client_credentials` grant.
     pub roles: Vec<String>,
     /// The permissions those roles grant.
     pub permissions: PermissionSet,

@@ -1,5 +1,6 @@
 // Qualified user names: `[DOMAIN/]user[@tenant]`, shared by Basic usernames, certificate
-// CNs and token subjects (SPEC A4, A8, F15) so every door parses names the same way.
+// CNs and token subjects (SPEC A4, A8, F15) so every door parses names the same way; and
+// opaque subjects of other token issuers (SPEC A13), which are never parsed.
 
 use std::fmt;
 
@@ -9,6 +10,11 @@ pub const PRIMARY_DOMAIN: &str = "PRIMARY";
 pub const SUPER_TENANT: &str = "carbon.super";
 
 const MAX_NAME_BYTES: usize = 255;
+
+/// What the display form of an opaque name starts with, before a `/`. The part before the
+/// first `/` of a qualified name's display form is an upper-case userstore domain, so this
+/// lower-case mark can never begin one.
+const OPAQUE_MARK: &str = "opaque";
 
 /// Why a string is not a valid qualified name. Carries no part of the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +46,10 @@ pub enum NameError {
 /// `example.com`. The domain is upper-cased and the tenant lower-cased, so they compare
 /// case-insensitively; the user part is case-sensitive.
 ///
+/// A name can also be *opaque* ([`QualifiedName::opaque`]): the subject another token
+/// issuer assigned, kept whole. It is never the same name as a qualified one, whatever its
+/// text, and displays with an `opaque/` mark.
+///
 /// ```
 /// use tower_secure::identity::QualifiedName;
 ///
@@ -56,6 +66,8 @@ pub struct QualifiedName {
     user: String,
     domain: String,
     tenant: String,
+    /// A subject of another issuer: `user` is its text, never split into parts.
+    opaque: bool,
 }
 
 impl QualifiedName {
@@ -107,10 +119,68 @@ impl QualifiedName {
         if !tenant.chars().all(|c| plain(c, ".-")) {
             return Err(NameError::BadTenant);
         }
-        Ok(Self { user: user.to_owned(), domain: domain.to_ascii_uppercase(), tenant: tenant.to_ascii_lowercase() })
+        Ok(Self {
+            user: user.to_owned(),
+            domain: domain.to_ascii_uppercase(),
+            tenant: tenant.to_ascii_lowercase(),
+            opaque: false,
+        })
     }
 
-    /// The user part, without domain or tenant.
+    /// The subject another token issuer gave a caller (OpenID Connect `sub`: unique within
+    /// that issuer, any text), as a name of the super tenant and the `PRIMARY` domain. It
+    /// is never split at `/` or `@`: `svc@clients`, `alice@example.com` and
+    /// `https://client.example/svc` are whole subjects, and an opaque `alice@example.com`
+    /// is not the tenant user `alice@example.com`. The subject may hold no control
+    /// characters, nor white space at its edges, and at most 255 bytes.
+    ///
+    /// ```
+    /// use tower_secure::identity::QualifiedName;
+    ///
+    /// let name = QualifiedName::opaque("alice@example.com")?;
+    /// assert_eq!((name.user(), name.tenant()), ("alice@example.com", "carbon.super"));
+    /// assert!(name.is_opaque());
+    /// assert_eq!(name.to_string(), "opaque/alice@example.com");
+    /// assert_ne!(name, QualifiedName::parse("alice@example.com")?);
+    /// # Ok::<(), tower_secure::identity::NameError>(())
+    /// ```
+    pub fn opaque(subject: &str) -> Result<Self, NameError> {
+        Self::opaque_in_tenant(subject, SUPER_TENANT)
+    }
+
+    /// [`QualifiedName::opaque`] in `tenant` (for an issuer that names its callers' tenant
+    /// in a claim of its own). Displays as `opaque@tenant/subject`.
+    ///
+    /// ```
+    /// use tower_secure::identity::QualifiedName;
+    ///
+    /// let name = QualifiedName::opaque_in_tenant("svc@clients", "Example.com")?;
+    /// assert_eq!((name.user(), name.tenant()), ("svc@clients", "example.com"));
+    /// assert_eq!(name.to_string(), "opaque@example.com/svc@clients");
+    /// # Ok::<(), tower_secure::identity::NameError>(())
+    /// ```
+    pub fn opaque_in_tenant(subject: &str, tenant: &str) -> Result<Self, NameError> {
+        if subject.is_empty() || tenant.is_empty() {
+            return Err(NameError::EmptyPart);
+        }
+        if subject.len() > MAX_NAME_BYTES {
+            return Err(NameError::TooLong);
+        }
+        if subject.chars().any(char::is_control) || subject.trim() != subject {
+            return Err(NameError::BadCharacter);
+        }
+        if !tenant.chars().all(|c| c.is_ascii_alphanumeric() || ".-".contains(c)) {
+            return Err(NameError::BadTenant);
+        }
+        Ok(Self {
+            user: subject.to_owned(),
+            domain: PRIMARY_DOMAIN.to_owned(),
+            tenant: tenant.to_ascii_lowercase(),
+            opaque: true,
+        })
+    }
+
+    /// The user part, without domain or tenant; the whole subject of an opaque name.
     pub fn user(&self) -> &str {
         &self.user
     }
@@ -129,13 +199,29 @@ impl QualifiedName {
     pub fn is_super_tenant(&self) -> bool {
         self.tenant == SUPER_TENANT
     }
+
+    /// True for the subject of another token issuer ([`QualifiedName::opaque`]): such a
+    /// caller is not a user of the user store.
+    pub fn is_opaque(&self) -> bool {
+        self.opaque
+    }
 }
 
 impl fmt::Display for QualifiedName {
     /// The canonical form, which parses back to the same name: `PRIMARY/` is left out, and
     /// so is `@carbon.super` unless the user part holds an `@` (`bob@mail.com@carbon.super`
     /// written as `bob@mail.com` would read back as user `bob` of tenant `mail.com`).
+    /// An opaque name is `opaque/` + its subject, or `opaque@tenant/` + its subject outside
+    /// the super tenant: the mark before the first `/` is never a userstore domain, so no
+    /// qualified name displays the same.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.opaque {
+            f.write_str(OPAQUE_MARK)?;
+            if self.tenant != SUPER_TENANT {
+                write!(f, "@{}", self.tenant)?;
+            }
+            return write!(f, "/{}", self.user);
+        }
         if self.domain != PRIMARY_DOMAIN {
             write!(f, "{}/", self.domain)?;
         }
@@ -187,6 +273,36 @@ mod tests {
             assert_eq!(QualifiedName::parse(&name.to_string()), Ok(name), "{input}");
         }
         assert_eq!(QualifiedName::parse("bob@mail.com@carbon.super").unwrap().to_string(), "bob@mail.com@carbon.super");
+    }
+
+    // SPEC A13: opaque subjects are kept whole, never equal a qualified name of the same
+    // text, and display distinctly from every qualified name.
+    #[test]
+    fn opaque_subjects_stay_whole_and_distinct() {
+        let subjects =
+            ["svc@clients", "alice@example.com", "https://client.example/svc", "repo:acme/app:ref:refs/heads/main"];
+        for subject in subjects {
+            let name = QualifiedName::opaque(subject).unwrap();
+            assert_eq!((name.user(), name.domain(), name.tenant()), (subject, "PRIMARY", "carbon.super"));
+            assert!(name.is_opaque());
+            assert_eq!(name.to_string(), format!("opaque/{subject}"));
+            if let Ok(qualified) = QualifiedName::parse(subject) {
+                assert_ne!(name, qualified, "{subject}");
+                assert_ne!(name.to_string(), qualified.to_string(), "{subject}");
+            }
+            // The display form, read as a qualified name, is another name altogether.
+            assert_ne!(QualifiedName::parse(&name.to_string()).ok(), Some(name.clone()), "{subject}");
+        }
+        let qualified = QualifiedName::parse("OPAQUE/svc@clients").unwrap();
+        assert_ne!(qualified.to_string(), QualifiedName::opaque("svc@clients").unwrap().to_string());
+        let tenant = QualifiedName::opaque_in_tenant("alice", "Example.COM").unwrap();
+        assert_eq!((tenant.tenant(), tenant.to_string().as_str()), ("example.com", "opaque@example.com/alice"));
+        for bad in ["", " svc", "svc ", "s\nvc", "s\u{85}vc"] {
+            assert!(QualifiedName::opaque(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(QualifiedName::opaque(&"a".repeat(256)), Err(NameError::TooLong));
+        assert_eq!(QualifiedName::opaque_in_tenant("a", "ex ample"), Err(NameError::BadTenant));
+        assert_eq!(QualifiedName::opaque_in_tenant("a", ""), Err(NameError::EmptyPart));
     }
 
     // SPEC F15: the 255-byte limit is on the name as written, not on the defaults it

@@ -73,7 +73,7 @@ impl Principal {
         &self.0.permissions
     }
 
-    /// True when a held permission covers `required` (SPEC C1).
+    /// True when a held permission covers `required`.
     pub fn has_permission(&self, required: &Permission) -> bool {
         self.0.permissions.covers(required)
     }

@@ -33,7 +33,7 @@ pub struct UserStoreError(pub String);
 /// Where users come from. Implement it to plug in LDAP, a database or a remote service.
 ///
 /// ```
-/// use async_trait::async_trait;
+/// use tower_secure::async_trait;
 /// use tower_secure::identity::{QualifiedName, UserRecord, UserStore, UserStoreError};
 ///
 /// struct NobodyStore;
@@ -52,7 +52,7 @@ pub trait UserStore: Send + Sync + 'static {
 
     /// A password hash made with the parameters this store's users have. The Basic
     /// handler verifies a dummy hash with the same parameters for unknown users, so that
-    /// they take as long as a wrong password (SPEC F7). Default: argon2's defaults.
+    /// they take as long as a wrong password. Default: argon2's defaults.
     fn reference_password_hash(&self) -> Option<String> {
         None
     }

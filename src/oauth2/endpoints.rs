@@ -96,9 +96,9 @@ async fn introspect(State(server): State<TokenServer>, request: Request) -> Resp
 async fn revoke(State(server): State<TokenServer>, request: Request) -> Response {
     let answer = async {
         let (headers, form) = server.read_form(request).await?;
-        let client = server.client(&headers).await?;
+        let caller = server.client(&headers).await?;
         let token = form.required("token")?;
-        server.revoke(client, token)
+        server.revoke(&caller.client, token)
     };
     match answer.await {
         Ok(()) => (StatusCode::OK, [(CACHE_CONTROL, "no-store")], Body::empty()).into_response(),

@@ -10,7 +10,7 @@ use http::{HeaderValue, StatusCode};
 use crate::error::{AuthError, AuthErrorKind};
 
 /// An OAuth2 error answer: an RFC 6749 error code, its status and a fixed description.
-/// The reason is for the log only; nothing from the request is echoed (SPEC F13).
+/// The reason is for the log only; nothing from the request is echoed.
 ///
 /// ```
 /// use tower_secure::oauth2::OAuthError;

@@ -1,4 +1,4 @@
-//! An OAuth2 token endpoint (SPEC D1-D5), so the whole token + API flow runs in one
+//! An OAuth2 token endpoint, so the whole token + API flow runs in one
 //! process with nothing else installed: `POST /oauth2/token` (grants `password`,
 //! `client_credentials`, `refresh_token`), `GET /oauth2/jwks`, `POST /oauth2/introspect`
 //! (RFC 7662), `POST /oauth2/revoke` (RFC 7009) and the discovery document.
@@ -6,6 +6,11 @@
 //! Scopes are granted by a [`ScopeValidator`]; the default, [`RoleBasedScopeValidator`],
 //! behaves like WSO2's role-based scope validation: a whitelist, scopes bound to
 //! permissions and roles, and `SYSTEM`.
+//!
+//! A server registered with a layer reloads with it ([`Reloader`](crate::Reloader)): the
+//! rule file's `[[scope]]` and `[scope_validation]` tables, and the users file's
+//! `[[client]]` tables. A disabled or removed client gets no token from then on, and the
+//! tokens it already holds are refused.
 //!
 //! Merge [`TokenServer::router`] into the app and put the [`SecureLayer`](crate::SecureLayer)
 //! around all of it, built with [`token_server`](crate::SecureLayerBuilder::token_server): the
@@ -52,6 +57,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use http::HeaderMap;
 use jsonwebtoken::{Header, Validation};
 use serde_json::{json, Map, Value};
@@ -61,7 +67,7 @@ pub use error::OAuthError;
 pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
 
 use crate::authn::{self, BasicAuthenticator, LocalIssuer, RevokedTokens};
-use crate::config::{ClientRecord, ConfigError, Deployment};
+use crate::config::{ClientRecord, ConfigError, Deployment, OAuth2ServerConfig};
 use crate::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore};
 use keys::SigningKeys;
 use refresh::{Redeemed, RefreshTokens};
@@ -75,12 +81,13 @@ pub struct TokenServer {
 }
 
 struct Inner {
+    /// The `[oauth2_server]` table the server was built from: a reload may not change it.
+    config: OAuth2ServerConfig,
     issuer: String,
     audience: Option<String>,
     access_seconds: u64,
     refresh_seconds: u64,
     max_form_bytes: usize,
-    realm: String,
     keys: SigningKeys,
     /// Verifies users' passwords (the password grant) exactly like the `basic` handler.
     users: BasicAuthenticator,
@@ -88,13 +95,50 @@ struct Inner {
     /// The store again when it is an [`InMemoryUserStore`] (reloadable).
     users_in_memory: Option<InMemoryUserStore>,
     store_timeout: Duration,
-    clients: HashMap<String, ClientRecord>,
-    /// Verifies client secrets: the clients as users of their own store.
+    /// The clients as users of their own store (see [`client_as_user`]), replaced on reload.
+    client_store: InMemoryUserStore,
+    /// Verifies client secrets against `client_store`: cache, lockout and throttle as Basic.
     client_secrets: BasicAuthenticator,
-    validator: Arc<dyn ScopeValidator>,
-    default_scope: Option<String>,
+    /// What a reload replaces; a request decides with the version it loaded first.
+    current: ArcSwap<Issuance>,
+    /// The application's own validator; `None` for the configuration's role-based one.
+    custom_validator: Option<Arc<dyn ScopeValidator>>,
     refresh: RefreshTokens,
     revoked: RevokedTokens,
+}
+
+/// The part of the server a reload replaces: the clients, and how scopes are
+/// granted.
+#[derive(Clone)]
+struct Issuance {
+    clients: HashMap<String, Arc<ClientRecord>>,
+    rules: RuleFileSettings,
+}
+
+/// What the token server takes from a rule file, and takes again when it is reloaded:
+/// `[[scope]]` and `[scope_validation]`, and the realm of `invalid_client` challenges.
+#[derive(Clone)]
+pub(crate) struct RuleFileSettings {
+    role_based: RoleBasedScopeValidator,
+    default_scope: Option<String>,
+    realm: String,
+}
+
+impl RuleFileSettings {
+    fn of(deployment: &Deployment) -> Result<Self, ConfigError> {
+        Ok(Self {
+            role_based: RoleBasedScopeValidator::from_config(deployment)?,
+            default_scope: deployment.scope_validation.default_scope.clone(),
+            realm: deployment.authentication.realm.clone(),
+        })
+    }
+}
+
+/// A client that proved its secret, with the configuration version that decides its
+/// request: the secret it proved is the one this version holds.
+struct Authenticated {
+    issuance: Arc<Issuance>,
+    client: Arc<ClientRecord>,
 }
 
 /// Builds a [`TokenServer`]; see the [module docs](self).
@@ -148,30 +192,28 @@ impl TokenServerBuilder {
         if issuer.is_empty() {
             return Err(source.error(server.issuer.span(), "issuer", "the issuer must not be empty"));
         }
-        let validator: Arc<dyn ScopeValidator> = match self.validator {
-            Some(validator) => validator,
-            None => Arc::new(RoleBasedScopeValidator::from_config(&deployment)?),
-        };
+        let rules = RuleFileSettings::of(&deployment)?;
         let basic = &deployment.authentication.basic;
         let store = self.store.unwrap_or_else(|| Arc::new(InMemoryUserStore::default()));
-        let client_users = self.clients.iter().filter_map(client_as_user);
-        let client_secrets = BasicAuthenticator::new(InMemoryUserStore::new(client_users), basic);
+        let client_store = InMemoryUserStore::new(self.clients.iter().filter_map(client_as_user));
+        let client_secrets = BasicAuthenticator::new(client_store.clone(), basic);
+        let clients = self.clients.into_iter().map(|c| (c.id.clone(), Arc::new(c))).collect();
         let inner = Inner {
+            config: server.clone(),
             issuer,
             audience: server.audience.clone(),
             access_seconds: server.access_token_seconds.max(1),
             refresh_seconds: server.refresh_token_seconds.max(1),
             max_form_bytes: server.max_form_bytes.max(256),
-            realm: deployment.authentication.realm.clone(),
             keys,
             users: BasicAuthenticator::from_arc(store.clone(), basic),
             store,
             users_in_memory: self.users_in_memory,
             store_timeout: Duration::from_secs(basic.store_timeout_seconds.max(1)),
-            clients: self.clients.into_iter().map(|c| (c.id.clone(), c)).collect(),
+            client_store,
             client_secrets,
-            validator,
-            default_scope: deployment.scope_validation.default_scope.clone(),
+            current: ArcSwap::from_pointee(Issuance { clients, rules }),
+            custom_validator: self.validator,
             refresh: RefreshTokens::new(server.max_tracked_tokens),
             revoked: RevokedTokens::new(server.max_tracked_tokens),
         };
@@ -180,13 +222,16 @@ impl TokenServerBuilder {
 }
 
 /// A client as a user of the client-secret store. Client ids are plain (see
-/// [`crate::config::load_clients`]), so the parsed name is the id itself.
+/// [`crate::config::load_clients`]), so the parsed name is the id itself. Its one role is
+/// its secret's hash: a verification then says which secret it proved, and a request
+/// checks that against the version of the clients it decides with (a reload between the
+/// two, or a verification cached before it, is seen).
 fn client_as_user(client: &ClientRecord) -> Option<UserRecord> {
     Some(UserRecord {
         name: QualifiedName::parse(&client.id).ok()?,
         password_hash: Some(client.secret_hash.clone()),
-        roles: client.roles.clone(),
-        permissions: client.permissions.clone(),
+        roles: vec![client.secret_hash.clone()],
+        permissions: Default::default(),
         disabled: client.disabled,
     })
 }
@@ -206,15 +251,15 @@ struct Issued {
 }
 
 impl Issued {
+    /// `scope` is always there, empty when nothing was granted: RFC 6749 section 5.1 reads
+    /// an absent `scope` as "what the client asked for".
     fn to_json(&self) -> Value {
         let mut body = json!({
             "access_token": self.access_token,
             "token_type": "Bearer",
             "expires_in": self.expires_in,
+            "scope": self.scopes.join(" "),
         });
-        if !self.scopes.is_empty() {
-            body["scope"] = Value::from(self.scopes.join(" "));
-        }
         if let Some(refresh) = &self.refresh_token {
             body["refresh_token"] = Value::from(refresh.as_str());
         }
@@ -233,9 +278,48 @@ impl TokenServer {
         &self.inner.issuer
     }
 
+    /// The `aud` of the tokens it issues, when `[oauth2_server] audience` sets one (else
+    /// each token's `aud` is its client id).
+    pub fn audience(&self) -> Option<&str> {
+        self.inner.audience.as_deref()
+    }
+
     /// The public keys as a JWKS document (what `GET /oauth2/jwks` serves).
     pub fn jwks(&self) -> &Value {
         &self.inner.keys.jwks
+    }
+
+    /// Signs `claims` exactly as given with the signing key (header `typ` `at+jwt`, the
+    /// key's `kid` and algorithm): a token with chosen claims for development and tests, as
+    /// `tower-secure mint-token` makes. Nothing is added or checked, so `iss`, `exp` and
+    /// the rest are the caller's to set. The endpoints never call it; such a token is
+    /// trusted wherever this server's tokens are, so never sign claims a request chose.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use tower_secure::config::Deployment;
+    /// use tower_secure::oauth2::TokenServer;
+    ///
+    /// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+    ///     [oauth2_server]
+    ///     issuer = "http://127.0.0.1:3000"
+    ///     [[oauth2_server.key]]
+    ///     algorithm = "HS256"
+    ///     secret_base64 = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA=="
+    /// "#)?;
+    /// let tokens = TokenServer::builder().deployment(&deployment).build()?;
+    /// let claims = json!({ "iss": tokens.issuer(), "sub": "alex", "exp": 4_102_444_800u64 });
+    /// let token = tokens.sign_claims(claims.as_object().ok_or("not an object")?)?;
+    /// assert_eq!(token.split('.').count(), 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sign_claims(&self, claims: &Map<String, Value>) -> Result<String, OAuthError> {
+        let key = self.inner.keys.signing();
+        let mut header = Header::new(key.algorithm);
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("at+jwt".to_owned());
+        jsonwebtoken::encode(&header, claims, &key.encoding)
+            .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))
     }
 
     /// The `basic` handler that verifies the password grant's users; a
@@ -254,6 +338,51 @@ impl TokenServer {
         self.inner.users_in_memory.clone()
     }
 
+    /// Forgets the cached password verifications of the password grant (after the users
+    /// change).
+    pub(crate) fn clear_user_cache(&self) {
+        self.inner.users.clear_cache();
+    }
+
+    /// What a new rule file changes for this server, checked but not applied:
+    /// `[oauth2_server]` needs a restart (the keys and endpoints were built from it);
+    /// `[[scope]]`, `[scope_validation]` and the realm reload.
+    pub(crate) fn prepare_reload(&self, deployment: &Deployment) -> Result<RuleFileSettings, ConfigError> {
+        if deployment.oauth2_server.as_ref().map(|s| s.get_ref()) != Some(&self.inner.config) {
+            let span = deployment.oauth2_server.as_ref().map_or(0..0, |s| s.span());
+            let message = "[oauth2_server] changed: the token server was built from it, restart to apply it";
+            return Err(deployment.source.error(span, "oauth2_server", message));
+        }
+        RuleFileSettings::of(deployment)
+    }
+
+    /// Applies what [`prepare_reload`](Self::prepare_reload) checked: token requests from
+    /// now on are decided with the new scope definitions.
+    pub(crate) fn apply_reload(&self, rules: RuleFileSettings) {
+        self.inner.current.rcu(|current| Issuance { clients: current.clients.clone(), rules: rules.clone() });
+    }
+
+    /// Replaces the clients. A client removed or disabled gets no token from now
+    /// on, and every token it holds, refresh or access, is refused at once.
+    pub(crate) fn replace_clients(&self, clients: Vec<ClientRecord>) {
+        let inner = &self.inner;
+        let clients: HashMap<String, Arc<ClientRecord>> =
+            clients.into_iter().map(|c| (c.id.clone(), Arc::new(c))).collect();
+        let store = InMemoryUserStore::new(clients.values().filter_map(|c| client_as_user(c)));
+        let previous = inner.current.rcu(|current| Issuance { clients: clients.clone(), rules: current.rules.clone() });
+        inner.client_store.replace_with(&store);
+        inner.client_secrets.clear_cache();
+        let now = now();
+        for (id, old) in &previous.clients {
+            let shut_out = clients.get(id).is_none_or(|new| new.disabled);
+            if shut_out && !old.disabled {
+                inner.refresh.revoke_client(id);
+                inner.revoked.revoke_client(id, now);
+                tracing::info!(target: "tower_secure::audit", client = %id, "client removed or disabled: its tokens are refused");
+            }
+        }
+    }
+
     /// This server as an issuer the bearer handler of the same process trusts: all its
     /// keys (HMAC ones too) and its revocation list.
     pub(crate) fn local_issuer(&self) -> LocalIssuer {
@@ -266,10 +395,36 @@ impl TokenServer {
         }
     }
 
-    /// Authenticates the client of a request (HTTP Basic, RFC 6749 section 2.3.1).
-    async fn client(&self, headers: &HeaderMap) -> Result<&ClientRecord, OAuthError> {
-        let inner = &self.inner;
-        let refused = |reason: &'static str| OAuthError::invalid_client(reason).with_realm(&inner.realm);
+    /// Authenticates the client of a request (HTTP Basic, RFC 6749 section 2.3.1) against
+    /// one version of the clients; it decides the rest of the request.
+    async fn client(&self, headers: &HeaderMap) -> Result<Authenticated, OAuthError> {
+        let (id, secret) = self.client_credentials(headers)?;
+        // Two tries: a reload between loading the clients and verifying the secret means
+        // verifying again against the new version.
+        for _ in 0..2 {
+            let issuance = self.inner.current.load_full();
+            let proved = self.inner.client_secrets.verify(&id, &secret).await.map_err(|e| {
+                // Only a registered id is logged: an unknown one is attacker text (or a pasted secret).
+                let client = issuance.clients.get_key_value(id.as_str()).map_or("(unknown)", |(id, _)| id.as_str());
+                tracing::warn!(target: "tower_secure::audit", client, reason = e.reason(), "client authentication failed");
+                OAuthError::from_auth(e, OAuthError::invalid_client).with_realm(&issuance.rules.realm)
+            })?;
+            match issuance.clients.get(id.as_str()) {
+                Some(client) if !client.disabled && proved.has_role(&client.secret_hash) => {
+                    let client = Arc::clone(client);
+                    return Ok(Authenticated { issuance, client });
+                }
+                // Proved against another version of the clients: forget that proof.
+                _ => self.inner.client_secrets.invalidate(proved.name()),
+            }
+        }
+        Err(OAuthError::server_error("the clients changed during client authentication"))
+    }
+
+    /// The client id and secret of the `Authorization` header, form-decoded.
+    fn client_credentials(&self, headers: &HeaderMap) -> Result<(String, String), OAuthError> {
+        let realm = self.inner.current.load().rules.realm.clone();
+        let refused = |reason: &'static str| OAuthError::invalid_client(reason).with_realm(&realm);
         let value = authn::header::single_authorization(headers)
             .map_err(|_| refused("malformed Authorization header"))?
             .ok_or_else(|| refused("no client authentication"))?;
@@ -278,23 +433,22 @@ impl TokenServer {
         }
         let (text, colon) = authn::basic_credentials(value, authn::MAX_BASIC_TOKEN)
             .map_err(|_| refused("malformed Basic credential"))?;
-        let (id, secret) = match (form_decode(&text[..colon]), form_decode(&text[colon + 1..])) {
-            (Some(id), Some(secret)) => (id, secret),
-            _ => return Err(refused("client id or secret is not form-urlencoded UTF-8")),
-        };
-        inner.client_secrets.verify(&id, &secret).await.map_err(|e| {
-            // Only a registered id is logged: an unknown one is attacker text (or a pasted secret).
-            let client = inner.clients.get_key_value(id.as_str()).map_or("(unknown)", |(id, _)| id.as_str());
-            tracing::warn!(target: "tower_secure::audit", client, reason = e.reason(), "client authentication failed");
-            OAuthError::from_auth(e, OAuthError::invalid_client).with_realm(&inner.realm)
-        })?;
-        inner.clients.get(id.as_str()).ok_or_else(|| refused("client vanished"))
+        match (form_decode(&text[..colon]), form_decode(&text[colon + 1..])) {
+            (Some(id), Some(secret)) => Ok((id, secret)),
+            _ => Err(refused("client id or secret is not form-urlencoded UTF-8")),
+        }
     }
 
     /// The token endpoint's work once the form is parsed.
     async fn token(&self, headers: &HeaderMap, form: &Form) -> Result<Issued, OAuthError> {
-        let client = self.client(headers).await?;
+        let caller = self.client(headers).await?;
+        let client = &*caller.client;
         form.check_client_id(&client.id)?;
+        // Tokens issued in the second all of a client's tokens were revoked (it was disabled
+        // and enabled again, or the revocation list overflowed) would be refused: wait it out.
+        if self.inner.revoked.refuses_issued_at(&client.id, now()) {
+            return Err(OAuthError::server_error("the client's tokens were revoked this second"));
+        }
         let grant_type = form.required("grant_type")?;
         if !crate::config::GRANT_TYPES.contains(&grant_type) {
             return Err(OAuthError::unsupported_grant_type("unknown grant type"));
@@ -303,9 +457,9 @@ impl TokenServer {
             return Err(OAuthError::unauthorized_client("grant type not allowed for this client"));
         }
         let issued = match grant_type {
-            "password" => self.password_grant(client, form).await,
-            "client_credentials" => self.client_credentials_grant(client, form).await,
-            _ => self.refresh_grant(client, form).await,
+            "password" => self.password_grant(&caller, form).await,
+            "client_credentials" => self.client_credentials_grant(&caller, form).await,
+            _ => self.refresh_grant(&caller, form).await,
         };
         match &issued {
             Ok(issued) => tracing::info!(target: "tower_secure::audit", client = %client.id, grant_type,
@@ -316,7 +470,7 @@ impl TokenServer {
         issued
     }
 
-    async fn password_grant(&self, client: &ClientRecord, form: &Form) -> Result<Issued, OAuthError> {
+    async fn password_grant(&self, caller: &Authenticated, form: &Form) -> Result<Issued, OAuthError> {
         let username = form.required("username")?;
         let password = form.required("password")?;
         let requested = form.scopes()?;
@@ -326,11 +480,12 @@ impl TokenServer {
             .verify(username, password)
             .await
             .map_err(|e| OAuthError::from_auth(e, OAuthError::invalid_grant))?;
-        let scopes = self.grant_scopes("password", client, &user, &requested).await?;
-        self.issue(client, user.name(), &user.name().to_string(), scopes, None)
+        let scopes = self.grant_scopes(caller, "password", &user, &requested).await?;
+        self.issue(&caller.client, user.name(), &user.name().to_string(), scopes, None)
     }
 
-    async fn client_credentials_grant(&self, client: &ClientRecord, form: &Form) -> Result<Issued, OAuthError> {
+    async fn client_credentials_grant(&self, caller: &Authenticated, form: &Form) -> Result<Issued, OAuthError> {
+        let client = &*caller.client;
         let requested = form.scopes()?;
         let name = QualifiedName::parse(&client.id).map_err(|_| OAuthError::server_error("client id not a name"))?;
         let subject = Principal::builder(name.clone(), "client_credentials")
@@ -338,14 +493,15 @@ impl TokenServer {
             .permissions(client.permissions.clone())
             .client_id(&client.id)
             .build();
-        let scopes = self.grant_scopes("client_credentials", client, &subject, &requested).await?;
+        let scopes = self.grant_scopes(caller, "client_credentials", &subject, &requested).await?;
         // No refresh token for client credentials (RFC 6749 section 4.4.3).
-        let (access_token, _, _) = self.sign(&client.id, &client.id, &scopes)?;
+        let (access_token, _, _) = self.sign_access_token(&client.id, &client.id, &scopes)?;
         let subject = client.id.clone();
         Ok(Issued { subject, access_token, expires_in: self.inner.access_seconds, scopes, refresh_token: None })
     }
 
-    async fn refresh_grant(&self, client: &ClientRecord, form: &Form) -> Result<Issued, OAuthError> {
+    async fn refresh_grant(&self, caller: &Authenticated, form: &Form) -> Result<Issued, OAuthError> {
+        let client = &*caller.client;
         let token = form.required("refresh_token")?;
         let narrowed = form.scopes()?;
         let inner = &self.inner;
@@ -353,7 +509,7 @@ impl TokenServer {
         // store, validator) is decided before the token is used up, so the retry a 503
         // asks for still works.
         let decided = match inner.refresh.peek(token, now()) {
-            Some(grant) if grant.client_id == client.id => Some(self.refreshed_scopes(client, &grant, narrowed).await?),
+            Some(grant) if grant.client_id == client.id => Some(self.refreshed_scopes(caller, &grant, narrowed).await?),
             _ => None,
         };
         let grant = match inner.refresh.redeem(token, &client.id, now()) {
@@ -379,7 +535,7 @@ impl TokenServer {
     /// what it granted), and the scopes the new tokens get.
     async fn refreshed_scopes(
         &self,
-        client: &ClientRecord,
+        caller: &Authenticated,
         grant: &refresh::RefreshGrant,
         narrowed: Vec<String>,
     ) -> Result<(QualifiedName, Vec<String>), OAuthError> {
@@ -397,22 +553,28 @@ impl TokenServer {
         let user =
             Principal::builder(record.name, "oauth2").roles(record.roles).permissions(record.permissions).build();
         let requested = if narrowed.is_empty() { grant.scopes.clone() } else { narrowed };
-        let scopes = self.grant_scopes("refresh_token", client, &user, &requested).await?;
+        let scopes = self.grant_scopes(caller, "refresh_token", &user, &requested).await?;
         Ok((user.name().clone(), scopes))
     }
 
-    /// Asks the validator, then applies the default scope (SPEC D2).
+    /// Asks the validator of the request's configuration version, then applies its default
+    /// scope.
     async fn grant_scopes(
         &self,
+        caller: &Authenticated,
         grant_type: &str,
-        client: &ClientRecord,
         subject: &Principal,
         requested: &[String],
     ) -> Result<Vec<String>, OAuthError> {
-        let request = ScopeRequest { grant_type, client_id: &client.id, subject, requested };
-        let mut granted = self.inner.validator.validate(&request).await?;
+        let rules = &caller.issuance.rules;
+        let configured = &rules.role_based;
+        let request = ScopeRequest { grant_type, client_id: &caller.client.id, subject, requested, configured };
+        let mut granted = match &self.inner.custom_validator {
+            Some(validator) => validator.validate(&request).await?,
+            None => configured.validate(&request).await?,
+        };
         if granted.is_empty() {
-            granted.extend(self.inner.default_scope.iter().cloned());
+            granted.extend(rules.default_scope.iter().cloned());
         }
         Ok(granted)
     }
@@ -427,7 +589,7 @@ impl TokenServer {
         family: Option<u64>,
     ) -> Result<Issued, OAuthError> {
         let inner = &self.inner;
-        let (access_token, jti, exp) = self.sign(subject, &client.id, &scopes)?;
+        let (access_token, jti, exp) = self.sign_access_token(subject, &client.id, &scopes)?;
         let refresh_token = client.grant_types.iter().any(|g| g == "refresh_token").then(|| {
             let family = family.unwrap_or_else(|| inner.refresh.new_family());
             let expires = now().saturating_add(inner.refresh_seconds);
@@ -439,9 +601,13 @@ impl TokenServer {
     }
 
     /// A signed JWT access token (RFC 9068 shape) and its `jti` and `exp`.
-    fn sign(&self, subject: &str, client_id: &str, scopes: &[String]) -> Result<(String, String, u64), OAuthError> {
+    fn sign_access_token(
+        &self,
+        subject: &str,
+        client_id: &str,
+        scopes: &[String],
+    ) -> Result<(String, String, u64), OAuthError> {
         let inner = &self.inner;
-        let key = inner.keys.signing();
         let jti = refresh::random_token().ok_or_else(|| OAuthError::server_error("no randomness"))?;
         let iat = now();
         let exp = iat.saturating_add(inner.access_seconds);
@@ -456,12 +622,7 @@ impl TokenServer {
         if !scopes.is_empty() {
             claims.insert("scope".into(), scopes.join(" ").into());
         }
-        let mut header = Header::new(key.algorithm);
-        header.kid = Some(key.kid.clone());
-        header.typ = Some("at+jwt".to_owned());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))?;
-        Ok((token, jti, exp))
+        Ok((self.sign_claims(&claims)?, jti, exp))
     }
 
     /// The claims of a valid, unrevoked access token this server issued.

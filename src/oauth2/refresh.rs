@@ -129,6 +129,11 @@ impl RefreshTokens {
         store.by_digest.get(&digest(token)).filter(|g| !g.used && g.expires > now).cloned()
     }
 
+    /// Forgets every token of a client (removed or disabled).
+    pub(super) fn revoke_client(&self, client_id: &str) {
+        self.store().by_digest.retain(|_, grant| grant.client_id != client_id);
+    }
+
     /// Revokes a token's family (RFC 7009: revoking a refresh token ends its grant) when it
     /// belongs to `client_id`. `None`: not a refresh token of this server. `Some(Err)`: it
     /// belongs to another client.

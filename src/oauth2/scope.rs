@@ -9,7 +9,7 @@ use crate::config::{ConfigError, Deployment};
 use crate::identity::Principal;
 use crate::policy::{scope_definitions, ScopeDefinition};
 
-/// The scope that asks for every scope the caller may have (SPEC D4); never emitted.
+/// The scope that asks for every scope the caller may have; never emitted.
 pub const SYSTEM_SCOPE: &str = "SYSTEM";
 
 /// What a token request asks for, and for whom.
@@ -25,15 +25,21 @@ pub struct ScopeRequest<'a> {
     pub subject: &'a Principal,
     /// The requested scopes in request order, without duplicates.
     pub requested: &'a [String],
+    /// The role-based validator of the configuration this request is decided with (its
+    /// `[[scope]]` and `[scope_validation]` tables, reloaded with the rule file): a custom
+    /// validator can start from its answer and so follow reloads.
+    pub configured: &'a RoleBasedScopeValidator,
 }
 
 /// Decides which requested scopes are granted. The token endpoint adds the configured
 /// default scope when the answer is empty.
 ///
-/// A validator that grants only scopes starting with `read:`:
+/// A validator that grants what the configuration's role-based validation grants, but
+/// only scopes starting with `read:` (reloading the rule file reaches it through
+/// [`ScopeRequest::configured`]):
 ///
 /// ```
-/// use async_trait::async_trait;
+/// use tower_secure::async_trait;
 /// use tower_secure::oauth2::{OAuthError, ScopeRequest, ScopeValidator};
 ///
 /// struct ReadOnly;
@@ -41,7 +47,8 @@ pub struct ScopeRequest<'a> {
 /// #[async_trait]
 /// impl ScopeValidator for ReadOnly {
 ///     async fn validate(&self, request: &ScopeRequest<'_>) -> Result<Vec<String>, OAuthError> {
-///         Ok(request.requested.iter().filter(|s| s.starts_with("read:")).cloned().collect())
+///         let granted = request.configured.validate(request).await?;
+///         Ok(granted.into_iter().filter(|s| s.starts_with("read:")).collect())
 ///     }
 /// }
 /// ```
@@ -53,7 +60,7 @@ pub trait ScopeValidator: Send + Sync + 'static {
     async fn validate(&self, request: &ScopeRequest<'_>) -> Result<Vec<String>, OAuthError>;
 }
 
-/// The default validator (SPEC D2-D4), as WSO2's role-based scope validator: each
+/// The default validator, as WSO2's role-based scope validator: each
 /// requested scope is granted when whitelisted, or when defined in `[[scope]]` and the
 /// subject holds every bound permission and, if roles are bound, one of those roles;
 /// undefined scopes are left out. `SYSTEM` adds every defined scope the subject may have.

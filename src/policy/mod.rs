@@ -1,10 +1,12 @@
 //! What applies to a request: canonical paths, the `context` pattern language, rules and
-//! the index that finds the most specific one (SPEC B1-B4, E1-E2, F1-F3), and the scope
-//! definitions (SPEC C4).
+//! the index that finds the most specific one, and the
+//! scope definitions.
 //!
 //! Matching knows nothing of credentials: this module imports neither `authn` nor `authz`.
 
+mod implication;
 mod index;
+mod methods;
 mod path;
 mod pattern;
 mod rule;
@@ -17,17 +19,20 @@ use http::Method;
 pub use path::{CanonicalPath, PathError, MAX_PATH_BYTES, MAX_SEGMENTS};
 pub use rule::{CrossTenant, Methods, Rule, RuleOrigin, STANDARD_METHODS};
 
+pub(crate) use implication::{scopes_imply_permissions, ScopedRequirement};
 pub(crate) use index::LookupError;
 use index::RuleIndex;
 use pattern::{Pattern, Segment};
 
-use crate::config::{ConfigError, CrossTenantConfig, Deployment, OneOrMany, RuleConfig, Spanned};
+use crate::config::{
+    ConfigError, CrossTenantConfig, Deployment, RuleConfig, ScopeConfig, SourceMap, Spanned, TokenPermissions,
+};
 use crate::identity::Permission;
 
 /// The names of the built-in authentication handlers.
 pub const BUILT_IN_HANDLERS: [&str; 3] = ["oauth2", "basic", "client_cert"];
 
-/// A scope definition (SPEC C4): the permissions it is bound to and the roles that may
+/// A scope definition: the permissions it is bound to and the roles that may
 /// receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeDefinition {
@@ -77,27 +82,60 @@ impl Policy {
         Self::compile_with_handlers(deployment, &BUILT_IN_HANDLERS)
     }
 
-    /// Compiles a deployment; `allowed_auth_handlers` may only name `handlers`.
+    /// Compiles a deployment; `allowed_auth_handlers` may only name `handlers`. The first
+    /// error in file order refuses it.
     pub fn compile_with_handlers(deployment: &Deployment, handlers: &[&str]) -> Result<Self, ConfigError> {
-        let source = &deployment.source;
+        Self::compile_reporting_all(deployment, handlers).map_err(first_error)
+    }
+
+    /// Compiles a deployment like [`compile_with_handlers`](Self::compile_with_handlers),
+    /// but reports every error, in file order: each rule and each `[[scope]]` table is
+    /// checked on its own; the checks across rules (ties, the regex set) run once every
+    /// rule compiles.
+    ///
+    /// ```
+    /// use tower_secure::config::Deployment;
+    /// use tower_secure::policy::{Policy, BUILT_IN_HANDLERS};
+    ///
+    /// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+    ///     [[resource.access_control]]
+    ///     context = "no-slash"
+    ///
+    ///     [[resource.access_control]]
+    ///     context = "/a"
+    ///     permissions = ["relative"]
+    /// "#)?;
+    /// let errors = Policy::compile_reporting_all(&deployment, &BUILT_IN_HANDLERS).unwrap_err();
+    /// assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 7]);
+    /// # Ok::<(), tower_secure::config::ConfigError>(())
+    /// ```
+    pub fn compile_reporting_all(deployment: &Deployment, handlers: &[&str]) -> Result<Self, Vec<ConfigError>> {
+        let mut errors = Vec::new();
         let mut rules = Vec::with_capacity(deployment.resource.access_control.len());
         for (id, table) in deployment.resource.access_control.iter().enumerate() {
-            let rule = compile_rule(id, table, deployment, handlers)?;
-            rules.push(Arc::new(rule));
+            match compile_rule(id, table, deployment, handlers) {
+                Ok(rule) => rules.push(Arc::new(rule)),
+                Err(error) => errors.push(error),
+            }
         }
-        check_ties(&rules, deployment)?;
-        let index = RuleIndex::build(&rules).map_err(|e| {
-            // Named at the first `regex:` rule: the set as a whole is what is too large.
-            let first_regex = rules.iter().find(|r| matches!(r.pattern, Pattern::Regex(_)));
-            let span = first_regex.map_or(0..0, |r| deployment.resource.access_control[r.id].get_ref().context.span());
-            source.error(span, "context", format!("the regex patterns together are too large: {e}"))
-        })?;
-        let scopes = compile_scopes(deployment)?;
+        let (scopes, scope_errors) = scope_definitions_reporting_all(deployment);
+        errors.extend(scope_errors);
+        let scopes: HashMap<String, ScopeDefinition> = scopes.into_iter().map(|d| (d.name.clone(), d)).collect();
+        for rule in &rules {
+            if let Err(error) = check_scopes_imply_permissions(rule, deployment, &scopes) {
+                errors.push(error);
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| (e.line, e.column));
+            return Err(errors);
+        }
+        let index = across_rules(&rules, deployment).map_err(|e| vec![e])?;
         Ok(Self { rules, index, secure_default: Arc::new(Rule::secure_default()), scopes })
     }
 
     /// The rule for a request: the most specific matching rule, or the secure default.
-    /// `HEAD` is looked up as `GET` (SPEC E2).
+    /// `HEAD` is looked up as `GET`.
     pub fn lookup(&self, method: &Method, path: &CanonicalPath) -> Result<&Arc<Rule>, LookupFailure> {
         let method = if method == Method::HEAD { &Method::GET } else { method };
         match self.index.lookup(&self.rules, method, path) {
@@ -124,6 +162,28 @@ impl Policy {
     }
 }
 
+/// The checks across compiled rules: ties, then the index (the regex set as a whole).
+fn across_rules(rules: &[Arc<Rule>], deployment: &Deployment) -> Result<RuleIndex, ConfigError> {
+    check_ties(rules, deployment)?;
+    RuleIndex::build(rules).map_err(|e| {
+        // Named at the first `regex:` rule: the set as a whole is what is too large.
+        let first_regex = rules.iter().find(|r| matches!(r.pattern, Pattern::Regex(_)));
+        let span = first_regex.map_or(0..0, |r| deployment.resource.access_control[r.id].get_ref().context.span());
+        deployment.source.error(span, "context", format!("the regex patterns together are too large: {e}"))
+    })
+}
+
+/// The first of the errors a `*_reporting_all` function found (there is at least one).
+fn first_error(errors: Vec<ConfigError>) -> ConfigError {
+    errors.into_iter().next().unwrap_or_else(|| ConfigError {
+        file: "<policy>".into(),
+        line: 0,
+        column: 0,
+        key: None,
+        message: "refused without an error".to_owned(),
+    })
+}
+
 /// Why [`Policy::lookup`] chose no rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LookupFailure {
@@ -143,10 +203,7 @@ fn compile_rule(
     let config = table.get_ref();
     let context = config.context.get_ref();
     let pattern = Pattern::parse(context).map_err(|m| source.error(config.context.span(), "context", m))?;
-    let methods = match &config.http_method {
-        None => rule::Methods::All,
-        Some(methods) => parse_methods(methods).map_err(|m| source.error(methods.span(), "http_method", m))?,
-    };
+    let methods = methods::compile_methods(config, source)?;
     let permissions = match &config.permissions {
         None => Vec::new(),
         Some(list) => list
@@ -177,6 +234,7 @@ fn compile_rule(
             return Err(source.error(flag.span(), "secure", message));
         }
     }
+    let token_permissions = token_permissions(config, &permissions, deployment)?;
     let cross_tenant = match &config.cross_tenant {
         None => CrossTenant::Deny,
         Some(value) => match value.get_ref() {
@@ -199,6 +257,7 @@ fn compile_rule(
         permissions_match: config.permissions_match,
         scopes,
         scopes_match: config.scopes_match,
+        token_permissions,
         allowed_auth_handlers,
         override_compiled: config.override_compiled,
         cross_tenant,
@@ -206,30 +265,44 @@ fn compile_rule(
     })
 }
 
-fn parse_methods(methods: &Spanned<OneOrMany>) -> Result<rule::Methods, String> {
-    let names = &methods.get_ref().0;
-    if names.is_empty() {
-        return Err("list at least one method, or write \"all\"".to_owned());
-    }
-    if names.iter().any(|n| n.eq_ignore_ascii_case("all")) {
-        return match names.len() {
-            1 => Ok(rule::Methods::All),
-            _ => Err("\"all\" cannot be combined with other methods".to_owned()),
-        };
-    }
-    let mut list = Vec::with_capacity(names.len());
-    for name in names {
-        let method = Method::from_bytes(name.to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("`{}` is not an HTTP method", name.escape_debug()))?;
-        if method == Method::HEAD {
-            return Err("HEAD is checked as GET: list GET instead".to_owned());
+/// `token_permissions`: `check` needs permissions to check.
+fn token_permissions(
+    config: &RuleConfig,
+    permissions: &[Permission],
+    deployment: &Deployment,
+) -> Result<TokenPermissions, ConfigError> {
+    match &config.token_permissions {
+        None => Ok(TokenPermissions::Scopes),
+        Some(value) if *value.get_ref() == TokenPermissions::Check && permissions.is_empty() => {
+            let message = "`check` checks a token user's permissions against the rule's, and this rule names \
+                           none: add `permissions` or remove the key";
+            Err(deployment.source.error(value.span(), "token_permissions", message))
         }
-        if list.contains(&method) {
-            return Err(format!("`{method}` is listed twice"));
-        }
-        list.push(method);
+        Some(value) => Ok(*value.get_ref()),
     }
-    Ok(rule::Methods::Only(list))
+}
+
+/// A rule whose token callers are judged by scopes alone must not name permissions the
+/// scopes' bindings do not imply: a token would pass without them.
+fn check_scopes_imply_permissions(
+    rule: &Rule,
+    deployment: &Deployment,
+    scopes: &HashMap<String, ScopeDefinition>,
+) -> Result<(), ConfigError> {
+    if rule.token_permissions == TokenPermissions::Check {
+        return Ok(());
+    }
+    let required = ScopedRequirement {
+        scopes: &rule.scopes,
+        scopes_match: rule.scopes_match,
+        permissions: &rule.permissions,
+        permissions_match: rule.permissions_match,
+    };
+    scopes_imply_permissions(&required, &|name| scopes.get(name)).map_err(|message| {
+        let table = deployment.resource.access_control[rule.id].get_ref();
+        let span = table.permissions.as_ref().map_or(0..0, Spanned::span);
+        deployment.source.error(span, "permissions", message)
+    })
 }
 
 /// Scope names are RFC 6749 scope tokens: printable ASCII without space, `"` or `\`.
@@ -266,7 +339,7 @@ fn known_list(known: &[&str]) -> String {
 }
 
 /// Two rules equally specific for the same method that can match the same path are a
-/// load error (SPEC B4): file order must never decide who gets in.
+/// load error: file order must never decide who gets in.
 fn check_ties(rules: &[Arc<Rule>], deployment: &Deployment) -> Result<(), ConfigError> {
     let mut groups: HashMap<_, Vec<&Arc<Rule>>> = HashMap::new();
     for rule in rules {
@@ -321,28 +394,46 @@ fn first_literal(rule: &Rule) -> Option<&str> {
     }
 }
 
-fn compile_scopes(deployment: &Deployment) -> Result<HashMap<String, ScopeDefinition>, ConfigError> {
-    Ok(scope_definitions(deployment)?.into_iter().map(|d| (d.name.clone(), d)).collect())
+/// The `[[scope]]` tables, checked, in file order.
+#[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
+pub(crate) fn scope_definitions(deployment: &Deployment) -> Result<Vec<ScopeDefinition>, ConfigError> {
+    let (scopes, errors) = scope_definitions_reporting_all(deployment);
+    if errors.is_empty() {
+        Ok(scopes)
+    } else {
+        Err(first_error(errors))
+    }
 }
 
-/// The `[[scope]]` tables, checked, in file order.
-pub(crate) fn scope_definitions(deployment: &Deployment) -> Result<Vec<ScopeDefinition>, ConfigError> {
-    let source = &deployment.source;
+/// The `[[scope]]` tables that check, in file order, and an error for each that does not.
+fn scope_definitions_reporting_all(deployment: &Deployment) -> (Vec<ScopeDefinition>, Vec<ConfigError>) {
     let mut scopes: Vec<ScopeDefinition> = Vec::with_capacity(deployment.scopes.len());
+    let mut errors = Vec::new();
     let mut names = std::collections::HashSet::new();
     for table in &deployment.scopes {
         let config = table.get_ref();
-        let name = config.name.get_ref();
-        check_scope_names(std::slice::from_ref(name)).map_err(|m| source.error(config.name.span(), "name", m))?;
-        let permissions = config
-            .permissions
-            .iter()
-            .map(|p| Permission::parse(p.get_ref()).map_err(|e| source.error(p.span(), "permissions", e.to_string())))
-            .collect::<Result<_, _>>()?;
-        if !names.insert(name.clone()) {
-            return Err(source.error(config.name.span(), "name", "this scope is defined twice"));
+        let definition = scope_definition(config, &deployment.source).and_then(|definition| {
+            if names.insert(definition.name.clone()) {
+                Ok(definition)
+            } else {
+                Err(deployment.source.error(config.name.span(), "name", "this scope is defined twice"))
+            }
+        });
+        match definition {
+            Ok(definition) => scopes.push(definition),
+            Err(error) => errors.push(error),
         }
-        scopes.push(ScopeDefinition { name: name.clone(), permissions, roles: config.roles.clone() });
     }
-    Ok(scopes)
+    (scopes, errors)
+}
+
+fn scope_definition(config: &ScopeConfig, source: &SourceMap) -> Result<ScopeDefinition, ConfigError> {
+    let name = config.name.get_ref();
+    check_scope_names(std::slice::from_ref(name)).map_err(|m| source.error(config.name.span(), "name", m))?;
+    let permissions = config
+        .permissions
+        .iter()
+        .map(|p| Permission::parse(p.get_ref()).map_err(|e| source.error(p.span(), "permissions", e.to_string())))
+        .collect::<Result<_, _>>()?;
+    Ok(ScopeDefinition { name: name.clone(), permissions, roles: config.roles.clone() })
 }

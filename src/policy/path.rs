@@ -140,7 +140,7 @@ impl fmt::Display for CanonicalPath {
     }
 }
 
-/// Only a *leading* `/t/{tenant}` selects a tenant (SPEC C5).
+/// Only a *leading* `/t/{tenant}` selects a tenant.
 fn split_tenant(path: String) -> CanonicalPath {
     if let Some(rest) = path.strip_prefix("/t/") {
         let (tenant, tail) = rest.split_once('/').map_or((rest, ""), |(t, tail)| (t, tail));

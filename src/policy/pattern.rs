@@ -26,7 +26,7 @@ pub(crate) enum Pattern {
     Regex(Regex),
 }
 
-/// How specific a pattern is; larger wins (SPEC B4). Structural patterns beat regexes;
+/// How specific a pattern is; larger wins. Structural patterns beat regexes;
 /// then more literal segments, then no any-rest tail, then fewer wildcards.
 pub(crate) type Specificity = (bool, usize, bool, Reverse<usize>);
 

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use http::Method;
 
 use super::pattern::{Pattern, Specificity};
-use crate::config::MatchMode;
+use crate::config::{MatchMode, TokenPermissions};
 use crate::identity::Permission;
 
 /// The methods `http_method = "all"` stands for. Any other method (`TRACE`, `CONNECT`,
-/// WebDAV, made-up ones) only matches a rule that names it, and is refused with 405
-/// where none does (SPEC F3).
+/// WebDAV's, made-up ones) only matches a rule that names it, and is refused with 405
+/// where none does. A rule names an extension method only after declaring it in
+/// `extension_methods`.
 pub const STANDARD_METHODS: [Method; 7] =
     [Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE, Method::PATCH, Method::OPTIONS];
 
@@ -53,7 +54,7 @@ impl fmt::Display for Methods {
     }
 }
 
-/// Which callers of other tenants a rule lets in (SPEC C5).
+/// Which callers of other tenants a rule lets in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrossTenant {
     /// Only callers of the path's own tenant (the default).
@@ -113,6 +114,7 @@ pub struct Rule {
     pub(crate) permissions_match: MatchMode,
     pub(crate) scopes: Vec<String>,
     pub(crate) scopes_match: MatchMode,
+    pub(crate) token_permissions: TokenPermissions,
     pub(crate) allowed_auth_handlers: Option<Vec<String>>,
     pub(crate) override_compiled: bool,
     pub(crate) cross_tenant: CrossTenant,
@@ -131,6 +133,7 @@ impl Rule {
             permissions_match: MatchMode::All,
             scopes: Vec::new(),
             scopes_match: MatchMode::All,
+            token_permissions: TokenPermissions::Scopes,
             allowed_auth_handlers: None,
             override_compiled: false,
             cross_tenant: CrossTenant::Deny,
@@ -173,12 +176,18 @@ impl Rule {
         self.scopes_match
     }
 
+    /// Whether a token caller is judged by the rule's scopes alone or also by its user's
+    /// permissions.
+    pub fn token_permissions(&self) -> TokenPermissions {
+        self.token_permissions
+    }
+
     /// The handlers allowed to authenticate, or `None` for all.
     pub fn allowed_auth_handlers(&self) -> Option<&[String]> {
         self.allowed_auth_handlers.as_deref()
     }
 
-    /// True when this rule replaces a handler's compile-time rule (SPEC B5).
+    /// True when this rule replaces a handler's compile-time rule.
     pub fn overrides_compiled(&self) -> bool {
         self.override_compiled
     }

@@ -1,12 +1,13 @@
 // Proves the valid forms of #[secure] compile into working axum handlers: single values and
 // lists, the `scopes`/`permissions` aliases, "any"/"all", path/method, a trailing comma,
-// `pub` and `pub(crate)` handlers, and several extractors with a body extractor last; and
-// that each rule is registered as written. SPEC B5
+// `pub` and `pub(crate)` handlers, and several extractors with a body extractor last,
+// a declared extension method (SPEC F19) and `token_permissions` (SPEC C2); and that each
+// rule is registered as written. SPEC B5
 use axum::extract::{Path, Query};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tower_secure::config::MatchMode;
+use tower_secure::config::{MatchMode, TokenPermissions};
 use tower_secure::secure_attr::handler_rules;
 use tower_secure::{secure, Principal};
 
@@ -49,6 +50,12 @@ async fn extractors_and_body(
     format!("{id} {} {} {}", page.limit, caller.name(), body.name)
 }
 
+#[secure(scope = "dav", method = "propfind", extension_methods = "PROPFIND")]
+async fn dav_handler() {}
+
+#[secure(scope = "admin", permission = "/permission/admin", token_permissions = "check", method = "TRACE")]
+async fn checked_handler() {}
+
 mod api {
     use tower_secure::secure;
 
@@ -68,12 +75,14 @@ fn main() {
         .route("/admin", get(one_permission))
         .route("/users/{id}", put(extractors_and_body))
         .route("/public", get(api::public_handler))
-        .route("/crate", post(api::crate_handler));
+        .route("/crate", post(api::crate_handler))
+        .route("/dav", axum::routing::any(dav_handler))
+        .route("/checked", get(checked_handler));
 
     let rules = handler_rules();
     let rule =
         |name: &str| *rules.iter().find(|r| r.handler() == name).unwrap_or_else(|| panic!("{name} not registered"));
-    assert_eq!(rules.len(), 6);
+    assert_eq!(rules.len(), 8);
     assert_eq!(rule("one_scope").scopes(), ["read"]);
     assert_eq!(rule("scope_list").scopes(), ["read", "write"]);
     assert_eq!(rule("scope_list").scopes_match(), MatchMode::Any);
@@ -85,4 +94,7 @@ fn main() {
     assert_eq!((full.path(), full.method()), (Some("/users/{id}"), Some("PUT")));
     assert!(rule("public_handler").module().ends_with("::api"));
     assert_eq!(rule("crate_handler").method(), Some("post"));
+    assert_eq!(rule("dav_handler").method(), Some("propfind"));
+    assert_eq!(rule("checked_handler").token_permissions(), TokenPermissions::Check);
+    assert_eq!(rule("one_scope").token_permissions(), TokenPermissions::Scopes);
 }

@@ -77,12 +77,13 @@ fn scope_rule() -> String {
     format!("[[resource.access_control]]\ncontext = \"{ROUTE}\"\nhttp_method = \"GET\"\nscope = [\"{SCOPE}\"]\n")
 }
 
-/// One issuer with the four keys (by `kid`); the route needs the scope.
+/// One issuer with the four keys (by `kid`); the route needs the scope. Its subjects are
+/// users of the store (looked up on a token's first sight, as in earlier runs).
 fn bearer_rules(dir: &DataDir, token_cache: usize) -> String {
     let keys: String = Alg::ALL.into_iter().map(|alg| key_table(dir, alg)).collect();
     format!(
         "{}\n[oauth2]\ncache_capacity = {token_cache}\n\n\
-         [[oauth2.issuer]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\n{keys}",
+         [[oauth2.issuer]]\nissuer = \"{ISSUER}\"\naudience = \"{AUDIENCE}\"\nsubject_format = \"qualified\"\n{keys}",
         scope_rule()
     )
 }
@@ -103,7 +104,8 @@ fn introspection_rules(endpoint: &str, token_cache: usize) -> String {
     let (client_id, client_secret) = INTROSPECTION_CLIENT;
     format!(
         "{}\n[oauth2]\ncache_capacity = {token_cache}\n\n\
-         [oauth2.introspection]\nendpoint = \"{endpoint}\"\nclient_id = \"{client_id}\"\nclient_secret = \"{client_secret}\"\n",
+         [oauth2.introspection]\nendpoint = \"{endpoint}\"\nclient_id = \"{client_id}\"\nclient_secret = \"{client_secret}\"\n\
+         audience = \"{AUDIENCE}\"\nsubject_format = \"qualified\"\n",
         scope_rule()
     )
 }

@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use base64::Engine as _;
 use serde_json::json;
-use tower_secure_load::{GOOD_USER, INTROSPECTION_CLIENT, OPAQUE_TOKEN, SCOPE};
+use tower_secure_load::{AUDIENCE, GOOD_USER, INTROSPECTION_CLIENT, OPAQUE_TOKEN, SCOPE};
 
 #[derive(Default)]
 struct Calls(AtomicU64);
@@ -39,7 +39,7 @@ async fn introspect(
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     Json(json!({
-        "active": true, "sub": GOOD_USER.0, "scope": SCOPE, "client_id": "bench-client",
+        "active": true, "sub": GOOD_USER.0, "aud": AUDIENCE, "scope": SCOPE, "client_id": "bench-client",
         "token_type": "Bearer", "exp": now + 3600, "iat": now,
     }))
     .into_response()
