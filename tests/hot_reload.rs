@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -618,12 +618,13 @@ struct Tally {
     mismatches: Vec<String>,
 }
 
-/// Sends the 12 requests round and round until `deadline`, classifying each answer.
-async fn hammer(base: String, offset: usize, deadline: Instant) -> Tally {
+/// Sends the 12 requests round and round until `progress.stop`, classifying each answer.
+async fn hammer(base: String, offset: usize, progress: Arc<Progress>) -> Tally {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let mut tally = Tally::default();
     let mut i = offset;
-    while Instant::now() < deadline {
+    while !progress.stop.load(Ordering::Relaxed) {
+        progress.requests.fetch_add(1, Ordering::Relaxed);
         let (path, caller) = (PATHS[i % PATHS.len()], CALLERS[(i / PATHS.len()) % CALLERS.len()]);
         i += 1;
         let reply = match try_get(&client, &base, path, caller.credentials()).await {
@@ -665,7 +666,15 @@ struct Reloads {
 }
 
 /// Cycles A, the tie, B, the broken file, the Basic change as fast as it can until `stop`.
-fn swap_until(reloader: Reloader, broken: &Path, stop: &AtomicBool) -> Reloads {
+/// How far the storm got, shared by the clients, the reloading thread and the test.
+#[derive(Default)]
+struct Progress {
+    stop: AtomicBool,
+    requests: AtomicUsize,
+    accepted_reloads: AtomicUsize,
+}
+
+fn swap_until(reloader: Reloader, broken: &Path, progress: &Progress) -> Reloads {
     let (a, b, tie, basic) = (
         deployment("A.toml", A),
         deployment("B.toml", B),
@@ -674,7 +683,7 @@ fn swap_until(reloader: Reloader, broken: &Path, stop: &AtomicBool) -> Reloads {
     );
     let mut reloads = Reloads::default();
     let mut step = 0usize;
-    while !stop.load(Ordering::Relaxed) {
+    while !progress.stop.load(Ordering::Relaxed) {
         let (name, valid, outcome) = match step % 5 {
             0 => ("A", true, reloader.reload(a.clone())),
             1 => ("tie", false, reloader.reload(tie.clone())),
@@ -684,7 +693,10 @@ fn swap_until(reloader: Reloader, broken: &Path, stop: &AtomicBool) -> Reloads {
         };
         step += 1;
         match (valid, outcome) {
-            (true, Ok(())) => reloads.accepted += 1,
+            (true, Ok(())) => {
+                reloads.accepted += 1;
+                progress.accepted_reloads.fetch_add(1, Ordering::Relaxed);
+            }
             (false, Err(_)) => reloads.refused += 1,
             (true, Err(error)) => reloads.wrong.push(format!("{name} refused: {error}")),
             (false, Ok(())) => reloads.wrong.push(format!("{name} accepted")),
@@ -697,11 +709,16 @@ fn swap_until(reloader: Reloader, broken: &Path, stop: &AtomicBool) -> Reloads {
 // SPEC B7: while 8 keep-alive clients send requests as fast as they can, another thread
 // swaps the rules between A, B and invalid files as fast as it can. Every answer is the
 // one A or B gives (status, body naming the rule's origin, challenge realm, never a mix of
-// both), none is a 5xx, and the invalid files never take effect.
+// both), none is a 5xx, and the invalid files never take effect. The storm lasts at least
+// 3 s and until it has seen 500 requests and 20 accepted reloads (on a loaded machine that
+// takes longer; it gives up after 60 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b7_concurrent_requests_are_each_decided_by_one_version() {
     const TASKS: usize = 8;
-    const DURATION: Duration = Duration::from_secs(3);
+    const MIN_DURATION: Duration = Duration::from_secs(3);
+    const MAX_DURATION: Duration = Duration::from_secs(60);
+    const MIN_REQUESTS: usize = 500;
+    const MIN_RELOADS: usize = 20;
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.toml");
     std::fs::write(&broken, BROKEN_SYNTAX).unwrap();
@@ -715,14 +732,21 @@ async fn b7_concurrent_requests_are_each_decided_by_one_version() {
     reloader.reload(deployment("A.toml", A)).unwrap();
     let version_before = reloader.version();
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(Progress::default());
     let swapper = {
-        let (reloader, stop, broken) = (reloader.clone(), stop.clone(), broken.clone());
-        std::thread::spawn(move || swap_until(reloader, &broken, &stop))
+        let (reloader, progress, broken) = (reloader.clone(), progress.clone(), broken.clone());
+        std::thread::spawn(move || swap_until(reloader, &broken, &progress))
     };
     let started = Instant::now();
-    let deadline = started + DURATION;
-    let tasks: Vec<_> = (0..TASKS).map(|t| tokio::spawn(hammer(base.clone(), t * 5, deadline))).collect();
+    let tasks: Vec<_> = (0..TASKS).map(|t| tokio::spawn(hammer(base.clone(), t * 5, progress.clone()))).collect();
+    while started.elapsed() < MAX_DURATION
+        && (started.elapsed() < MIN_DURATION
+            || progress.requests.load(Ordering::Relaxed) < MIN_REQUESTS
+            || progress.accepted_reloads.load(Ordering::Relaxed) < MIN_RELOADS)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress.stop.store(true, Ordering::Relaxed);
     let mut total = Tally::default();
     for task in tasks {
         let tally = task.await.unwrap();
@@ -730,7 +754,6 @@ async fn b7_concurrent_requests_are_each_decided_by_one_version() {
         total.under_b += tally.under_b;
         total.mismatches.extend(tally.mismatches);
     }
-    stop.store(true, Ordering::Relaxed);
     let reloads = swapper.join().unwrap();
     let elapsed = started.elapsed();
     let requests = total.under_a + total.under_b + total.mismatches.len();
@@ -751,8 +774,8 @@ async fn b7_concurrent_requests_are_each_decided_by_one_version() {
     );
     assert!(reloads.wrong.is_empty(), "{:?}", reloads.wrong);
     assert_eq!(reloader.version(), version_before + reloads.accepted, "only the valid files counted");
-    assert!(requests >= 500, "too few requests to mean anything: {requests}");
-    assert!(reloads.accepted >= 20, "too few reloads to mean anything: {reloads:?}");
+    assert!(requests >= MIN_REQUESTS, "too few requests to mean anything: {requests}");
+    assert!(reloads.accepted >= MIN_RELOADS as u64, "too few reloads to mean anything: {reloads:?}");
     assert!(total.under_a > 0 && total.under_b > 0, "both versions decided requests");
 
     // After the storm: the last valid version serves, exactly.

@@ -1,5 +1,5 @@
 // Proves a route path without a leading `/` and a method that is not a word are rejected. SPEC B5
-use tower_secure::secure;
+use tower_secure_macros::secure;
 
 #[secure(scope = "x", path = "api/x")]
 async fn bad_path() {}

@@ -1,5 +1,5 @@
 // Proves a scope containing a space (two scopes in one string) is rejected. SPEC B5
-use tower_secure::secure;
+use tower_secure_macros::secure;
 
 #[secure(scope = "read write")]
 async fn handler() {}

@@ -1,7 +1,7 @@
 // Proves a method that is neither standard nor declared in `extension_methods` is rejected
 // at its string, and that `extension_methods` declares only non-standard methods that
 // `method` names. SPEC F19, F3
-use tower_secure::secure;
+use tower_secure_macros::secure;
 
 #[secure(scope = "x", method = "DELTE")]
 async fn typo() {}

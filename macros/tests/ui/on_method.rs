@@ -1,5 +1,5 @@
 // Proves the attribute refuses a method (a fn with `self`) in an impl block. SPEC B5
-use tower_secure::secure;
+use tower_secure_macros::secure;
 
 struct Api;
 
