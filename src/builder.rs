@@ -40,6 +40,15 @@ pub struct SecureLayerBuilder {
     token_server: Option<crate::oauth2::TokenServer>,
 }
 
+impl std::fmt::Debug for SecureLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureLayerBuilder")
+            .field("handlers", &self.handlers.len())
+            .field("authorizers", &self.authorizers.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl SecureLayerBuilder {
     /// The rule file. Default: no rules (everything needs an authenticated caller).
     pub fn deployment(mut self, deployment: Deployment) -> Self {

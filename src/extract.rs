@@ -10,7 +10,7 @@ use http::request::Parts;
 
 use crate::error::AuthError;
 use crate::identity::Principal;
-use crate::layer::{AuthContext, AUDIT_TARGET};
+use crate::layer::AuthContext;
 
 // axum rejections are responses; the size of the error variant is the framework's.
 #[allow(clippy::result_large_err)]
@@ -20,7 +20,7 @@ fn context(parts: &Parts) -> Result<&AuthContext, Response> {
 
 #[cold]
 fn missing_layer() -> Response {
-    tracing::error!(target: AUDIT_TARGET, "handler reached without SecureLayer: refusing");
+    tracing::error!(target: crate::AUDIT_TARGET, "handler reached without SecureLayer: refusing");
     AuthError::internal("SecureLayer missing").into_response()
 }
 

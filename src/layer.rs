@@ -27,9 +27,6 @@ use crate::error::{AuthError, AuthErrorKind, ErrorResponder, ProblemJson};
 use crate::identity::Principal;
 use crate::policy::{CanonicalPath, LookupFailure, Policy, Rule};
 
-/// The audit target: every decision is one event here.
-pub const AUDIT_TARGET: &str = "tower_secure::audit";
-
 /// Everything a decision needs, built and validated once by the builder.
 pub(crate) struct Engine {
     pub(crate) policy: Arc<Policy>,
@@ -603,7 +600,7 @@ impl PendingAllow {
         };
         let principal = data.principal.as_ref();
         tracing::info!(
-            target: AUDIT_TARGET,
+            target: crate::AUDIT_TARGET,
             outcome = "allow",
             method = %self.method,
             path = %data.path,
@@ -632,7 +629,7 @@ fn audit_refusal(
     error: &AuthError,
 ) {
     tracing::warn!(
-        target: AUDIT_TARGET,
+        target: crate::AUDIT_TARGET,
         outcome = "deny",
         status = error.status().as_u16(),
         method = %parts.method,

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(missing_debug_implementations)]
 
 pub mod authn;
 pub mod authz;
@@ -39,6 +40,17 @@ pub use tower_secure_macros::secure;
 #[doc(hidden)]
 #[cfg(feature = "axum")]
 pub mod __private {
+    pub use crate::secure_attr::{Guard, HandlerRule, RegisteredRule, RuleOf};
     pub use inventory;
 }
-pub use layer::{AuthContext, ResponseFuture, SecureBody, SecureLayer, SecureService, AUDIT_TARGET};
+pub use layer::{AuthContext, ResponseFuture, SecureBody, SecureLayer, SecureService};
+
+/// The `tracing` target of every security event: one event per decision (caller, handler,
+/// rule, outcome, reason; never a secret), plus refused keys, locked accounts and reloads.
+///
+/// ```
+/// // Send the audit events to their own layer or file by filtering on the target.
+/// let filter = format!("{}=info", tower_secure::AUDIT_TARGET);
+/// assert_eq!(filter, "tower_secure::audit=info");
+/// ```
+pub const AUDIT_TARGET: &str = "tower_secure::audit";

@@ -13,7 +13,10 @@ use arc_swap::ArcSwap;
 
 use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator, RegisteredHandler, Registry};
 use crate::authz::AuthorizationHandler;
-use crate::config::{load_users, BasicConfig, ClientRecord, ConfigError, Deployment, OAuth2Config};
+use crate::config::{
+    load_users, BasicConfig, ClientCertConfig, ClientRecord, ConfigError, Deployment, IntermediateCertValidation,
+    OAuth2Config,
+};
 use crate::error::ErrorResponder;
 use crate::identity::InMemoryUserStore;
 use crate::layer::Engine;
@@ -167,11 +170,18 @@ fn registry(
 struct RestartOnly {
     basic: BasicConfig,
     oauth2: OAuth2Config,
+    client_cert: Option<ClientCertConfig>,
+    intermediate_cert_validation: IntermediateCertValidation,
 }
 
 impl RestartOnly {
     fn of(deployment: &Deployment) -> Self {
-        Self { basic: deployment.authentication.basic.clone(), oauth2: deployment.oauth2.clone() }
+        Self {
+            basic: deployment.authentication.basic.clone(),
+            oauth2: deployment.oauth2.clone(),
+            client_cert: deployment.client_cert.as_ref().map(|c| c.get_ref().clone()),
+            intermediate_cert_validation: deployment.intermediate_cert_validation.clone(),
+        }
     }
 
     /// The first section that differs.
@@ -180,6 +190,10 @@ impl RestartOnly {
             Some("[authentication.basic]")
         } else if self.oauth2 != other.oauth2 {
             Some("[oauth2]")
+        } else if self.client_cert != other.client_cert {
+            Some("[client_cert]")
+        } else if self.intermediate_cert_validation != other.intermediate_cert_validation {
+            Some("[intermediate_cert_validation]")
         } else {
             None
         }
@@ -192,9 +206,10 @@ impl RestartOnly {
 /// A reload compiles the new rule file completely (every load error of the builder
 /// applies), then swaps it in atomically: a request is decided by the old version or the
 /// new one, never a mix. A file that does not load is refused: the error is returned and
-/// logged, and the old version keeps serving. `[authentication.basic]`, `[oauth2]` and
-/// `[oauth2_server]` configure the handlers and the token server themselves and need a
-/// restart: a reload that changes them is refused. The token server takes the new
+/// logged, and the old version keeps serving. `[authentication.basic]`, `[oauth2]`,
+/// `[client_cert]`, `[intermediate_cert_validation]` and `[oauth2_server]` configure the
+/// handlers and the token server themselves and need a restart: a reload that changes
+/// them is refused. The token server takes the new
 /// `[[scope]]` and `[scope_validation]` tables before the layer takes the new rules, so a
 /// scope the layer starts to require is already issued.
 ///
@@ -230,11 +245,11 @@ impl Reloader {
             Ok(prepared) => {
                 shared.apply(prepared);
                 let version = shared.version.fetch_add(1, Ordering::AcqRel) + 1;
-                tracing::info!(target: "tower_secure::audit", file = %deployment.source.file(), version, "rules reloaded");
+                tracing::info!(target: crate::AUDIT_TARGET, file = %deployment.source.file(), version, "rules reloaded");
                 Ok(())
             }
             Err(error) => {
-                tracing::error!(target: "tower_secure::audit", %error, "reload refused: the old rules keep serving");
+                tracing::error!(target: crate::AUDIT_TARGET, %error, "reload refused: the old rules keep serving");
                 Err(error)
             }
         }
@@ -245,7 +260,7 @@ impl Reloader {
         match Deployment::from_file(path) {
             Ok(deployment) => self.reload(deployment),
             Err(error) => {
-                tracing::error!(target: "tower_secure::audit", %error, "reload refused: the old rules keep serving");
+                tracing::error!(target: crate::AUDIT_TARGET, %error, "reload refused: the old rules keep serving");
                 Err(error)
             }
         }
@@ -275,7 +290,7 @@ impl Reloader {
         let (store, users, clients) = match loaded {
             Ok(loaded) => loaded,
             Err(error) => {
-                tracing::error!(target: "tower_secure::audit", %error, "users reload refused: the old users stay");
+                tracing::error!(target: crate::AUDIT_TARGET, %error, "users reload refused: the old users stay");
                 return Err(error);
             }
         };
@@ -293,7 +308,7 @@ impl Reloader {
         let _one_at_a_time = self.shared.reloading.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(server) = &self.shared.parts.token_server else {
             let error = reload_error("<clients>", "no token server is registered with this layer (token_server)");
-            tracing::error!(target: "tower_secure::audit", %error, "clients reload refused");
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "clients reload refused");
             return Err(error);
         };
         replace_clients(server, clients);
@@ -305,7 +320,7 @@ impl Reloader {
         self.shared.parts.users.as_ref().ok_or_else(|| {
             let message = "this layer's user store is not an InMemoryUserStore: reload it yourself";
             let error = reload_error("<users>", message);
-            tracing::error!(target: "tower_secure::audit", %error, "users reload refused");
+            tracing::error!(target: crate::AUDIT_TARGET, %error, "users reload refused");
             error
         })
     }
@@ -351,7 +366,7 @@ impl Reloader {
         if let Some(client_cert) = &parts.client_cert {
             client_cert.clear_cache();
         }
-        tracing::info!(target: "tower_secure::audit", users = users.len(), "users reloaded");
+        tracing::info!(target: crate::AUDIT_TARGET, users = users.len(), "users reloaded");
     }
 
     /// How many reloads of the rules have succeeded.
@@ -399,7 +414,7 @@ impl Reloader {
 fn replace_clients(server: &crate::oauth2::TokenServer, clients: Vec<ClientRecord>) {
     let count = clients.len();
     server.replace_clients(clients);
-    tracing::info!(target: "tower_secure::audit", clients = count, "clients reloaded");
+    tracing::info!(target: crate::AUDIT_TARGET, clients = count, "clients reloaded");
 }
 
 /// A reload refused for a reason that has no place in a file.

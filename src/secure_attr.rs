@@ -18,7 +18,7 @@ use crate::authz::Requirements;
 use crate::config::{ConfigError, MatchMode, TokenPermissions};
 use crate::error::AuthError;
 use crate::identity::Permission;
-use crate::layer::{AuthContext, AUDIT_TARGET};
+use crate::layer::AuthContext;
 use crate::policy::{scopes_imply_permissions, Policy, ScopedRequirement};
 
 /// A handler's own rule, written by `#[secure(...)]`.
@@ -159,6 +159,7 @@ fn requirement(kind: &str, items: &[&str], mode: MatchMode) -> Option<String> {
 
 /// An entry of the link-time registry of handler rules.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct RegisteredRule(pub &'static HandlerRule);
 
 inventory::collect!(RegisteredRule);
@@ -185,7 +186,14 @@ pub trait RuleOf: Send + Sync + 'static {
 /// - the runtime rule that applied has `override = true`: the runtime rule decided alone;
 /// - otherwise the handler's rule must hold too (deny wins): an anonymous caller gets 401,
 ///   a caller lacking a scope or permission 403, exactly as the layer answers.
+#[doc(hidden)]
 pub struct Guard<R>(PhantomData<fn() -> R>);
+
+impl<R> std::fmt::Debug for Guard<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Guard")
+    }
+}
 
 impl<S: Send + Sync, R: RuleOf> FromRequestParts<S> for Guard<R> {
     type Rejection = Response;
@@ -193,7 +201,7 @@ impl<S: Send + Sync, R: RuleOf> FromRequestParts<S> for Guard<R> {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let rule = R::rule();
         let Some(context) = parts.extensions.get::<AuthContext>() else {
-            tracing::error!(target: AUDIT_TARGET, handler = rule.handler, "#[secure] handler reached without SecureLayer: refusing");
+            tracing::error!(target: crate::AUDIT_TARGET, handler = rule.handler, "#[secure] handler reached without SecureLayer: refusing");
             return Err(AuthError::internal("SecureLayer missing").into_response());
         };
         if context.overrides_compiled() {
@@ -202,7 +210,7 @@ impl<S: Send + Sync, R: RuleOf> FromRequestParts<S> for Guard<R> {
         let permissions = match rule.parsed_permissions() {
             Ok(permissions) => permissions,
             Err(reason) => {
-                tracing::error!(target: AUDIT_TARGET, handler = rule.handler, reason, "#[secure] rule does not parse: refusing");
+                tracing::error!(target: crate::AUDIT_TARGET, handler = rule.handler, reason, "#[secure] rule does not parse: refusing");
                 return Err(AuthError::internal("handler rule does not parse").into_response());
             }
         };

@@ -52,6 +52,7 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether clients present certificates.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum ClientAuth {
     /// No client certificates are asked for.
     None,

@@ -911,7 +911,7 @@ fn client_table_errors() {
     let client =
         |extra: &str| format!("[[role]]\nname = \"r\"\n\n[[client]]\nid = \"app\"\nsecret = \"{hash}\"\n{extra}");
     let clients = load_clients("users.toml", &client("roles = [\"r\"]\n")).unwrap();
-    assert_eq!(clients[0].grant_types, ["password", "client_credentials", "refresh_token"]);
+    assert_eq!(clients[0].grant_types, tower_secure::config::GrantType::ALL);
     assert_eq!(clients[0].roles, ["r"]);
 
     let text = client("roles = [\"nope\"]\n");

@@ -391,8 +391,9 @@ async fn b7_bad_files_are_refused_and_the_old_rules_keep_serving() {
     assert_eq!(get(&base, "/echo", Caller::Bob).await.body, format!("bob|{origin}"));
 }
 
-// SPEC B7: `[authentication.basic]` and `[oauth2]` configure the handlers themselves: a
-// reload that changes them is refused (restart needed) and the old rules keep serving;
+// SPEC B7, F14: `[authentication.basic]`, `[oauth2]`, `[client_cert]` and
+// `[intermediate_cert_validation]` configure the handlers themselves: a reload that
+// changes them is refused (restart needed) and the old rules keep serving;
 // the same settings written in another order are no change, and other sections (the
 // realm, the rules) may change.
 #[tokio::test]
@@ -419,6 +420,15 @@ async fn b7_reload_changing_handler_sections_is_refused() {
     );
     let error = reloader.reload(deployment("O.toml", &oauth2)).unwrap_err();
     assert!(error.message.contains("[oauth2]") && error.message.contains("restart"), "{error}");
+    // The client-certificate handler is built from these two sections: a tightened
+    // allow-list must not be accepted and then silently ignored.
+    let basic = with_basic("cache_ttl_seconds = 120\nmax_failed_attempts = 7\n");
+    let allow_list = format!("{basic}\n[intermediate_cert_validation]\nenable = true\ncert_cns = [\"Other CA\"]\n");
+    let error = reloader.reload(deployment("I.toml", &allow_list)).unwrap_err();
+    assert!(error.message.contains("[intermediate_cert_validation]") && error.message.contains("restart"), "{error}");
+    let forwarded = format!("{basic}\n[client_cert]\n");
+    let error = reloader.reload(deployment("C.toml", &forwarded)).unwrap_err();
+    assert!(error.message.contains("[client_cert]") && error.message.contains("restart"), "{error}");
     assert_eq!(reloader.version(), 0);
     assert_serving(&base, CONFIG_A).await;
 

@@ -139,7 +139,7 @@ fn in_memory_text_resolves_against_the_working_directory() {
     let text = write_files(&dir.path().join("conf"), "");
     let deployment = Deployment::from_toml_str("deployment.toml", &text).unwrap();
     assert_eq!(deployment.source.resolve("keys/signing.pem"), Path::new("keys/signing.pem"));
-    let err = TokenServer::builder().deployment(&deployment).build().err().expect("not in the working directory");
+    let err = TokenServer::builder().deployment(&deployment).build().expect_err("not in the working directory");
     assert_eq!((err.key.as_deref(), err.message.contains("cannot read")), (Some("pem_file"), true), "{err}");
 
     let target = Path::new(env!("CARGO_TARGET_TMPDIR"));

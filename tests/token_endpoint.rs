@@ -1865,3 +1865,38 @@ async fn d7_token_requests_during_reloads_see_one_version() {
     assert!(mixed.is_empty(), "answers of no single version: {seen:?}");
     assert!(reloaded > 10 && seen.len() == 2, "both versions decided requests ({reloaded} reloads): {seen:?}");
 }
+
+// SPEC I1, D1: the builder's issuer takes the place of the file's (an address known only
+// once the listener is bound): tokens carry it, the discovery document names it, the layer
+// of the same process accepts its tokens, and a reload of the unchanged file keeps it.
+#[tokio::test]
+async fn builder_issuer_replaces_the_files() {
+    let (listener, base) = listen().await;
+    let text = deployment_toml("https://placeholder.invalid", &Opts::default());
+    let deployment = Deployment::from_toml_str("deployment.toml", &text).unwrap();
+    let clients = load_clients("users.toml", users_text()).unwrap();
+    let tokens = TokenServer::builder()
+        .deployment(&deployment)
+        .issuer(format!("{base}/"))
+        .clients(clients)
+        .user_store(users())
+        .build()
+        .unwrap();
+    assert_eq!(tokens.issuer(), base, "trailing slash trimmed");
+    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
+    let reloader = layer.reloader();
+    spawn_router(listener, api().merge(tokens.router()).layer(layer));
+    let app = App { base: base.clone(), issuer: base.clone(), tokens, reloader, http: common::client() };
+
+    let token = access(&app.password(WEB, "alex", "alex123", "openid").await);
+    assert_eq!(decode(&token).1["iss"], base.as_str());
+    assert_eq!(app.me(&token).await["user"], "alex");
+    let discovery = app.http.get(app.url("/.well-known/openid-configuration")).send().await.unwrap();
+    let document: Value = discovery.json().await.unwrap();
+    assert_eq!(document["issuer"], base.as_str());
+
+    app.reloader.reload(Deployment::from_toml_str("deployment.toml", &text).unwrap()).unwrap();
+    let token = access(&app.password(WEB, "alex", "alex123", "openid").await);
+    assert_eq!(decode(&token).1["iss"], base.as_str());
+    assert_eq!(app.me(&token).await["user"], "alex");
+}

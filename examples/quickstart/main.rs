@@ -24,7 +24,7 @@ use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tower_secure::config::{load_clients, load_clients_file, load_users, load_users_file, Deployment, Spanned};
+use tower_secure::config::{load_clients, load_clients_file, load_users, load_users_file, Deployment};
 use tower_secure::oauth2::TokenServer;
 use tower_secure::{secure, PolicyListing, Principal, SecureLayer};
 
@@ -62,14 +62,12 @@ async fn admin_stats() -> Json<Value> {
 /// The app, secured, with the token endpoint beside it. `addr` is where it listens; the
 /// embedded configuration names it as the token issuer.
 fn app(addr: std::net::SocketAddr) -> Result<(Router, SecureLayer), Box<dyn std::error::Error>> {
-    let deployment = match std::env::var_os("TOWER_SECURE_DEPLOYMENT") {
-        Some(path) => Deployment::from_file(path)?,
+    let (deployment, issuer) = match std::env::var_os("TOWER_SECURE_DEPLOYMENT") {
+        Some(path) => (Deployment::from_file(path)?, None),
+        // The embedded file's issuer is where this process listens, known once bound.
         None => {
-            let mut deployment = Deployment::from_toml_str("examples/quickstart/deployment.toml", DEPLOYMENT)?;
-            if let Some(server) = deployment.oauth2_server.as_mut() {
-                server.get_mut().issuer = Spanned::new(0..0, format!("http://{addr}"));
-            }
-            deployment
+            let deployment = Deployment::from_toml_str("examples/quickstart/deployment.toml", DEPLOYMENT)?;
+            (deployment, Some(format!("http://{addr}")))
         }
     };
     let (users, clients) = match std::env::var_os("TOWER_SECURE_USERS") {
@@ -79,7 +77,11 @@ fn app(addr: std::net::SocketAddr) -> Result<(Router, SecureLayer), Box<dyn std:
             (load_users(file, USERS)?, load_clients(file, USERS)?)
         }
     };
-    let tokens = TokenServer::builder().deployment(&deployment).user_store(users).clients(clients).build()?;
+    let mut tokens = TokenServer::builder().deployment(&deployment).user_store(users).clients(clients);
+    if let Some(issuer) = issuer {
+        tokens = tokens.issuer(issuer);
+    }
+    let tokens = tokens.build()?;
     // The layer trusts the token server's tokens and shares its user store and lockout.
     let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
     let app = Router::new()

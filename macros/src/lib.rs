@@ -319,14 +319,14 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let (path, method) = (option(&args.path), option(&args.method));
     let span = function.sig.ident.span();
     let guard: syn::FnArg = syn::parse2(quote_spanned! {span=>
-        _: #krate::secure_attr::Guard<#rule_type>
+        _: #krate::__private::Guard<#rule_type>
     })?;
     function.sig.inputs.insert(0, guard);
     let visibility = &function.vis;
     Ok(quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
-        static #rule_static: #krate::secure_attr::HandlerRule = #krate::secure_attr::HandlerRule::new(
+        static #rule_static: #krate::__private::HandlerRule = #krate::__private::HandlerRule::new(
             #name_text,
             ::core::module_path!(),
             ::core::file!(),
@@ -341,13 +341,13 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             #method,
         );
         #krate::__private::inventory::submit! {
-            #krate::secure_attr::RegisteredRule(&#rule_static)
+            #krate::__private::RegisteredRule(&#rule_static)
         }
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         #visibility struct #rule_type;
-        impl #krate::secure_attr::RuleOf for #rule_type {
-            fn rule() -> &'static #krate::secure_attr::HandlerRule {
+        impl #krate::__private::RuleOf for #rule_type {
+            fn rule() -> &'static #krate::__private::HandlerRule {
                 &#rule_static
             }
         }

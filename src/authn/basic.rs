@@ -48,6 +48,12 @@ pub struct BasicAuthenticator {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for BasicAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuthenticator").finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     store: Arc<dyn UserStore>,
     /// Keyed by the user part exactly as sent, so a hit needs no name parsing.
@@ -121,7 +127,7 @@ impl BasicAuthenticator {
         // Without OS randomness the key stays zero: proofs are still per-password hashes,
         // only less resistant to offline guessing from a memory dump; log it loudly.
         if getrandom::fill(&mut proof_key).is_err() {
-            tracing::error!(target: "tower_secure::audit", "no OS randomness for the credential cache key");
+            tracing::error!(target: crate::AUDIT_TARGET, "no OS randomness for the credential cache key");
         }
         let dummy_hash = dummy_hash(store.reference_password_hash().as_deref());
         let inner = Inner {
@@ -222,7 +228,7 @@ impl Inner {
         self.failures.insert(name.clone(), Failures { count, locked_until });
         if locked_until.is_some() {
             self.lock_epoch.fetch_add(1, Ordering::AcqRel);
-            tracing::warn!(target: "tower_secure::audit", user = %name, "account locked after failed attempts");
+            tracing::warn!(target: crate::AUDIT_TARGET, user = %name, "account locked after failed attempts");
         }
     }
 

@@ -57,6 +57,12 @@ pub struct BearerAuthenticator {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for BearerAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuthenticator").finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     issuers: HashMap<String, Issuer>,
     leeway: u64,
@@ -860,7 +866,7 @@ pub(super) fn keys_from_jwks(text: &str, allowed: Option<&[Algorithm]>) -> Resul
         match jwks_key(jwk, allowed) {
             Ok(key) => set.keys.push(key),
             Err(reason) => {
-                tracing::warn!(target: "tower_secure::audit", %reason, "skipping a JWKS key");
+                tracing::warn!(target: crate::AUDIT_TARGET, %reason, "skipping a JWKS key");
                 set.unusable.extend(jwk.get("kid").and_then(Value::as_str).map(str::to_owned));
             }
         }

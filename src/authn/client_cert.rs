@@ -165,7 +165,7 @@ impl ClientCertificate {
         let (leaf, intermediates) = chain.split_first()?;
         let verified = verify_path(leaf, intermediates, roots, now);
         if let Err(reason) = &verified {
-            tracing::warn!(target: "tower_secure::audit", reason = %reason, "client certificate not verified");
+            tracing::warn!(target: crate::AUDIT_TARGET, reason = %reason, "client certificate not verified");
         }
         let inner = CertInner {
             der: leaf.clone().into_owned(),
@@ -304,6 +304,12 @@ struct Forwarded {
 #[derive(Clone)]
 pub struct ClientCertAuthenticator {
     inner: Arc<HandlerInner>,
+}
+
+impl std::fmt::Debug for ClientCertAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertAuthenticator").finish_non_exhaustive()
+    }
 }
 
 struct HandlerInner {
@@ -449,14 +455,14 @@ impl HandlerInner {
         match (direct, forwarded) {
             (Some(cert), None) => Some(Ok(cert.clone())),
             (Some(cert), Some(_)) => {
-                tracing::warn!(target: "tower_secure::audit", "forwarded certificate ignored: the connection has its own");
+                tracing::warn!(target: crate::AUDIT_TARGET, "forwarded certificate ignored: the connection has its own");
                 Some(Ok(cert.clone()))
             }
             (None, None) => None,
             (None, Some(forwarded)) => {
                 let peer = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
                 if !peer.is_some_and(|ip| forwarded.proxies.contains(&ip)) {
-                    tracing::warn!(target: "tower_secure::audit", peer = ?peer, "forwarded certificate from an untrusted peer ignored");
+                    tracing::warn!(target: crate::AUDIT_TARGET, peer = ?peer, "forwarded certificate from an untrusted peer ignored");
                     return None;
                 }
                 Some(forwarded.certificate(parts))
@@ -535,7 +541,7 @@ impl AuthenticationHandler for ClientCertAuthenticator {
         let peer = request.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         let trusted = peer.is_some_and(|ip| forwarded.proxies.contains(&ip));
         if !trusted {
-            tracing::warn!(target: "tower_secure::audit", peer = ?peer, "forwarded certificate from an untrusted peer ignored");
+            tracing::warn!(target: crate::AUDIT_TARGET, peer = ?peer, "forwarded certificate from an untrusted peer ignored");
         }
         trusted
     }

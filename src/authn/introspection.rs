@@ -111,7 +111,7 @@ impl Introspector {
     pub(crate) async fn introspect(&self, token: &str, now: u64) -> Result<Value, AuthError> {
         let unavailable = |reason: &'static str| {
             move |error: reqwest::Error| {
-                tracing::error!(target: "tower_secure::audit", %error, "introspection failed");
+                tracing::error!(target: crate::AUDIT_TARGET, %error, "introspection failed");
                 AuthError::unavailable(reason).with_retry_after(1)
             }
         };
@@ -125,7 +125,7 @@ impl Introspector {
             .await
             .map_err(unavailable("introspection endpoint unreachable"))?;
         if !response.status().is_success() {
-            tracing::error!(target: "tower_secure::audit", status = %response.status(), "introspection endpoint refused the call");
+            tracing::error!(target: crate::AUDIT_TARGET, status = %response.status(), "introspection endpoint refused the call");
             return Err(AuthError::unavailable("introspection endpoint error").with_retry_after(1));
         }
         let mut body = Vec::new();
@@ -140,11 +140,11 @@ impl Introspector {
             // Well-formed JSON that names a member twice could mean either value: refused
             // like a token that says so, not retried like an outage.
             Err(error) if error.is_data() => {
-                tracing::warn!(target: "tower_secure::audit", "introspection response names a member twice");
+                tracing::warn!(target: crate::AUDIT_TARGET, "introspection response names a member twice");
                 return Err(AuthError::invalid_credentials("introspection response names a member twice"));
             }
             Err(_) => {
-                tracing::error!(target: "tower_secure::audit", "introspection response is not JSON");
+                tracing::error!(target: crate::AUDIT_TARGET, "introspection response is not JSON");
                 return Err(AuthError::unavailable("introspection response is not JSON").with_retry_after(1));
             }
         };

@@ -221,18 +221,18 @@ impl RemoteKeys {
     async fn fetch_and_store(&self) -> bool {
         let stored = match self.fetch().await {
             Ok(set) => {
-                tracing::info!(target: "tower_secure::audit", source = ?self.source, keys = set.keys.len(), "fetched signing keys");
+                tracing::info!(target: crate::AUDIT_TARGET, source = ?self.source, keys = set.keys.len(), "fetched signing keys");
                 let previous = self.keys.swap(Arc::new(set));
                 let current = self.keys.load();
                 let retired = previous.keys.iter().any(|old| !current.keys.iter().any(|new| new.kid == old.kid));
                 if retired {
                     self.key_epoch.fetch_add(1, Ordering::AcqRel);
-                    tracing::info!(target: "tower_secure::audit", source = ?self.source, "a signing key was retired; cached tokens are verified again");
+                    tracing::info!(target: crate::AUDIT_TARGET, source = ?self.source, "a signing key was retired; cached tokens are verified again");
                 }
                 true
             }
             Err(error) => {
-                tracing::error!(target: "tower_secure::audit", source = ?self.source, %error, "cannot fetch signing keys; keeping the previous ones");
+                tracing::error!(target: crate::AUDIT_TARGET, source = ?self.source, %error, "cannot fetch signing keys; keeping the previous ones");
                 false
             }
         };

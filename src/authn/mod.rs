@@ -130,11 +130,11 @@ pub(crate) async fn find_user(
     match tokio::time::timeout(timeout, store.find_user(name)).await {
         Ok(Ok(record)) => Ok(record),
         Ok(Err(e)) => {
-            tracing::error!(target: "tower_secure::audit", error = %e, "user store failed");
+            tracing::error!(target: crate::AUDIT_TARGET, error = %e, "user store failed");
             Err(AuthError::unavailable("user store failure").with_retry_after(1))
         }
         Err(_) => {
-            tracing::error!(target: "tower_secure::audit", "user store timed out");
+            tracing::error!(target: crate::AUDIT_TARGET, "user store timed out");
             Err(AuthError::unavailable("user store timed out").with_retry_after(1))
         }
     }

@@ -54,7 +54,7 @@ impl RevokedTokens {
         if state.ids.len() >= self.inner.capacity {
             let heaviest = heaviest_client(&state.ids);
             state.ids.retain(|_, (_, owner)| *owner != heaviest);
-            tracing::warn!(target: "tower_secure::audit", client = %heaviest,
+            tracing::warn!(target: crate::AUDIT_TARGET, client = %heaviest,
                 "revocation list full: every token issued so far to the client with the most revocations is refused");
             state.not_before.insert(heaviest, now);
         }

@@ -16,7 +16,9 @@ use serde::{Deserialize, Deserializer};
 pub use toml::Spanned;
 
 pub use error::{ConfigError, SourceMap};
-pub use users::{load_clients, load_clients_file, load_users, load_users_file, ClientRecord, GRANT_TYPES};
+pub use users::{
+    load_clients, load_clients_file, load_users, load_users_file, ClientRecord, GrantType, UnknownGrantType,
+};
 
 /// A parsed rule file. Rules keep their source positions so that the policy compiler can
 /// report errors at the offending key.
@@ -474,6 +476,7 @@ fn issuer_tables<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Spann
 /// How the subject of a token names its caller.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum SubjectFormat {
     /// The subject is an opaque string of the issuer (OpenID Connect Core 5.7):
     /// `svc@clients`, `https://client.example/svc` are whole names of the super tenant
@@ -793,6 +796,7 @@ pub struct ClientCertConfig {
 /// # Ok::<(), tower_secure::config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
 pub enum ForwardedFormat {
     /// `rfc9440`: RFC 9440 `Client-Cert`, one structured-field byte sequence
     /// (`:base64(DER):`, standard alphabet with padding), without parameters.

@@ -55,8 +55,60 @@ struct ClientEntry {
     disabled: bool,
 }
 
-/// The grant types the token endpoint implements.
-pub const GRANT_TYPES: [&str; 3] = ["password", "client_credentials", "refresh_token"];
+/// A grant type of the token endpoint, written in files and requests by its RFC 6749 name.
+///
+/// ```
+/// use tower_secure::config::GrantType;
+///
+/// let grant: GrantType = "client_credentials".parse()?;
+/// assert_eq!(grant, GrantType::ClientCredentials);
+/// assert_eq!(grant.as_str(), "client_credentials");
+/// assert!("authorization_code".parse::<GrantType>().is_err());
+/// # Ok::<(), tower_secure::config::UnknownGrantType>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GrantType {
+    /// `password`: a user's name and password (RFC 6749 section 4.3).
+    Password,
+    /// `client_credentials`: the client on its own behalf (section 4.4).
+    ClientCredentials,
+    /// `refresh_token`: a new access token for a refresh token (section 6).
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Every grant type the token endpoint implements.
+    pub const ALL: [GrantType; 3] = [GrantType::Password, GrantType::ClientCredentials, GrantType::RefreshToken];
+
+    /// The RFC 6749 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+impl std::fmt::Display for GrantType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A grant type name the token endpoint does not implement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown grant type; known: password, client_credentials, refresh_token")]
+pub struct UnknownGrantType;
+
+impl std::str::FromStr for GrantType {
+    type Err = UnknownGrantType;
+
+    fn from_str(name: &str) -> Result<Self, UnknownGrantType> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == name).ok_or(UnknownGrantType)
+    }
+}
 
 /// An OAuth2 client of the token endpoint, from a `[[client]]` table of the users file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,8 +121,8 @@ pub struct ClientRecord {
     pub roles: Vec<String>,
     /// The permissions those roles grant.
     pub permissions: PermissionSet,
-    /// The grants this client may use; default all of [`GRANT_TYPES`].
-    pub grant_types: Vec<String>,
+    /// The grants this client may use; default all of [`GrantType::ALL`].
+    pub grant_types: Vec<GrantType>,
     /// A disabled client gets no tokens.
     pub disabled: bool,
 }
@@ -151,16 +203,15 @@ pub fn load_clients(file: &str, text: &str) -> Result<Vec<ClientRecord>, ConfigE
         }
         check_phc(client.secret.get_ref()).map_err(|m| source.error(client.secret.span(), "secret", m))?;
         let grant_types = match &client.grant_types {
-            None => GRANT_TYPES.map(str::to_owned).to_vec(),
-            Some(list) => {
-                for grant in list {
-                    if !GRANT_TYPES.contains(&grant.get_ref().as_str()) {
-                        let message = format!("unknown grant type; known: {}", GRANT_TYPES.join(", "));
-                        return Err(source.error(grant.span(), "grant_types", message));
-                    }
-                }
-                list.iter().map(|g| g.get_ref().clone()).collect()
-            }
+            None => GrantType::ALL.to_vec(),
+            Some(list) => list
+                .iter()
+                .map(|g| {
+                    g.get_ref()
+                        .parse()
+                        .map_err(|e: UnknownGrantType| source.error(g.span(), "grant_types", e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
         };
         clients.push(ClientRecord {
             id: id.clone(),

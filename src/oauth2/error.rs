@@ -13,15 +13,16 @@ use crate::error::{AuthError, AuthErrorKind};
 /// The reason is for the log only; nothing from the request is echoed.
 ///
 /// ```
-/// use tower_secure::oauth2::OAuthError;
+/// use tower_secure::oauth2::{OAuthError, OAuthErrorCode};
 ///
 /// let error = OAuthError::server_error("scope database unreachable");
-/// assert_eq!(error.code(), "server_error");
+/// assert_eq!(error.code(), OAuthErrorCode::ServerError);
+/// assert_eq!(error.code().as_str(), "server_error");
 /// assert_eq!(error.status(), http::StatusCode::SERVICE_UNAVAILABLE);
 /// ```
 #[derive(Debug, Clone)]
 pub struct OAuthError {
-    code: &'static str,
+    code: OAuthErrorCode,
     status: StatusCode,
     reason: Cow<'static, str>,
     retry_after: Option<u64>,
@@ -29,50 +30,109 @@ pub struct OAuthError {
     realm: Option<String>,
 }
 
+/// An OAuth2 error code (RFC 6749 section 5.2, and `temporarily_unavailable` and
+/// `server_error` of section 4.1.2.1), as it appears in the `error` member of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum OAuthErrorCode {
+    /// `invalid_request`: a parameter is missing, repeated or malformed.
+    InvalidRequest,
+    /// `invalid_client`: client authentication failed.
+    InvalidClient,
+    /// `invalid_grant`: the user's credentials or the refresh token are not valid.
+    InvalidGrant,
+    /// `unauthorized_client`: this client may not use this grant.
+    UnauthorizedClient,
+    /// `unsupported_grant_type`.
+    UnsupportedGrantType,
+    /// `invalid_scope`: a refresh asks for more than the original grant.
+    InvalidScope,
+    /// `temporarily_unavailable`: throttled; retry later.
+    TemporarilyUnavailable,
+    /// `server_error`: a backend failed.
+    ServerError,
+}
+
+impl OAuthErrorCode {
+    /// The code as written in responses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OAuthErrorCode::InvalidRequest => "invalid_request",
+            OAuthErrorCode::InvalidClient => "invalid_client",
+            OAuthErrorCode::InvalidGrant => "invalid_grant",
+            OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
+            OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthErrorCode::InvalidScope => "invalid_scope",
+            OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            OAuthErrorCode::ServerError => "server_error",
+        }
+    }
+
+    /// A fixed sentence per code: a response body never carries request data or the reason.
+    fn description(self) -> &'static str {
+        match self {
+            OAuthErrorCode::InvalidRequest => "The request is missing a parameter, repeats one or is malformed.",
+            OAuthErrorCode::InvalidClient => "Client authentication failed.",
+            OAuthErrorCode::InvalidGrant => "The credentials or the refresh token are not valid.",
+            OAuthErrorCode::UnauthorizedClient => "This client may not use this grant type.",
+            OAuthErrorCode::UnsupportedGrantType => "The grant type is not supported.",
+            OAuthErrorCode::InvalidScope => "The requested scope exceeds the original grant.",
+            OAuthErrorCode::TemporarilyUnavailable => "Too many attempts; retry later.",
+            OAuthErrorCode::ServerError => "The server could not complete the request; retry later.",
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl OAuthError {
-    fn new(code: &'static str, status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
+    fn new(code: OAuthErrorCode, status: StatusCode, reason: impl Into<Cow<'static, str>>) -> Self {
         Self { code, status, reason: reason.into(), retry_after: None, realm: None }
     }
 
     /// `invalid_request` (400): a parameter is missing, repeated or malformed.
     pub fn invalid_request(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_request", StatusCode::BAD_REQUEST, reason)
+        Self::new(OAuthErrorCode::InvalidRequest, StatusCode::BAD_REQUEST, reason)
     }
 
     /// `invalid_client` (401 with a Basic challenge): client authentication failed.
     pub fn invalid_client(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_client", StatusCode::UNAUTHORIZED, reason)
+        Self::new(OAuthErrorCode::InvalidClient, StatusCode::UNAUTHORIZED, reason)
     }
 
     /// `invalid_grant` (400): the user's credentials or the refresh token are not valid.
     pub fn invalid_grant(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_grant", StatusCode::BAD_REQUEST, reason)
+        Self::new(OAuthErrorCode::InvalidGrant, StatusCode::BAD_REQUEST, reason)
     }
 
     /// `unauthorized_client` (400): this client may not use this grant.
     pub fn unauthorized_client(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("unauthorized_client", StatusCode::BAD_REQUEST, reason)
+        Self::new(OAuthErrorCode::UnauthorizedClient, StatusCode::BAD_REQUEST, reason)
     }
 
     /// `unsupported_grant_type` (400).
     pub fn unsupported_grant_type(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("unsupported_grant_type", StatusCode::BAD_REQUEST, reason)
+        Self::new(OAuthErrorCode::UnsupportedGrantType, StatusCode::BAD_REQUEST, reason)
     }
 
     /// `invalid_scope` (400): a refresh asks for more than the original grant.
     pub fn invalid_scope(reason: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_scope", StatusCode::BAD_REQUEST, reason)
+        Self::new(OAuthErrorCode::InvalidScope, StatusCode::BAD_REQUEST, reason)
     }
 
     /// `server_error` (503 with `Retry-After`): a backend failed; nothing is granted.
     pub fn server_error(reason: impl Into<Cow<'static, str>>) -> Self {
-        let mut error = Self::new("server_error", StatusCode::SERVICE_UNAVAILABLE, reason);
+        let mut error = Self::new(OAuthErrorCode::ServerError, StatusCode::SERVICE_UNAVAILABLE, reason);
         error.retry_after = Some(1);
         error
     }
 
     /// The error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> OAuthErrorCode {
         self.code
     }
 
@@ -102,26 +162,13 @@ impl OAuthError {
         let reason: Cow<'static, str> = Cow::Owned(error.reason().to_owned());
         match error.kind() {
             AuthErrorKind::TooManyRequests => {
-                let mut throttled = Self::new("temporarily_unavailable", StatusCode::TOO_MANY_REQUESTS, reason);
+                let mut throttled =
+                    Self::new(OAuthErrorCode::TemporarilyUnavailable, StatusCode::TOO_MANY_REQUESTS, reason);
                 throttled.retry_after = error.retry_after().or(Some(1));
                 throttled
             }
             AuthErrorKind::Unavailable | AuthErrorKind::Internal => Self::server_error(reason),
             _ => refused(reason),
-        }
-    }
-
-    /// A fixed sentence per code: the body never carries request data or the reason.
-    fn description(&self) -> &'static str {
-        match self.code {
-            "invalid_request" => "The request is missing a parameter, repeats one or is malformed.",
-            "invalid_client" => "Client authentication failed.",
-            "invalid_grant" => "The credentials or the refresh token are not valid.",
-            "unauthorized_client" => "This client may not use this grant type.",
-            "unsupported_grant_type" => "The grant type is not supported.",
-            "invalid_scope" => "The requested scope exceeds the original grant.",
-            "temporarily_unavailable" => "Too many attempts; retry later.",
-            _ => "The server could not complete the request; retry later.",
         }
     }
 }
@@ -136,7 +183,7 @@ impl std::error::Error for OAuthError {}
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.code, "error_description": self.description() });
+        let body = serde_json::json!({ "error": self.code.as_str(), "error_description": self.code.description() });
         let mut response = (self.status, body.to_string()).into_response();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

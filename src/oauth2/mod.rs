@@ -62,8 +62,9 @@ use http::HeaderMap;
 use jsonwebtoken::{Header, Validation};
 use serde_json::{json, Map, Value};
 
+pub use crate::config::GrantType;
 pub use endpoints::ENDPOINT_PATHS;
-pub use error::OAuthError;
+pub use error::{OAuthError, OAuthErrorCode};
 pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
 
 use crate::authn::{self, BasicAuthenticator, LocalIssuer, RevokedTokens};
@@ -78,6 +79,12 @@ use refresh::{Redeemed, RefreshTokens};
 #[derive(Clone)]
 pub struct TokenServer {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for TokenServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenServer").field("issuer", &self.inner.issuer).finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -149,6 +156,16 @@ pub struct TokenServerBuilder {
     users_in_memory: Option<InMemoryUserStore>,
     clients: Vec<ClientRecord>,
     validator: Option<Arc<dyn ScopeValidator>>,
+    issuer: Option<String>,
+}
+
+impl std::fmt::Debug for TokenServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenServerBuilder")
+            .field("issuer", &self.issuer)
+            .field("clients", &self.clients.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TokenServerBuilder {
@@ -156,6 +173,31 @@ impl TokenServerBuilder {
     /// `[authentication.basic]` (password cache, lockout and throttle, also for clients).
     pub fn deployment(mut self, deployment: &Deployment) -> Self {
         self.deployment = Some(deployment.clone());
+        self
+    }
+
+    /// The issuer (`iss` of the tokens it signs, and where its discovery document says
+    /// the endpoints are), in place of `[oauth2_server] issuer`: for an address known only
+    /// once the listener is bound. A reload keeps it.
+    ///
+    /// ```
+    /// use tower_secure::config::Deployment;
+    /// use tower_secure::oauth2::TokenServer;
+    ///
+    /// let rules = r#"
+    /// [oauth2_server]
+    /// issuer = "https://placeholder.invalid"
+    /// [[oauth2_server.key]]
+    /// algorithm = "HS256"
+    /// secret_base64 = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0="
+    /// "#;
+    /// let deployment = Deployment::from_toml_str("deployment.toml", rules)?;
+    /// let server = TokenServer::builder().deployment(&deployment).issuer("http://127.0.0.1:8080/").build()?;
+    /// assert_eq!(server.issuer(), "http://127.0.0.1:8080");
+    /// # Ok::<(), tower_secure::config::ConfigError>(())
+    /// ```
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuer = Some(issuer.into());
         self
     }
 
@@ -188,7 +230,7 @@ impl TokenServerBuilder {
         let Some(server) = deployment.oauth2_server.as_ref().map(|s| s.get_ref()) else {
             return Err(source.error(0..0, "oauth2_server", "the token server needs an [oauth2_server] table"));
         };
-        let issuer = server.issuer.get_ref().trim_end_matches('/').to_owned();
+        let issuer = self.issuer.as_deref().unwrap_or(server.issuer.get_ref()).trim_end_matches('/').to_owned();
         if issuer.is_empty() {
             return Err(source.error(server.issuer.span(), "issuer", "the issuer must not be empty"));
         }
@@ -378,7 +420,7 @@ impl TokenServer {
             if shut_out && !old.disabled {
                 inner.refresh.revoke_client(id);
                 inner.revoked.revoke_client(id, now);
-                tracing::info!(target: "tower_secure::audit", client = %id, "client removed or disabled: its tokens are refused");
+                tracing::info!(target: crate::AUDIT_TARGET, client = %id, "client removed or disabled: its tokens are refused");
             }
         }
     }
@@ -406,7 +448,7 @@ impl TokenServer {
             let proved = self.inner.client_secrets.verify(&id, &secret).await.map_err(|e| {
                 // Only a registered id is logged: an unknown one is attacker text (or a pasted secret).
                 let client = issuance.clients.get_key_value(id.as_str()).map_or("(unknown)", |(id, _)| id.as_str());
-                tracing::warn!(target: "tower_secure::audit", client, reason = e.reason(), "client authentication failed");
+                tracing::warn!(target: crate::AUDIT_TARGET, client, reason = e.reason(), "client authentication failed");
                 OAuthError::from_auth(e, OAuthError::invalid_client).with_realm(&issuance.rules.realm)
             })?;
             match issuance.clients.get(id.as_str()) {
@@ -449,23 +491,23 @@ impl TokenServer {
         if self.inner.revoked.refuses_issued_at(&client.id, now()) {
             return Err(OAuthError::server_error("the client's tokens were revoked this second"));
         }
-        let grant_type = form.required("grant_type")?;
-        if !crate::config::GRANT_TYPES.contains(&grant_type) {
-            return Err(OAuthError::unsupported_grant_type("unknown grant type"));
-        }
-        if !client.grant_types.iter().any(|g| g == grant_type) {
+        let grant_type: GrantType = form
+            .required("grant_type")?
+            .parse()
+            .map_err(|_| OAuthError::unsupported_grant_type("unknown grant type"))?;
+        if !client.grant_types.contains(&grant_type) {
             return Err(OAuthError::unauthorized_client("grant type not allowed for this client"));
         }
         let issued = match grant_type {
-            "password" => self.password_grant(&caller, form).await,
-            "client_credentials" => self.client_credentials_grant(&caller, form).await,
-            _ => self.refresh_grant(&caller, form).await,
+            GrantType::Password => self.password_grant(&caller, form).await,
+            GrantType::ClientCredentials => self.client_credentials_grant(&caller, form).await,
+            GrantType::RefreshToken => self.refresh_grant(&caller, form).await,
         };
         match &issued {
-            Ok(issued) => tracing::info!(target: "tower_secure::audit", client = %client.id, grant_type,
+            Ok(issued) => tracing::info!(target: crate::AUDIT_TARGET, client = %client.id, %grant_type,
                 sub = %issued.subject, scope = %issued.scopes.join(" "), "token issued"),
-            Err(e) => tracing::warn!(target: "tower_secure::audit", client = %client.id, grant_type,
-                error = e.code(), reason = e.reason(), "token refused"),
+            Err(e) => tracing::warn!(target: crate::AUDIT_TARGET, client = %client.id, %grant_type,
+                error = %e.code(), reason = e.reason(), "token refused"),
         }
         issued
     }
@@ -480,7 +522,7 @@ impl TokenServer {
             .verify(username, password)
             .await
             .map_err(|e| OAuthError::from_auth(e, OAuthError::invalid_grant))?;
-        let scopes = self.grant_scopes(caller, "password", &user, &requested).await?;
+        let scopes = self.grant_scopes(caller, GrantType::Password, &user, &requested).await?;
         self.issue(&caller.client, user.name(), &user.name().to_string(), scopes, None)
     }
 
@@ -493,7 +535,7 @@ impl TokenServer {
             .permissions(client.permissions.clone())
             .client_id(&client.id)
             .build();
-        let scopes = self.grant_scopes(caller, "client_credentials", &subject, &requested).await?;
+        let scopes = self.grant_scopes(caller, GrantType::ClientCredentials, &subject, &requested).await?;
         // No refresh token for client credentials (RFC 6749 section 4.4.3).
         let (access_token, _, _) = self.sign_access_token(&client.id, &client.id, &scopes)?;
         let subject = client.id.clone();
@@ -519,7 +561,7 @@ impl TokenServer {
                 for (jti, exp) in access {
                     inner.revoked.revoke(&jti, exp, &client.id, now());
                 }
-                tracing::warn!(target: "tower_secure::audit", client = %client.id,
+                tracing::warn!(target: crate::AUDIT_TARGET, client = %client.id,
                     "refresh token replayed: its grant is revoked");
                 return Err(OAuthError::invalid_grant("refresh token used twice"));
             }
@@ -553,7 +595,7 @@ impl TokenServer {
         let user =
             Principal::builder(record.name, "oauth2").roles(record.roles).permissions(record.permissions).build();
         let requested = if narrowed.is_empty() { grant.scopes.clone() } else { narrowed };
-        let scopes = self.grant_scopes(caller, "refresh_token", &user, &requested).await?;
+        let scopes = self.grant_scopes(caller, GrantType::RefreshToken, &user, &requested).await?;
         Ok((user.name().clone(), scopes))
     }
 
@@ -562,7 +604,7 @@ impl TokenServer {
     async fn grant_scopes(
         &self,
         caller: &Authenticated,
-        grant_type: &str,
+        grant_type: GrantType,
         subject: &Principal,
         requested: &[String],
     ) -> Result<Vec<String>, OAuthError> {
@@ -590,7 +632,7 @@ impl TokenServer {
     ) -> Result<Issued, OAuthError> {
         let inner = &self.inner;
         let (access_token, jti, exp) = self.sign_access_token(subject, &client.id, &scopes)?;
-        let refresh_token = client.grant_types.iter().any(|g| g == "refresh_token").then(|| {
+        let refresh_token = client.grant_types.contains(&GrantType::RefreshToken).then(|| {
             let family = family.unwrap_or_else(|| inner.refresh.new_family());
             let expires = now().saturating_add(inner.refresh_seconds);
             inner.refresh.issue(&client.id, user, &scopes, expires, family, (jti, exp))
@@ -682,7 +724,7 @@ impl TokenServer {
                 for (jti, exp) in access {
                     inner.revoked.revoke(&jti, exp, &client.id, now);
                 }
-                tracing::info!(target: "tower_secure::audit", client = %client.id, "refresh token revoked");
+                tracing::info!(target: crate::AUDIT_TARGET, client = %client.id, "refresh token revoked");
                 return Ok(());
             }
             Some(Err(())) => return Err(foreign()),
@@ -695,7 +737,7 @@ impl TokenServer {
             let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
             let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
             inner.revoked.revoke(jti, exp, &client.id, now);
-            tracing::info!(target: "tower_secure::audit", client = %client.id, "access token revoked");
+            tracing::info!(target: crate::AUDIT_TARGET, client = %client.id, "access token revoked");
         }
         Ok(())
     }
@@ -709,7 +751,7 @@ impl TokenServer {
             "jwks_uri": format!("{base}/oauth2/jwks"),
             "introspection_endpoint": format!("{base}/oauth2/introspect"),
             "revocation_endpoint": format!("{base}/oauth2/revoke"),
-            "grant_types_supported": crate::config::GRANT_TYPES,
+            "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],

@@ -53,7 +53,7 @@ impl Store {
         while self.by_digest.len() >= capacity {
             let Some(oldest) = self.order.pop_front() else { break };
             if self.by_digest.remove(&oldest).is_some() {
-                tracing::debug!(target: "tower_secure::audit", "refresh token store full: the oldest token forgotten");
+                tracing::debug!(target: crate::AUDIT_TARGET, "refresh token store full: the oldest token forgotten");
             }
         }
         // Entries of tokens removed otherwise (revocation, replay) are dropped now and then.

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use regex::RegexSet;
 
 use super::OAuthError;
+use crate::config::GrantType;
 use crate::config::{ConfigError, Deployment};
 use crate::identity::Principal;
 use crate::policy::{scope_definitions, ScopeDefinition};
@@ -16,8 +17,8 @@ pub const SYSTEM_SCOPE: &str = "SYSTEM";
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ScopeRequest<'a> {
-    /// `password`, `client_credentials` or `refresh_token`.
-    pub grant_type: &'a str,
+    /// The grant the token is requested with.
+    pub grant_type: GrantType,
     /// The authenticated client.
     pub client_id: &'a str,
     /// The resource owner: the user, or for `client_credentials` the client itself with its

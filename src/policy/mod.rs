@@ -186,6 +186,7 @@ fn first_error(errors: Vec<ConfigError>) -> ConfigError {
 
 /// Why [`Policy::lookup`] chose no rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LookupFailure {
     /// The method is not one `all` stands for, and no matching rule names it (405).
     MethodNotAllowed,
