@@ -114,7 +114,7 @@ async fn relative_paths_lead_from_the_rule_file() {
     assert!(!Path::new("keys/signing.pem").exists(), "the working directory must not hold the files");
 
     let deployment = Deployment::from_file(&path).unwrap();
-    assert_eq!(deployment.source.resolve("keys/jwks.json"), conf.join("keys/jwks.json"));
+    assert_eq!(deployment.source().resolve("keys/jwks.json"), conf.join("keys/jwks.json"));
     let tokens = token_server(&deployment, &conf.join("keys/jwks.json")).unwrap();
     let layer = layer(deployment, Some(&tokens)).unwrap_or_else(|e| panic!("the file's relative paths must load: {e}"));
     let base = common::serve(Router::new().route("/api/me", get(me)).layer(layer.clone())).await;
@@ -138,7 +138,7 @@ fn in_memory_text_resolves_against_the_working_directory() {
     let dir = tempfile::tempdir().unwrap();
     let text = write_files(&dir.path().join("conf"), "");
     let deployment = Deployment::from_toml_str("deployment.toml", &text).unwrap();
-    assert_eq!(deployment.source.resolve("keys/signing.pem"), Path::new("keys/signing.pem"));
+    assert_eq!(deployment.source().resolve("keys/signing.pem"), Path::new("keys/signing.pem"));
     let err = TokenServer::builder().deployment(&deployment).build().expect_err("not in the working directory");
     assert_eq!((err.key.as_deref(), err.message.contains("cannot read")), (Some("pem_file"), true), "{err}");
 

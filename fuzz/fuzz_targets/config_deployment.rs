@@ -2,7 +2,8 @@
 //! `SecureLayer::builder().deployment(..).user_store(..).build()`. File and network
 //! references the text names (`pem_file`, `jwks_file`, `jwks_uri`, `discovery`,
 //! introspection, `ca_file`, `intermediates_file`) are pointed at the fixtures or removed
-//! first, so a run reads nothing but the fixtures and opens no socket. Input: the text.
+//! and the text written out again before it is built, so a run reads nothing but the
+//! fixtures and opens no socket. Input: the text.
 //!
 //! * Every load error names the file, a line of the text and a column (B1); its display
 //!   starts with `file:line:column`; a refused configuration never builds a layer.
@@ -16,7 +17,7 @@
 
 use http::Method;
 use libfuzzer_sys::fuzz_target;
-use tower_secure::config::{ConfigError, Deployment, Spanned};
+use tower_secure::config::{ConfigError, Deployment};
 use tower_secure::policy::{CanonicalPath, Methods, RuleOrigin};
 use tower_secure::SecureLayer;
 use tower_secure_fuzz::certs::fixture_path;
@@ -25,38 +26,53 @@ use tower_secure_fuzz::known;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let mut deployment = match Deployment::from_toml_str("deployment.toml", text) {
+    if let Err(error) = Deployment::from_toml_str("deployment.toml", text) {
+        return check_error(&error, text);
+    }
+    // The file loads: load it again without its file and network references.
+    let Some((text, rules)) = neutralised(text) else { return };
+    let deployment = match Deployment::from_toml_str("deployment.toml", &text) {
         Ok(deployment) => deployment,
-        Err(error) => return check_error(&error, text),
+        Err(error) => return check_error(&error, &text),
     };
-    let rules = deployment.resource.access_control.len();
-    neutralise(&mut deployment);
     match SecureLayer::builder().deployment(deployment).user_store(user_store()).build() {
-        Ok(layer) => check_layer(&layer, rules, text),
-        Err(error) => check_error(&error, text),
+        Ok(layer) => check_layer(&layer, rules, &text),
+        Err(error) => check_error(&error, &text),
     }
 });
 
-/// No file but the fixtures, no network: what the text names is replaced or dropped.
-fn neutralise(deployment: &mut Deployment) {
-    let fixture =
-        |name: &str, old: &Spanned<String>| Spanned::new(old.span(), fixture_path(name).display().to_string());
-    for issuer in &mut deployment.oauth2.issuer {
-        let issuer = issuer.get_mut();
-        issuer.jwks_file = None;
-        issuer.jwks_uri = None;
-        issuer.discovery = false;
-        issuer.introspect = false;
-        for key in &mut issuer.key {
-            key.get_mut().pem_file = None;
+/// No file but the fixtures, no network: the text with what it names replaced by the
+/// fixtures or dropped (a dropped key takes its default), and its number of
+/// `[[resource.access_control]]` tables.
+fn neutralised(text: &str) -> Option<(String, usize)> {
+    use toml::Value;
+    let mut table: toml::Table = text.parse().ok()?;
+    if let Some(oauth2) = table.get_mut("oauth2").and_then(Value::as_table_mut) {
+        oauth2.remove("introspection");
+        let issuers = oauth2.get_mut("issuer").and_then(Value::as_array_mut).into_iter().flatten();
+        for issuer in issuers.filter_map(Value::as_table_mut) {
+            for key in ["jwks_file", "jwks_uri", "discovery", "introspect"] {
+                issuer.remove(key);
+            }
+            let keys = issuer.get_mut("key").and_then(Value::as_array_mut).into_iter().flatten();
+            for key in keys.filter_map(Value::as_table_mut) {
+                key.remove("pem_file");
+            }
         }
     }
-    deployment.oauth2.introspection = None;
-    if let Some(table) = &mut deployment.client_cert {
-        let table = table.get_mut();
-        table.ca_file = table.ca_file.as_ref().map(|old| fixture("root.pem", old));
-        table.intermediates_file = table.intermediates_file.as_ref().map(|old| fixture("intermediates.pem", old));
+    if let Some(client_cert) = table.get_mut("client_cert").and_then(Value::as_table_mut) {
+        for (key, fixture) in [("ca_file", "root.pem"), ("intermediates_file", "intermediates.pem")] {
+            if client_cert.contains_key(key) {
+                client_cert.insert(key.to_owned(), Value::from(fixture_path(fixture).display().to_string()));
+            }
+        }
     }
+    let rules = table
+        .get("resource")
+        .and_then(|resource| resource.get("access_control"))
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    Some((toml::to_string(&table).ok()?, rules))
 }
 
 fn check_error(error: &ConfigError, text: &str) {

@@ -101,8 +101,8 @@ impl SourceMap {
     /// use tower_secure::config::Deployment;
     ///
     /// let in_memory = Deployment::from_toml_str("deployment.toml", "")?;
-    /// assert_eq!(in_memory.source.resolve("keys/signing.pem"), Path::new("keys/signing.pem"));
-    /// assert_eq!(in_memory.source.resolve("/etc/keys/signing.pem"), Path::new("/etc/keys/signing.pem"));
+    /// assert_eq!(in_memory.source().resolve("keys/signing.pem"), Path::new("keys/signing.pem"));
+    /// assert_eq!(in_memory.source().resolve("/etc/keys/signing.pem"), Path::new("/etc/keys/signing.pem"));
     /// # Ok::<(), tower_secure::config::ConfigError>(())
     /// ```
     pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-pub use toml::Spanned;
+pub(crate) use toml::Spanned;
 
 pub use error::{ConfigError, SourceMap};
 pub use users::{
@@ -31,31 +31,30 @@ pub use users::{
 ///     context = "/api/health"
 ///     secure = false
 /// "#)?;
-/// assert_eq!(deployment.resource.access_control.len(), 1);
+/// let layer = tower_secure::SecureLayer::builder().deployment(deployment).build()?;
+/// assert_eq!(layer.policy().rules().len(), 1);
 /// # Ok::<(), tower_secure::config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Deployment {
     /// `[resource]`: the access-control rules.
-    pub resource: ResourceConfig,
+    pub(crate) resource: ResourceConfig,
     /// `[authentication]`: realm, handler priorities, Basic settings.
-    pub authentication: AuthenticationConfig,
-    /// `[cors]`: kept so that older files load; see [`CorsConfig`].
-    pub cors: CorsConfig,
+    pub(crate) authentication: AuthenticationConfig,
     /// `[[scope]]`: scope definitions.
-    pub scopes: Vec<Spanned<ScopeConfig>>,
+    pub(crate) scopes: Vec<Spanned<ScopeConfig>>,
     /// `[oauth2]`: bearer-token validation.
-    pub oauth2: OAuth2Config,
+    pub(crate) oauth2: OAuth2Config,
     /// `[scope_validation]`: which requested scopes the token endpoint grants.
-    pub scope_validation: ScopeValidationConfig,
+    pub(crate) scope_validation: ScopeValidationConfig,
     /// `[oauth2_server]`: the built-in token endpoint; `None` when absent.
-    pub oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
+    pub(crate) oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
     /// `[client_cert]`: the `client_cert` handler; `None` when absent.
-    pub client_cert: Option<Spanned<ClientCertConfig>>,
+    pub(crate) client_cert: Option<Spanned<ClientCertConfig>>,
     /// `[intermediate_cert_validation]`.
-    pub intermediate_cert_validation: IntermediateCertValidation,
+    pub(crate) intermediate_cert_validation: IntermediateCertValidation,
     /// Where the text came from, for error positions.
-    pub source: SourceMap,
+    pub(crate) source: SourceMap,
 }
 
 #[derive(Deserialize)]
@@ -90,7 +89,6 @@ impl Deployment {
         Ok(Self {
             resource: parsed.resource,
             authentication: parsed.authentication,
-            cors: parsed.cors,
             scopes: parsed.scope,
             oauth2: parsed.oauth2,
             scope_validation: parsed.scope_validation,
@@ -111,6 +109,55 @@ impl Deployment {
         deployment.source = deployment.source.read_from(path.as_ref());
         Ok(deployment)
     }
+
+    /// Where the text came from: the file name errors carry, and the directory relative
+    /// paths in it lead from.
+    ///
+    /// ```
+    /// use tower_secure::config::Deployment;
+    ///
+    /// let deployment = Deployment::from_toml_str("deployment.toml", "")?;
+    /// assert_eq!(&**deployment.source().file(), "deployment.toml");
+    /// # Ok::<(), tower_secure::config::ConfigError>(())
+    /// ```
+    pub fn source(&self) -> &SourceMap {
+        &self.source
+    }
+
+    /// True when the file configures bearer tokens: `[[oauth2.issuer]]`,
+    /// `[oauth2.introspection]` or `[oauth2_server]` (whose tokens the layer trusts).
+    ///
+    /// ```
+    /// use tower_secure::config::Deployment;
+    ///
+    /// assert!(!Deployment::default().bearer_enabled());
+    /// ```
+    pub fn bearer_enabled(&self) -> bool {
+        !self.oauth2.issuer.is_empty() || self.oauth2.introspection.is_some() || self.oauth2_server.is_some()
+    }
+
+    /// True when the file has a `[client_cert]` table (the `client_cert` handler).
+    ///
+    /// ```
+    /// use tower_secure::config::Deployment;
+    ///
+    /// assert!(Deployment::from_toml_str("deployment.toml", "[client_cert]")?.client_cert_enabled());
+    /// # Ok::<(), tower_secure::config::ConfigError>(())
+    /// ```
+    pub fn client_cert_enabled(&self) -> bool {
+        self.client_cert.is_some()
+    }
+
+    /// True when the file has an `[oauth2_server]` table (the built-in token server).
+    ///
+    /// ```
+    /// use tower_secure::config::Deployment;
+    ///
+    /// assert!(!Deployment::default().token_server_enabled());
+    /// ```
+    pub fn token_server_enabled(&self) -> bool {
+        self.oauth2_server.is_some()
+    }
 }
 
 impl Default for Deployment {
@@ -119,7 +166,6 @@ impl Default for Deployment {
         Self {
             resource: ResourceConfig::default(),
             authentication: AuthenticationConfig::default(),
-            cors: CorsConfig::default(),
             scopes: Vec::new(),
             oauth2: OAuth2Config::default(),
             scope_validation: ScopeValidationConfig::default(),
@@ -162,7 +208,7 @@ pub(crate) fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
 /// `[resource]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ResourceConfig {
+pub(crate) struct ResourceConfig {
     /// `[[resource.access_control]]` tables, in file order (order does not matter: the
     /// most specific rule wins).
     #[serde(default)]
@@ -172,7 +218,7 @@ pub struct ResourceConfig {
 /// One `[[resource.access_control]]` table, as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RuleConfig {
+pub(crate) struct RuleConfig {
     /// The path pattern.
     pub context: Spanned<String>,
     /// `false` opens the resource to anonymous callers. Default `true` (see [`RuleConfig::is_secure`]).
@@ -248,7 +294,7 @@ pub enum TokenPermissions {
 /// `cross_tenant = true | false | ["tenant", ...]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged, expecting = "`true`, `false` or a list of tenant names")]
-pub enum CrossTenantConfig {
+pub(crate) enum CrossTenantConfig {
     /// All or no other tenants.
     Flag(bool),
     /// These tenants.
@@ -257,7 +303,7 @@ pub enum CrossTenantConfig {
 
 /// A string or a list of strings (`http_method = "GET"` or `["GET", "POST"]`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct OneOrMany(pub Vec<String>);
+pub(crate) struct OneOrMany(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for OneOrMany {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -285,7 +331,7 @@ impl<'de> Deserialize<'de> for OneOrMany {
 /// `[authentication]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AuthenticationConfig {
+pub(crate) struct AuthenticationConfig {
     /// The realm in `WWW-Authenticate` challenges. Default `tower-secure`.
     #[serde(default = "default_realm")]
     pub realm: String,
@@ -354,7 +400,7 @@ impl Default for BasicConfig {
 /// the CORS headers to 401 and 403 answers.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CorsConfig {
+pub(crate) struct CorsConfig {
     /// `true` (what the layer does) is accepted; `false`, which used to let preflights
     /// through unauthenticated, is a load error.
     #[serde(default)]
@@ -380,7 +426,7 @@ impl CorsConfig {
 /// One `[[scope]]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ScopeConfig {
+pub(crate) struct ScopeConfig {
     /// The scope name.
     pub name: Spanned<String>,
     /// Permissions the scope is bound to.
@@ -395,7 +441,7 @@ pub struct ScopeConfig {
 /// registered when at least one `[[oauth2.issuer]]` is configured.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct OAuth2Config {
+pub(crate) struct OAuth2Config {
     /// Clock skew allowed for `exp`, `nbf` and `iat`, in seconds. Default 60.
     pub leeway_seconds: u64,
     /// When set (e.g. `"at+jwt"`, RFC 9068), the token's `typ` header must be this
@@ -492,7 +538,7 @@ pub enum SubjectFormat {
 /// `[[oauth2.issuer]]`: one trusted issuer and the keys that verify its tokens.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
+pub(crate) struct IssuerConfig {
     /// The exact `iss` value of its tokens.
     pub issuer: Spanned<String>,
     /// When set, the token's `aud` must be or contain this value.
@@ -548,7 +594,7 @@ pub struct IssuerConfig {
 /// `[[oauth2.issuer.key]]`: one verification key with its one algorithm.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyConfig {
+pub(crate) struct KeyConfig {
     /// The `kid` tokens name; optional when the issuer has a single key.
     #[serde(default)]
     pub kid: Option<String>,
@@ -577,7 +623,7 @@ pub struct KeyConfig {
 /// are those of an `[[oauth2.issuer]]` and apply to the answers.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IntrospectionConfig {
+pub(crate) struct IntrospectionConfig {
     /// The introspection endpoint URL.
     pub endpoint: Spanned<String>,
     /// This API's client id at the authorization server (HTTP Basic client authentication).
@@ -665,7 +711,7 @@ fn default_introspection_timeout() -> u64 {
 /// scopes to grant. Definitions come from the `[[scope]]` tables.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ScopeValidationConfig {
+pub(crate) struct ScopeValidationConfig {
     /// Regex patterns, each matched against the whole scope name; a scope one of them
     /// matches is granted without role or permission checks. Default `["openid", "^device_.*"]`.
     pub whitelist: Vec<Spanned<String>>,
@@ -684,7 +730,7 @@ impl Default for ScopeValidationConfig {
 /// are `[[client]]` tables in the users file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OAuth2ServerConfig {
+pub(crate) struct OAuth2ServerConfig {
     /// The `iss` of issued tokens and the base of the URLs in the discovery document,
     /// for example `https://api.example.com`.
     pub issuer: Spanned<String>,
@@ -730,7 +776,7 @@ fn default_max_tracked_tokens() -> usize {
 /// `[[oauth2_server.key]]`: one signing key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SigningKeyConfig {
+pub(crate) struct SigningKeyConfig {
     /// The `kid` put in token headers and in the JWKS. Default: the key's RFC 7638
     /// thumbprint (SHA-256, base64url), which stays the same across restarts.
     #[serde(default)]
@@ -754,7 +800,7 @@ pub struct SigningKeyConfig {
 /// (from a TLS-terminating proxy) here.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClientCertConfig {
+pub(crate) struct ClientCertConfig {
     /// The header a trusted proxy forwards the client certificate in (for example
     /// `X-Forwarded-Client-Cert`, or `Client-Cert` for RFC 9440). Default: none, forwarded
     /// certificates are off.
@@ -790,9 +836,12 @@ pub struct ClientCertConfig {
 ///     forwarded_header = "X-Forwarded-Client-Cert"
 ///     forwarded_format = "xfcc"
 /// "#)?;
-/// let config = deployment.client_cert.as_ref().map(|table| table.get_ref());
-/// let format = config.and_then(|c| c.forwarded_format.as_ref()).map(|f| *f.get_ref());
-/// assert_eq!(format, Some(ForwardedFormat::Xfcc));
+/// assert!(deployment.client_cert_enabled());
+/// assert_eq!(ForwardedFormat::Xfcc.as_str(), "xfcc");
+///
+/// // Any other name is a load error at its line.
+/// let text = "[client_cert]\nforwarded_header = \"X-Client-Cert\"\nforwarded_format = \"der\"\n";
+/// assert_eq!(Deployment::from_toml_str("deployment.toml", text).unwrap_err().line, 3);
 /// # Ok::<(), tower_secure::config::ConfigError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -847,7 +896,7 @@ impl fmt::Display for ForwardedFormat {
 /// certificates, checked on the path verification built.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IntermediateCertValidation {
+pub(crate) struct IntermediateCertValidation {
     /// Turns the check on. Default off; spanned so that errors can name its line.
     #[serde(default)]
     pub enable: Option<Spanned<bool>>,

@@ -125,7 +125,7 @@ fn load_files(files: &Files<'_>) -> Result<SecureLayer, Vec<ConfigError>> {
     errors.extend(policy_errors(&deployment, files));
     errors.keep(BearerAuthenticator::from_config(&deployment, None));
     #[cfg(feature = "tls")]
-    if deployment.client_cert.is_some() {
+    if deployment.client_cert_enabled() {
         let store = std::sync::Arc::new(users.clone().unwrap_or_default());
         errors.keep(tower_secure::authn::ClientCertAuthenticator::from_config(&deployment, store));
     }
@@ -141,13 +141,11 @@ fn load_files(files: &Files<'_>) -> Result<SecureLayer, Vec<ConfigError>> {
 /// The rules and scope definitions, each checked on its own, against the handler names
 /// the layer will have.
 fn policy_errors(deployment: &Deployment, files: &Files<'_>) -> Vec<ConfigError> {
-    let bearer = !deployment.oauth2.issuer.is_empty()
-        || deployment.oauth2.introspection.is_some()
-        || deployment.oauth2_server.is_some();
+    let bearer = deployment.bearer_enabled();
     let mut handlers: Vec<&str> = files.plugins.clone();
     handlers.extend(bearer.then_some("oauth2"));
     handlers.extend(files.users.map(|_| "basic"));
-    handlers.extend(deployment.client_cert.as_ref().map(|_| "client_cert"));
+    handlers.extend(deployment.client_cert_enabled().then_some("client_cert"));
     Policy::compile_reporting_all(deployment, &handlers).err().unwrap_or_default()
 }
 
@@ -163,7 +161,7 @@ fn build_layer(
         builder = builder.authentication_handler(DeclaredPlugin((*name).to_owned()));
     }
     #[cfg(feature = "oauth2-server")]
-    if deployment.oauth2_server.is_some() {
+    if deployment.token_server_enabled() {
         let mut tokens = tower_secure::oauth2::TokenServer::builder().deployment(&deployment);
         if let Some(users) = &users {
             tokens = tokens.user_store(users.clone());
