@@ -49,6 +49,13 @@ impl std::fmt::Debug for SecureLayerBuilder {
     }
 }
 
+impl SecureLayer {
+    /// Starts a builder; see [`SecureLayerBuilder`].
+    pub fn builder() -> SecureLayerBuilder {
+        SecureLayerBuilder::default()
+    }
+}
+
 impl SecureLayerBuilder {
     /// The rule file. Default: no rules (everything needs an authenticated caller).
     pub fn deployment(mut self, deployment: Deployment) -> Self {

@@ -206,11 +206,6 @@ pub struct SecureLayer {
 }
 
 impl SecureLayer {
-    /// Starts a builder; see [`crate::SecureLayerBuilder`].
-    pub fn builder() -> crate::SecureLayerBuilder {
-        crate::SecureLayerBuilder::default()
-    }
-
     /// The compiled policy this layer enforces now.
     pub fn policy(&self) -> Arc<Policy> {
         self.shared.current.load().policy.clone()

@@ -45,7 +45,9 @@ pub struct Deployment {
     pub(crate) scopes: Vec<Spanned<ScopeConfig>>,
     /// `[oauth2]`: bearer-token validation.
     pub(crate) oauth2: OAuth2Config,
-    /// `[scope_validation]`: which requested scopes the token endpoint grants.
+    /// `[scope_validation]`: which requested scopes the token endpoint grants (read by
+    /// the token server only; without it the table still loads).
+    #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
     pub(crate) scope_validation: ScopeValidationConfig,
     /// `[oauth2_server]`: the built-in token endpoint; `None` when absent.
     pub(crate) oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
