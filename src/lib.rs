@@ -6,6 +6,7 @@
 pub mod authn;
 pub mod authz;
 mod builder;
+pub mod code;
 pub mod config;
 mod error;
 #[cfg(feature = "axum")]

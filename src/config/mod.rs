@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer};
 pub(crate) use toml::Spanned;
 
 pub use error::{ConfigError, SourceMap};
+pub(crate) use users::{clients_from, users_from, ClientEntry, RoleEntry, UserEntry, UsersFile};
 pub use users::{
     load_clients, load_clients_file, load_users, load_users_file, ClientRecord, GrantType, UnknownGrantType,
 };
@@ -767,11 +768,11 @@ fn default_refresh_token_seconds() -> u64 {
     86_400
 }
 
-fn default_max_form_bytes() -> usize {
+pub(crate) fn default_max_form_bytes() -> usize {
     8192
 }
 
-fn default_max_tracked_tokens() -> usize {
+pub(crate) fn default_max_tracked_tokens() -> usize {
     100_000
 }
 

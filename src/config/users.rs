@@ -11,48 +11,49 @@ use toml::Spanned;
 use super::{read_file, ConfigError, SourceMap};
 use crate::identity::{InMemoryUserStore, Permission, PermissionSet, QualifiedName, UserRecord};
 
-#[derive(Deserialize)]
+/// A users file as written (or as the code-first builder fills it).
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UsersFile {
+pub(crate) struct UsersFile {
     #[serde(default)]
-    role: Vec<RoleEntry>,
+    pub(crate) role: Vec<RoleEntry>,
     #[serde(default)]
-    user: Vec<UserEntry>,
+    pub(crate) user: Vec<UserEntry>,
     #[serde(default)]
-    client: Vec<ClientEntry>,
+    pub(crate) client: Vec<ClientEntry>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RoleEntry {
-    name: Spanned<String>,
+pub(crate) struct RoleEntry {
+    pub(crate) name: Spanned<String>,
     #[serde(default)]
-    permissions: Vec<Spanned<String>>,
+    pub(crate) permissions: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UserEntry {
-    name: Spanned<String>,
+pub(crate) struct UserEntry {
+    pub(crate) name: Spanned<String>,
     #[serde(default)]
-    password: Option<Spanned<String>>,
+    pub(crate) password: Option<Spanned<String>>,
     #[serde(default)]
-    roles: Vec<Spanned<String>>,
+    pub(crate) roles: Vec<Spanned<String>>,
     #[serde(default)]
-    disabled: bool,
+    pub(crate) disabled: bool,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ClientEntry {
-    id: Spanned<String>,
-    secret: Spanned<String>,
+pub(crate) struct ClientEntry {
+    pub(crate) id: Spanned<String>,
+    pub(crate) secret: Spanned<String>,
     #[serde(default)]
-    roles: Vec<Spanned<String>>,
+    pub(crate) roles: Vec<Spanned<String>>,
     #[serde(default)]
-    grant_types: Option<Vec<Spanned<String>>>,
+    pub(crate) grant_types: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    disabled: bool,
+    pub(crate) disabled: bool,
 }
 
 /// A grant type of the token endpoint, written in files and requests by its RFC 6749 name.
@@ -146,7 +147,12 @@ pub struct ClientRecord {
 pub fn load_users(file: &str, text: &str) -> Result<InMemoryUserStore, ConfigError> {
     let source = SourceMap::new(file, text);
     let parsed: UsersFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
-    let roles = role_permissions(&parsed, &source)?;
+    users_from(parsed, &source)
+}
+
+/// The user store of a users file, its roles resolved; positions in `source`.
+pub(crate) fn users_from(parsed: UsersFile, source: &SourceMap) -> Result<InMemoryUserStore, ConfigError> {
+    let roles = role_permissions(&parsed, source)?;
     let mut users = Vec::with_capacity(parsed.user.len());
     let mut seen = std::collections::HashSet::new();
     for user in parsed.user {
@@ -161,7 +167,7 @@ pub fn load_users(file: &str, text: &str) -> Result<InMemoryUserStore, ConfigErr
         users.push(UserRecord {
             name,
             password_hash: user.password.map(Spanned::into_inner),
-            permissions: granted(&roles, &user.roles, &source)?,
+            permissions: granted(&roles, &user.roles, source)?,
             roles: user.roles.into_iter().map(Spanned::into_inner).collect(),
             disabled: user.disabled,
         });
@@ -190,7 +196,12 @@ pub fn load_users(file: &str, text: &str) -> Result<InMemoryUserStore, ConfigErr
 pub fn load_clients(file: &str, text: &str) -> Result<Vec<ClientRecord>, ConfigError> {
     let source = SourceMap::new(file, text);
     let parsed: UsersFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
-    let roles = role_permissions(&parsed, &source)?;
+    clients_from(&parsed, &source)
+}
+
+/// The clients of a users file, their roles resolved; positions in `source`.
+pub(crate) fn clients_from(parsed: &UsersFile, source: &SourceMap) -> Result<Vec<ClientRecord>, ConfigError> {
+    let roles = role_permissions(parsed, source)?;
     let mut clients: Vec<ClientRecord> = Vec::with_capacity(parsed.client.len());
     for client in &parsed.client {
         let id = client.id.get_ref();
@@ -217,7 +228,7 @@ pub fn load_clients(file: &str, text: &str) -> Result<Vec<ClientRecord>, ConfigE
             id: id.clone(),
             secret_hash: client.secret.get_ref().clone(),
             roles: client.roles.iter().map(|r| r.get_ref().clone()).collect(),
-            permissions: granted(&roles, &client.roles, &source)?,
+            permissions: granted(&roles, &client.roles, source)?,
             grant_types,
             disabled: client.disabled,
         });

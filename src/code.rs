@@ -1,0 +1,569 @@
+//! Code first: the rules, scopes and token-server settings of a rule file, and the roles,
+//! users and clients of a users file, built in Rust instead of TOML.
+//!
+//! The builders fill the same model the files fill, so the same code validates both and
+//! the result behaves identically. Each `build()` checks what it can on its own (rule
+//! patterns, methods, permissions, scopes and their bindings; names, hashes and roles of
+//! users); an error names the item instead of a file position: `<code>:N` is the N-th item
+//! added to that builder (a rule, a scope, a signing key; a role, a user, a client).
+//!
+//! ```
+//! use tower_secure::code::{AccessRule, Users};
+//! use tower_secure::config::Deployment;
+//! use tower_secure::SecureLayer;
+//!
+//! let hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$LwR0gKiubpFYBdXhy9LIdt8OMLdqFvTfuyD4TQVjBFk";
+//! let deployment = Deployment::builder()
+//!     .realm("notes")
+//!     .rule(AccessRule::new("/health").method("GET").open())
+//!     .rule(AccessRule::new("/notes/**").method("DELETE").permission("/permission/admin/notes/delete"))
+//!     .build()?;
+//! let users = Users::builder()
+//!     .role("notes_admin", ["/permission/admin/notes"])
+//!     .user("alex", hash, ["notes_admin"])
+//!     .build()?;
+//! let layer = SecureLayer::builder().deployment(deployment).user_store(users.store).build()?;
+//! assert_eq!(layer.policy().rules().len(), 2);
+//! # Ok::<(), tower_secure::config::ConfigError>(())
+//! ```
+
+use std::ops::Range;
+
+use toml::Spanned;
+
+use crate::config::{
+    clients_from, default_max_form_bytes, default_max_tracked_tokens, users_from, BasicConfig, ClientEntry,
+    ClientRecord, ConfigError, Deployment, GrantType, MatchMode, OAuth2ServerConfig, OneOrMany, RoleEntry, RuleConfig,
+    ScopeConfig, SigningKeyConfig, SourceMap, TokenPermissions, UserEntry, UsersFile,
+};
+use crate::identity::InMemoryUserStore;
+use crate::policy::{Policy, BUILT_IN_HANDLERS};
+
+/// The text errors point into: one line per item, in the order the items were added.
+#[derive(Default)]
+struct Listing(String);
+
+impl Listing {
+    /// Adds the item's line; its span is where errors about the item point.
+    fn item(&mut self, description: &str) -> Range<usize> {
+        let start = self.0.len();
+        self.0.push_str(&description.replace('\n', " "));
+        self.0.push('\n');
+        start..start + 1
+    }
+
+    fn source(&self) -> SourceMap {
+        SourceMap::new("<code>", &self.0)
+    }
+}
+
+fn spanned<T>(span: &Range<usize>, value: T) -> Spanned<T> {
+    Spanned::new(span.clone(), value)
+}
+
+fn strings(items: impl IntoIterator<Item = impl Into<String>>) -> Vec<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
+/// One access rule, as a `[[resource.access_control]]` table says it: a path pattern, the
+/// methods it covers, and who may call it.
+///
+/// ```
+/// use tower_secure::code::AccessRule;
+/// use tower_secure::config::TokenPermissions;
+///
+/// let rule = AccessRule::new("/api/users/{id}")
+///     .method(http::Method::PUT)
+///     .scope("users_write")
+///     .permission("/permission/admin/manage/users")
+///     .token_permissions(TokenPermissions::Check);
+/// # let _ = rule;
+/// ```
+#[derive(Debug, Clone)]
+pub struct AccessRule {
+    context: String,
+    methods: Vec<String>,
+    extension_methods: Vec<String>,
+    open: bool,
+    scopes: Vec<String>,
+    scopes_match: MatchMode,
+    permissions: Vec<String>,
+    permissions_match: MatchMode,
+    handlers: Option<Vec<String>>,
+    override_compiled: bool,
+    token_permissions: Option<TokenPermissions>,
+}
+
+impl AccessRule {
+    /// A rule for the paths `context` matches (`/api/users/{id}`, `/api/admin/**`,
+    /// `regex:...`), every method, needing an authenticated caller.
+    pub fn new(context: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            methods: Vec::new(),
+            extension_methods: Vec::new(),
+            open: false,
+            scopes: Vec::new(),
+            scopes_match: MatchMode::All,
+            permissions: Vec::new(),
+            permissions_match: MatchMode::All,
+            handlers: None,
+            override_compiled: false,
+            token_permissions: None,
+        }
+    }
+
+    /// Limits the rule to this method (call again for more): an `http::Method` or its name.
+    pub fn method(mut self, method: impl AsRef<str>) -> Self {
+        self.methods.push(method.as_ref().to_owned());
+        self
+    }
+
+    /// Declares an extension method (`PROPFIND`) that [`method`](Self::method) names.
+    pub fn extension_method(mut self, method: impl Into<String>) -> Self {
+        self.extension_methods.push(method.into());
+        self
+    }
+
+    /// Opens the paths to anonymous callers (credentials sent anyway are still checked).
+    pub fn open(mut self) -> Self {
+        self.open = true;
+        self
+    }
+
+    /// A scope the caller's token must carry (call again for more; all are needed).
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Any one of the scopes is enough.
+    pub fn any_scope(mut self) -> Self {
+        self.scopes_match = MatchMode::Any;
+        self
+    }
+
+    /// A permission the caller must hold (call again for more; all are needed).
+    pub fn permission(mut self, permission: impl Into<String>) -> Self {
+        self.permissions.push(permission.into());
+        self
+    }
+
+    /// Any one of the permissions is enough.
+    pub fn any_permission(mut self) -> Self {
+        self.permissions_match = MatchMode::Any;
+        self
+    }
+
+    /// Only these handlers (`basic`, `oauth2`, `client_cert`, or a plugin's name) may
+    /// authenticate callers of these paths.
+    pub fn handlers(mut self, names: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.handlers = Some(strings(names));
+        self
+    }
+
+    /// This rule replaces the `#[secure]` rule of the handler it reaches instead of adding
+    /// to it.
+    pub fn overrides_handler_rules(mut self) -> Self {
+        self.override_compiled = true;
+        self
+    }
+
+    /// What a token caller is judged by when the rule names scopes.
+    pub fn token_permissions(mut self, mode: TokenPermissions) -> Self {
+        self.token_permissions = Some(mode);
+        self
+    }
+
+    fn describe(&self) -> String {
+        let methods = if self.methods.is_empty() { "all".to_owned() } else { self.methods.join(",") };
+        format!("rule {methods} {}", self.context)
+    }
+
+    fn into_config(self, span: &Range<usize>) -> RuleConfig {
+        let list = |items: Vec<String>| (!items.is_empty()).then(|| spanned(span, OneOrMany(items)));
+        RuleConfig {
+            context: spanned(span, self.context),
+            secure: self.open.then(|| spanned(span, false)),
+            http_method: list(self.methods),
+            extension_methods: list(self.extension_methods),
+            permissions: list(self.permissions),
+            scope: list(self.scopes),
+            allowed_auth_handlers: self.handlers.map(|names| spanned(span, OneOrMany(names))),
+            override_compiled: self.override_compiled,
+            permissions_match: self.permissions_match,
+            scopes_match: self.scopes_match,
+            token_permissions: self.token_permissions.map(|mode| spanned(span, mode)),
+            cross_tenant: None,
+        }
+    }
+}
+
+/// A scope and the permissions it is bound to, as a `[[scope]]` table says it: the token
+/// endpoint grants it to users holding them, and a rule naming it judges Basic callers by
+/// them.
+///
+/// ```
+/// use tower_secure::code::ScopeBinding;
+///
+/// let scope = ScopeBinding::new("notes_read").permission("/permission/admin/notes/view");
+/// # let _ = scope;
+/// ```
+#[derive(Debug, Clone)]
+pub struct ScopeBinding {
+    name: String,
+    permissions: Vec<String>,
+    roles: Vec<String>,
+}
+
+impl ScopeBinding {
+    /// A scope bound to nothing yet (granted to anyone who asks, unless bound).
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), permissions: Vec::new(), roles: Vec::new() }
+    }
+
+    /// A permission the scope needs (all are needed).
+    pub fn permission(mut self, permission: impl Into<String>) -> Self {
+        self.permissions.push(permission.into());
+        self
+    }
+
+    /// A role that may receive the scope (any one is enough).
+    pub fn role(mut self, role: impl Into<String>) -> Self {
+        self.roles.push(role.into());
+        self
+    }
+}
+
+/// A signing key of the token server.
+///
+/// ```
+/// use tower_secure::code::SigningKey;
+///
+/// let key = SigningKey::hs256_base64("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0=").kid("2026-12");
+/// # let _ = key;
+/// ```
+#[derive(Clone)]
+pub struct SigningKey {
+    kid: Option<String>,
+    algorithm: String,
+    pem: Option<String>,
+    secret_base64: Option<String>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("algorithm", &self.algorithm).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A PKCS#8 PEM private key for `algorithm`: `RS256` (at least 2048 bits), `ES256`
+    /// or `EdDSA`. Its public key is published at `/oauth2/jwks`.
+    pub fn pem(algorithm: impl Into<String>, pem: impl Into<String>) -> Self {
+        Self { kid: None, algorithm: algorithm.into(), pem: Some(pem.into()), secret_base64: None }
+    }
+
+    /// An HS256 secret (standard base64, at least 32 bytes); never published, so only a
+    /// layer in the same process verifies its tokens.
+    pub fn hs256_base64(secret: impl Into<String>) -> Self {
+        Self { kid: None, algorithm: "HS256".to_owned(), pem: None, secret_base64: Some(secret.into()) }
+    }
+
+    /// The `kid`; default the key's RFC 7638 thumbprint.
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    fn into_config(self, span: &Range<usize>) -> SigningKeyConfig {
+        SigningKeyConfig {
+            kid: self.kid.map(|kid| spanned(span, kid)),
+            algorithm: spanned(span, self.algorithm),
+            pem: self.pem.map(|pem| spanned(span, pem)),
+            pem_file: None,
+            secret_base64: self.secret_base64.map(|secret| spanned(span, secret)),
+        }
+    }
+}
+
+/// The built-in token server's settings, as `[oauth2_server]` says them.
+///
+/// ```
+/// use tower_secure::code::{SigningKey, TokenServerSettings};
+///
+/// let settings = TokenServerSettings::new("https://api.example.com")
+///     .access_token_seconds(900)
+///     .signing_key(SigningKey::hs256_base64("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0="));
+/// # let _ = settings;
+/// ```
+#[derive(Debug, Clone)]
+pub struct TokenServerSettings {
+    issuer: String,
+    audience: Option<String>,
+    access_token_seconds: u64,
+    refresh_token_seconds: u64,
+    keys: Vec<SigningKey>,
+}
+
+impl TokenServerSettings {
+    /// A token server with this issuer (`iss`), tokens of one hour and refresh tokens of
+    /// one day, and no key yet.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: None,
+            access_token_seconds: 3600,
+            refresh_token_seconds: 86_400,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The `aud` of every token; default the client id.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Lifetime of access tokens.
+    pub fn access_token_seconds(mut self, seconds: u64) -> Self {
+        self.access_token_seconds = seconds;
+        self
+    }
+
+    /// Lifetime of refresh tokens.
+    pub fn refresh_token_seconds(mut self, seconds: u64) -> Self {
+        self.refresh_token_seconds = seconds;
+        self
+    }
+
+    /// A signing key; the first one added signs, all are published.
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.keys.push(key);
+        self
+    }
+}
+
+/// Builds a [`Deployment`] in code; start with [`Deployment::builder`].
+#[derive(Debug, Default)]
+pub struct DeploymentBuilder {
+    realm: Option<String>,
+    basic: Option<BasicConfig>,
+    rules: Vec<AccessRule>,
+    scopes: Vec<ScopeBinding>,
+    whitelist: Option<Vec<String>>,
+    token_server: Option<TokenServerSettings>,
+}
+
+impl Deployment {
+    /// Builds the rules and settings of a rule file in code; see the [`code`](crate::code)
+    /// module.
+    pub fn builder() -> DeploymentBuilder {
+        DeploymentBuilder::default()
+    }
+}
+
+impl DeploymentBuilder {
+    /// The realm of `WWW-Authenticate` challenges. Default `tower-secure`.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = Some(realm.into());
+        self
+    }
+
+    /// The Basic handler's cache, lockout and throttle settings.
+    pub fn basic(mut self, settings: BasicConfig) -> Self {
+        self.basic = Some(settings);
+        self
+    }
+
+    /// An access rule. The most specific rule for a request's path and method decides;
+    /// paths no rule covers need an authenticated caller.
+    pub fn rule(mut self, rule: AccessRule) -> Self {
+        self.rules.push(rule);
+        self
+    }
+
+    /// A scope and what it is bound to.
+    pub fn scope(mut self, scope: ScopeBinding) -> Self {
+        self.scopes.push(scope);
+        self
+    }
+
+    /// Scopes the token endpoint grants without role or permission checks (regexes on
+    /// the whole name). Default `openid` and `^device_.*`.
+    pub fn scope_whitelist(mut self, patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.whitelist = Some(strings(patterns));
+        self
+    }
+
+    /// The built-in token server's settings; its tokens are then trusted by the layer.
+    pub fn token_server(mut self, settings: TokenServerSettings) -> Self {
+        self.token_server = Some(settings);
+        self
+    }
+
+    /// Checks the rules and scopes as a rule file's are checked and returns the
+    /// deployment. Handler names are checked when the layer is built, which knows the
+    /// plugins.
+    pub fn build(self) -> Result<Deployment, ConfigError> {
+        let mut listing = Listing::default();
+        let mut deployment = Deployment::default();
+        if let Some(realm) = self.realm {
+            deployment.authentication.realm = realm;
+        }
+        if let Some(basic) = self.basic {
+            deployment.authentication.basic = basic;
+        }
+        let mut handlers: Vec<String> = BUILT_IN_HANDLERS.iter().map(|&h| h.to_owned()).collect();
+        for rule in self.rules {
+            handlers.extend(rule.handlers.iter().flatten().cloned());
+            let span = listing.item(&rule.describe());
+            deployment.resource.access_control.push(spanned(&span, rule.into_config(&span)));
+        }
+        for scope in self.scopes {
+            let span = listing.item(&format!("scope {}", scope.name));
+            let permissions = scope.permissions.into_iter().map(|p| spanned(&span, p)).collect();
+            let config = ScopeConfig { name: spanned(&span, scope.name), permissions, roles: scope.roles };
+            deployment.scopes.push(spanned(&span, config));
+        }
+        if let Some(patterns) = self.whitelist {
+            let span = listing.item("scope whitelist");
+            deployment.scope_validation.whitelist = patterns.into_iter().map(|p| spanned(&span, p)).collect();
+        }
+        if let Some(server) = self.token_server {
+            let span = listing.item(&format!("token server {}", server.issuer));
+            let key = server.keys.into_iter().map(|key| {
+                let span = listing.item(&format!("signing key {}", key.kid.as_deref().unwrap_or(&key.algorithm)));
+                spanned(&span, key.into_config(&span))
+            });
+            let config = OAuth2ServerConfig {
+                issuer: spanned(&span, server.issuer),
+                audience: server.audience,
+                access_token_seconds: server.access_token_seconds,
+                refresh_token_seconds: server.refresh_token_seconds,
+                key: key.collect(),
+                max_form_bytes: default_max_form_bytes(),
+                max_tracked_tokens: default_max_tracked_tokens(),
+            };
+            deployment.oauth2_server = Some(spanned(&span, config));
+        }
+        deployment.source = listing.source();
+        let names: Vec<&str> = handlers.iter().map(String::as_str).collect();
+        Policy::compile_with_handlers(&deployment, &names)?;
+        Ok(deployment)
+    }
+}
+
+/// A user store and the token endpoint's clients, built in code; start with
+/// [`Users::builder`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Users {
+    /// The users, for [`SecureLayerBuilder::user_store`](crate::SecureLayerBuilder::user_store)
+    /// and the token server's password grant.
+    pub store: InMemoryUserStore,
+    /// The clients, for the token server.
+    pub clients: Vec<ClientRecord>,
+}
+
+impl Users {
+    /// Roles, users and clients in code, as a users file holds them.
+    pub fn builder() -> UsersBuilder {
+        UsersBuilder::default()
+    }
+}
+
+/// Builds [`Users`]: roles (name -> permissions), users with argon2id PHC hashes (make
+/// them with `tower-secure hash-password`) and roles, and OAuth2 clients.
+#[derive(Debug, Default)]
+pub struct UsersBuilder {
+    items: Vec<UsersItem>,
+}
+
+#[derive(Debug)]
+enum UsersItem {
+    Role { name: String, permissions: Vec<String> },
+    User { name: String, password_hash: String, roles: Vec<String> },
+    Client { id: String, secret_hash: String, roles: Vec<String>, grant_types: Option<Vec<GrantType>> },
+}
+
+impl UsersBuilder {
+    /// A role and the permissions it grants.
+    pub fn role(mut self, name: impl Into<String>, permissions: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.items.push(UsersItem::Role { name: name.into(), permissions: strings(permissions) });
+        self
+    }
+
+    /// A user (`alex`, `SECONDARY/sam`, `tina@example.com`) with an argon2id PHC hash of
+    /// its password and its roles.
+    pub fn user(
+        mut self,
+        name: impl Into<String>,
+        password_hash: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        let (name, password_hash, roles) = (name.into(), password_hash.into(), strings(roles));
+        self.items.push(UsersItem::User { name, password_hash, roles });
+        self
+    }
+
+    /// An OAuth2 client with an argon2id PHC hash of its secret, the roles that stand in
+    /// for a user's in the `client_credentials` grant, and every grant type.
+    pub fn client(
+        mut self,
+        id: impl Into<String>,
+        secret_hash: impl Into<String>,
+        roles: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        let (id, secret_hash, roles) = (id.into(), secret_hash.into(), strings(roles));
+        self.items.push(UsersItem::Client { id, secret_hash, roles, grant_types: None });
+        self
+    }
+
+    /// Limits the client added last to these grant types.
+    pub fn grant_types(mut self, grants: impl IntoIterator<Item = GrantType>) -> Self {
+        if let Some(UsersItem::Client { grant_types, .. }) = self.items.last_mut() {
+            *grant_types = Some(grants.into_iter().collect());
+        }
+        self
+    }
+
+    /// Checks names, hashes and roles as a users file's are checked.
+    pub fn build(self) -> Result<Users, ConfigError> {
+        let mut listing = Listing::default();
+        let mut file = UsersFile::default();
+        for item in self.items {
+            match item {
+                UsersItem::Role { name, permissions } => {
+                    let span = listing.item(&format!("role {name}"));
+                    let permissions = permissions.into_iter().map(|p| spanned(&span, p)).collect();
+                    file.role.push(RoleEntry { name: spanned(&span, name), permissions });
+                }
+                UsersItem::User { name, password_hash, roles } => {
+                    let span = listing.item(&format!("user {name}"));
+                    file.user.push(UserEntry {
+                        name: spanned(&span, name),
+                        password: Some(spanned(&span, password_hash)),
+                        roles: roles.into_iter().map(|r| spanned(&span, r)).collect(),
+                        disabled: false,
+                    });
+                }
+                UsersItem::Client { id, secret_hash, roles, grant_types } => {
+                    let span = listing.item(&format!("client {id}"));
+                    let grant_types =
+                        grant_types.map(|g| g.into_iter().map(|g| spanned(&span, g.as_str().to_owned())).collect());
+                    file.client.push(ClientEntry {
+                        id: spanned(&span, id),
+                        secret: spanned(&span, secret_hash),
+                        roles: roles.into_iter().map(|r| spanned(&span, r)).collect(),
+                        grant_types,
+                        disabled: false,
+                    });
+                }
+            }
+        }
+        let source = listing.source();
+        let clients = clients_from(&file, &source)?;
+        Ok(Users { store: users_from(file, &source)?, clients })
+    }
+}
