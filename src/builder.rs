@@ -174,10 +174,6 @@ impl SecureLayerBuilder {
             authorizers: self.authorizers,
             responder: self.responder.unwrap_or_else(|| Arc::new(ProblemJson)),
             token_endpoints,
-            basic,
-            bearer,
-            #[cfg(feature = "tls")]
-            client_cert,
             users,
             #[cfg(feature = "oauth2-server")]
             token_server: self.token_server,

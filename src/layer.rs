@@ -428,7 +428,7 @@ impl Engine {
         let answer = std::panic::catch_unwind(AssertUnwindSafe(|| registered.handler.authenticate_now(parts)));
         let principal = match answer {
             Ok(None) => return Start::Authenticate { handler, rules, path, principal: None },
-            Ok(Some(Ok(principal))) => principal,
+            Ok(Some(Ok(principal))) => principal.stamped(registered.name()),
             Ok(Some(Err(error))) => {
                 return Start::Refuse(self.refuse(parts, Some(&path), Some(&rules.rule), Some(registered), error))
             }
@@ -467,7 +467,7 @@ impl Engine {
             None => AssertUnwindSafe(registered.handler.authenticate(parts)).catch_unwind().await,
         };
         let principal = match outcome {
-            Ok(Ok(principal)) => principal,
+            Ok(Ok(principal)) => principal.stamped(registered.name()),
             Ok(Err(error)) => return Err(self.refuse(parts, Some(&path), Some(&rules.rule), Some(registered), error)),
             Err(_) => {
                 let error = AuthError::internal("authentication handler panicked");

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::authn::{AuthenticationHandler, BasicAuthenticator, BearerAuthenticator, RegisteredHandler, Registry};
+use crate::authn::{AuthenticationHandler, RegisteredHandler, Registry};
 use crate::authz::AuthorizationHandler;
 use crate::config::{
     load_users, BasicConfig, ClientCertConfig, ClientRecord, ConfigError, Deployment, IntermediateCertValidation,
@@ -40,11 +40,6 @@ pub(crate) struct EngineParts {
     pub(crate) authorizers: Vec<Arc<dyn AuthorizationHandler>>,
     pub(crate) responder: Arc<dyn ErrorResponder>,
     pub(crate) token_endpoints: &'static [&'static str],
-    /// Caches that hold user data, cleared when the users change.
-    pub(crate) basic: Option<BasicAuthenticator>,
-    pub(crate) bearer: Option<BearerAuthenticator>,
-    #[cfg(feature = "tls")]
-    pub(crate) client_cert: Option<crate::authn::ClientCertAuthenticator>,
     /// The user store, when it is one [`Reloader::reload_users`] can replace.
     pub(crate) users: Option<InMemoryUserStore>,
     /// The token server registered with the layer: it reloads with it.
@@ -356,15 +351,12 @@ impl Reloader {
             }
             server.clear_user_cache();
         }
-        if let Some(basic) = &parts.basic {
-            basic.clear_cache();
-        }
-        if let Some(bearer) = &parts.bearer {
-            bearer.clear_cache();
-        }
-        #[cfg(feature = "tls")]
-        if let Some(client_cert) = &parts.client_cert {
-            client_cert.clear_cache();
+        for (handler, _) in &parts.handlers {
+            // A plugin that panics here must not stop the others from forgetting theirs.
+            let forgot = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.users_changed()));
+            if forgot.is_err() {
+                tracing::error!(target: crate::AUDIT_TARGET, handler = handler.name(), "users_changed panicked");
+            }
         }
         tracing::info!(target: crate::AUDIT_TARGET, users = users.len(), "users reloaded");
     }

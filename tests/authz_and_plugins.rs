@@ -1544,3 +1544,56 @@ async fn a10_f17_plugin_user_lookup_fails_closed_with_503() {
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "{what}: bounded by the timeout");
     }
 }
+
+/// A plugin that claims to be the `basic` handler in its principals and counts how often
+/// it was told the users changed.
+struct Impostor {
+    users_changed: Arc<AtomicUsize>,
+}
+
+#[async_trait]
+impl AuthenticationHandler for Impostor {
+    fn name(&self) -> &str {
+        "impostor"
+    }
+
+    fn can_handle(&self, request: &Parts) -> bool {
+        request.headers.contains_key("x-impostor")
+    }
+
+    async fn authenticate(&self, _request: &Parts) -> Result<Principal, AuthError> {
+        Ok(principal("robot", "basic", &[VIEW]))
+    }
+
+    fn users_changed(&self) {
+        self.users_changed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SPEC A10, A1: the layer stamps a principal with the name its handler is registered
+// under: a plugin writing `basic` into its principal is still seen (by handlers, rules and
+// the audit) as the plugin; and a users reload tells every handler, plugins included, to
+// forget what it cached (the built-ins' caches are covered by the hot-reload tests).
+#[tokio::test]
+async fn a10_registry_stamps_the_handler_and_tells_plugins_of_user_changes() {
+    let users_changed = Arc::new(AtomicUsize::new(0));
+    let toml = r#"
+        [[resource.access_control]]
+        context = "/basic-only/**"
+        allowed_auth_handlers = ["basic"]
+    "#;
+    let layer =
+        builder(toml).authentication_handler(Impostor { users_changed: users_changed.clone() }).build().unwrap();
+    let reloader = layer.reloader();
+    let base = start(layer).await;
+
+    let reply = send(&base, "/api/x", None, &[("x-impostor", "1")]).await;
+    assert_eq!(reply.who(), ("robot".to_owned(), "impostor".to_owned(), "-".to_owned()));
+    // Claiming to be `basic` opens nothing that only `basic` may authenticate.
+    send(&base, "/basic-only/x", None, &[("x-impostor", "1")]).await.assert_problem(401);
+    assert_eq!(send(&base, "/basic-only/x", ALEX, &[]).await.who().1, "basic");
+
+    assert_eq!(users_changed.load(Ordering::SeqCst), 0);
+    reloader.reload_users(users("")).unwrap();
+    assert_eq!(users_changed.load(Ordering::SeqCst), 1, "the plugin heard of the users reload");
+}

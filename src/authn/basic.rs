@@ -381,6 +381,10 @@ impl AuthenticationHandler for BasicAuthenticator {
         "basic"
     }
 
+    fn users_changed(&self) {
+        self.clear_cache();
+    }
+
     fn default_priority(&self) -> i32 {
         20
     }

@@ -925,6 +925,10 @@ impl AuthenticationHandler for BearerAuthenticator {
         "oauth2"
     }
 
+    fn users_changed(&self) {
+        self.clear_cache();
+    }
+
     fn default_priority(&self) -> i32 {
         30
     }

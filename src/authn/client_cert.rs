@@ -526,6 +526,10 @@ impl AuthenticationHandler for ClientCertAuthenticator {
         "client_cert"
     }
 
+    fn users_changed(&self) {
+        self.clear_cache();
+    }
+
     fn default_priority(&self) -> i32 {
         10
     }

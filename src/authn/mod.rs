@@ -118,6 +118,11 @@ pub trait AuthenticationHandler: Send + Sync + 'static {
         let _ = (realm, error);
         None
     }
+
+    /// Called after the layer's users were replaced (a users reload): forget whatever was
+    /// cached from the old users (verified passwords, principals, their permissions), so
+    /// a removed user or a changed role applies to the next request. Default: nothing.
+    fn users_changed(&self) {}
 }
 
 /// Looks a user up for any handler, failing closed: a store error or a look-up slower than

@@ -53,9 +53,22 @@ impl Principal {
         &self.0.name
     }
 
-    /// The name of the authentication handler that accepted the credential.
+    /// The name of the authentication handler that accepted the credential. The layer
+    /// sets it to the name the handler is registered under, whatever the handler wrote,
+    /// so a rule's `allowed_auth_handlers` and the audit log can trust it.
     pub fn authenticated_by(&self) -> &str {
         &self.0.authenticated_by
+    }
+
+    /// This principal as accepted by the handler registered as `handler`; a copy only when
+    /// the handler wrote another name.
+    pub(crate) fn stamped(self, handler: &str) -> Self {
+        if self.0.authenticated_by == handler {
+            return self;
+        }
+        let mut data = Arc::unwrap_or_clone(self.0);
+        data.authenticated_by = handler.to_owned();
+        Self(Arc::new(data))
     }
 
     /// The user's roles.
