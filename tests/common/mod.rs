@@ -1,6 +1,8 @@
 //! Shared test support: cheap argon2 hashes, a standard users file, and a real axum
-//! server on 127.0.0.1:0.
+//! server on 127.0.0.1:0; real PostgreSQL, slapd and Redis servers in [`servers`].
 #![allow(dead_code)]
+
+pub mod servers;
 
 use std::net::SocketAddr;
 
