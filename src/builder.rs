@@ -129,7 +129,7 @@ impl SecureLayerBuilder {
         let deployment = self.deployment.unwrap_or_default();
         let mut handlers = self.handlers;
         #[cfg_attr(not(feature = "oauth2-server"), allow(unused_mut))]
-        let (mut store, mut basic, mut local, mut users) = (self.user_store, self.basic, None, self.users);
+        let (mut store, mut basic, mut users) = (self.user_store, self.basic, self.users);
         #[cfg_attr(not(feature = "oauth2-server"), allow(unused_mut))]
         let mut token_endpoints: &'static [&'static str] = &[];
         #[cfg(feature = "oauth2-server")]
@@ -139,7 +139,6 @@ impl SecureLayerBuilder {
                 users = server.reloadable_users();
                 basic = basic.or_else(|| Some(server.basic_authenticator()));
             }
-            local = Some(server.local_issuer());
             token_endpoints = &crate::oauth2::ENDPOINT_PATHS;
         }
         let basic = basic.or_else(|| {
@@ -149,28 +148,10 @@ impl SecureLayerBuilder {
         if let Some(basic) = &basic {
             handlers.insert(0, (Arc::new(basic.clone()), None));
         }
-        let bearer = match self.bearer {
-            Some(bearer) => Some(bearer),
-            None => BearerAuthenticator::with_local_issuer(&deployment, store.clone(), local)?,
-        };
-        if let Some(bearer) = &bearer {
-            handlers.insert(0, (Arc::new(bearer.clone()), None));
-        }
-        #[cfg(feature = "tls")]
-        let client_cert = match (&deployment.client_cert, &store) {
-            (None, _) => None,
-            (Some(table), None) => {
-                let message = "the client_cert handler needs a user store (SecureLayerBuilder::user_store)";
-                return Err(deployment.source.error(table.span(), "client_cert", message));
-            }
-            (Some(_), Some(store)) => crate::authn::ClientCertAuthenticator::from_config(&deployment, store.clone())?,
-        };
-        #[cfg(feature = "tls")]
-        if let Some(client_cert) = &client_cert {
-            handlers.push((Arc::new(client_cert.clone()), None));
-        }
         let parts = EngineParts {
             handlers,
+            fixed_bearer: self.bearer,
+            store,
             authorizers: self.authorizers,
             responder: self.responder.unwrap_or_else(|| Arc::new(ProblemJson)),
             token_endpoints,

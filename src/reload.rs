@@ -11,14 +11,11 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::authn::{AuthenticationHandler, RegisteredHandler, Registry};
+use crate::authn::{AuthenticationHandler, BearerAuthenticator, RegisteredHandler, Registry};
 use crate::authz::AuthorizationHandler;
-use crate::config::{
-    load_users, BasicConfig, ClientCertConfig, ClientRecord, ConfigError, Deployment, IntermediateCertValidation,
-    OAuth2Config,
-};
+use crate::config::{load_users, BasicConfig, ClientRecord, ConfigError, Deployment, OAuth2Config};
 use crate::error::ErrorResponder;
-use crate::identity::InMemoryUserStore;
+use crate::identity::{InMemoryUserStore, UserStore};
 use crate::layer::Engine;
 use crate::policy::{Policy, Rule};
 
@@ -27,6 +24,8 @@ use crate::policy::{Policy, Rule};
 pub(crate) struct Shared {
     pub(crate) current: ArcSwap<Engine>,
     pub(crate) parts: EngineParts,
+    /// The handlers built from the current version's own sections.
+    file_handlers: Mutex<FileHandlers>,
     /// The sections a reload cannot change (the handlers were built from them).
     restart_only: RestartOnly,
     /// Reloads one at a time.
@@ -36,7 +35,12 @@ pub(crate) struct Shared {
 
 /// Everything but the rule file that an engine is made of.
 pub(crate) struct EngineParts {
+    /// `basic` and the plugins: the same in every version.
     pub(crate) handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)>,
+    /// An `oauth2` handler given to the builder, used instead of one built from `[oauth2]`.
+    pub(crate) fixed_bearer: Option<BearerAuthenticator>,
+    /// The store the handlers built from the file look users up in.
+    pub(crate) store: Option<Arc<dyn UserStore>>,
     pub(crate) authorizers: Vec<Arc<dyn AuthorizationHandler>>,
     pub(crate) responder: Arc<dyn ErrorResponder>,
     pub(crate) token_endpoints: &'static [&'static str],
@@ -47,10 +51,89 @@ pub(crate) struct EngineParts {
     pub(crate) token_server: Option<crate::oauth2::TokenServer>,
 }
 
+/// The handlers built from a version's own sections (`oauth2` from `[oauth2]`,
+/// `client_cert` from `[client_cert]` and `[intermediate_cert_validation]`), with the
+/// sections they were built from: a reload builds one anew only when its sections changed,
+/// so its caches and key fetches survive every other reload.
+#[derive(Clone)]
+pub(crate) struct FileHandlers {
+    oauth2: OAuth2Config,
+    bearer: Option<BearerAuthenticator>,
+    #[cfg(feature = "tls")]
+    client_cert_sections: (Option<crate::config::ClientCertConfig>, crate::config::IntermediateCertValidation),
+    #[cfg(feature = "tls")]
+    client_cert: Option<crate::authn::ClientCertAuthenticator>,
+}
+
 impl EngineParts {
+    /// The file's handlers for `deployment`: those of `previous` whose sections are
+    /// unchanged, the others built anew (an error refuses the version).
+    fn file_handlers(
+        &self,
+        deployment: &Deployment,
+        previous: Option<&FileHandlers>,
+    ) -> Result<FileHandlers, ConfigError> {
+        let oauth2 = deployment.oauth2.clone();
+        let bearer = match (&self.fixed_bearer, previous) {
+            (Some(fixed), _) => Some(fixed.clone()),
+            (None, Some(previous)) if previous.oauth2 == oauth2 => previous.bearer.clone(),
+            (None, _) => BearerAuthenticator::with_local_issuer(deployment, self.store.clone(), self.local_issuer())?,
+        };
+        #[cfg(feature = "tls")]
+        let client_cert_sections = (
+            deployment.client_cert.as_ref().map(|c| c.get_ref().clone()),
+            deployment.intermediate_cert_validation.clone(),
+        );
+        #[cfg(feature = "tls")]
+        let client_cert = match previous {
+            Some(previous) if previous.client_cert_sections == client_cert_sections => previous.client_cert.clone(),
+            _ => self.client_cert(deployment)?,
+        };
+        Ok(FileHandlers {
+            oauth2,
+            bearer,
+            #[cfg(feature = "tls")]
+            client_cert_sections,
+            #[cfg(feature = "tls")]
+            client_cert,
+        })
+    }
+
+    /// The token server of this process as an issuer the `oauth2` handler trusts.
+    fn local_issuer(&self) -> Option<crate::authn::LocalIssuer> {
+        #[cfg(feature = "oauth2-server")]
+        return self.token_server.as_ref().map(crate::oauth2::TokenServer::local_issuer);
+        #[cfg(not(feature = "oauth2-server"))]
+        None
+    }
+
+    #[cfg(feature = "tls")]
+    fn client_cert(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Option<crate::authn::ClientCertAuthenticator>, ConfigError> {
+        match (&deployment.client_cert, &self.store) {
+            (None, _) => Ok(None),
+            (Some(table), None) => {
+                let message = "the client_cert handler needs a user store (SecureLayerBuilder::user_store)";
+                Err(deployment.source.error(table.span(), "client_cert", message))
+            }
+            (Some(_), Some(store)) => crate::authn::ClientCertAuthenticator::from_config(deployment, store.clone()),
+        }
+    }
+
     /// Compiles a deployment into an engine; any error leaves nothing half-built.
-    pub(crate) fn engine(&self, deployment: &Deployment) -> Result<Engine, ConfigError> {
-        let registry = registry(deployment, self.handlers.clone())?;
+    fn engine(&self, deployment: &Deployment, file: &FileHandlers) -> Result<Engine, ConfigError> {
+        let mut handlers: Vec<(Arc<dyn AuthenticationHandler>, Option<i32>)> = Vec::new();
+        if let Some(bearer) = &file.bearer {
+            handlers.push((Arc::new(bearer.clone()), None));
+        }
+        handlers.extend(self.handlers.iter().cloned());
+        #[cfg(feature = "tls")]
+        if let Some(client_cert) = &file.client_cert {
+            handlers.push((Arc::new(client_cert.clone()), None));
+        }
+        let registry = registry(deployment, handlers)?;
         let names: Vec<&str> = registry.handlers().iter().map(RegisteredHandler::name).collect();
         let policy = Policy::compile_with_handlers(deployment, &names)?;
         #[cfg(feature = "axum")]
@@ -75,6 +158,7 @@ impl EngineParts {
 /// A reload checked in full and ready to swap in: nothing of it is visible yet.
 struct Prepared {
     engine: Engine,
+    file_handlers: FileHandlers,
     #[cfg(feature = "oauth2-server")]
     token_server: Option<crate::oauth2::RuleFileSettings>,
 }
@@ -83,7 +167,8 @@ impl Shared {
     /// Compiles everything a new rule file changes, for the layer and its token server;
     /// any error leaves both as they are.
     fn prepare(&self, deployment: &Deployment) -> Result<Prepared, ConfigError> {
-        if let Some(section) = self.restart_only.changed(&RestartOnly::of(deployment)) {
+        let fixed_bearer = self.parts.fixed_bearer.is_some();
+        if let Some(section) = self.restart_only.changed(&RestartOnly::of(deployment, fixed_bearer)) {
             return Err(ConfigError {
                 file: deployment.source.file().clone(),
                 line: 0,
@@ -92,11 +177,14 @@ impl Shared {
                 message: format!("{section} changed: the handlers were built from it, restart to apply it"),
             });
         }
-        let engine = self.parts.engine(deployment)?;
+        let previous = self.file_handlers.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let file_handlers = self.parts.file_handlers(deployment, Some(&previous))?;
+        let engine = self.parts.engine(deployment, &file_handlers)?;
         #[cfg(feature = "oauth2-server")]
         let token_server = self.parts.token_server.as_ref().map(|s| s.prepare_reload(deployment)).transpose()?;
         Ok(Prepared {
             engine,
+            file_handlers,
             #[cfg(feature = "oauth2-server")]
             token_server,
         })
@@ -110,14 +198,18 @@ impl Shared {
             server.apply_reload(rules);
         }
         self.current.store(Arc::new(prepared.engine));
+        *self.file_handlers.lock().unwrap_or_else(PoisonError::into_inner) = prepared.file_handlers;
     }
 
     pub(crate) fn new(deployment: &Deployment, parts: EngineParts) -> Result<Self, ConfigError> {
-        let engine = parts.engine(deployment)?;
+        let file_handlers = parts.file_handlers(deployment, None)?;
+        let engine = parts.engine(deployment, &file_handlers)?;
+        let restart_only = RestartOnly::of(deployment, parts.fixed_bearer.is_some());
         Ok(Self {
             current: ArcSwap::from_pointee(engine),
+            file_handlers: Mutex::new(file_handlers),
             parts,
-            restart_only: RestartOnly::of(deployment),
+            restart_only,
             reloading: Mutex::new(()),
             version: AtomicU64::new(0),
         })
@@ -159,36 +251,27 @@ fn registry(
     Ok(Registry::new(registered))
 }
 
-/// The sections the handlers were built from (`[authentication.basic]`, `[oauth2]`), as
-/// the handlers saw them (defaults filled in; positions and formatting do not count).
+/// The sections a reload cannot change, as the handlers saw them (defaults filled in;
+/// positions and formatting do not count): `[authentication.basic]`, whose handler holds
+/// the failed-login counts and locks a rebuild would forget, and `[oauth2]` when the
+/// builder was given its own `oauth2` handler.
 #[derive(PartialEq)]
 struct RestartOnly {
     basic: BasicConfig,
-    oauth2: OAuth2Config,
-    client_cert: Option<ClientCertConfig>,
-    intermediate_cert_validation: IntermediateCertValidation,
+    oauth2: Option<OAuth2Config>,
 }
 
 impl RestartOnly {
-    fn of(deployment: &Deployment) -> Self {
-        Self {
-            basic: deployment.authentication.basic.clone(),
-            oauth2: deployment.oauth2.clone(),
-            client_cert: deployment.client_cert.as_ref().map(|c| c.get_ref().clone()),
-            intermediate_cert_validation: deployment.intermediate_cert_validation.clone(),
-        }
+    fn of(deployment: &Deployment, fixed_bearer: bool) -> Self {
+        Self { basic: deployment.authentication.basic.clone(), oauth2: fixed_bearer.then(|| deployment.oauth2.clone()) }
     }
 
     /// The first section that differs.
     fn changed(&self, other: &Self) -> Option<&'static str> {
         if self.basic != other.basic {
             Some("[authentication.basic]")
-        } else if self.oauth2 != other.oauth2 {
+        } else if self.oauth2.is_some() && self.oauth2 != other.oauth2 {
             Some("[oauth2]")
-        } else if self.client_cert != other.client_cert {
-            Some("[client_cert]")
-        } else if self.intermediate_cert_validation != other.intermediate_cert_validation {
-            Some("[intermediate_cert_validation]")
         } else {
             None
         }
@@ -201,9 +284,11 @@ impl RestartOnly {
 /// A reload compiles the new rule file completely (every load error of the builder
 /// applies), then swaps it in atomically: a request is decided by the old version or the
 /// new one, never a mix. A file that does not load is refused: the error is returned and
-/// logged, and the old version keeps serving. `[authentication.basic]`, `[oauth2]`,
-/// `[client_cert]`, `[intermediate_cert_validation]` and `[oauth2_server]` configure the
-/// handlers and the token server themselves and need a restart: a reload that changes
+/// logged, and the old version keeps serving. A changed `[oauth2]`, `[client_cert]` or
+/// `[intermediate_cert_validation]` rebuilds its handler (the others keep their caches).
+/// `[authentication.basic]` (its handler keeps the failed-login counts and locks) and
+/// `[oauth2_server]` (the token server's keys and issued tokens) need a restart, as does
+/// `[oauth2]` when the builder was given its own `oauth2` handler: a reload that changes
 /// them is refused. The token server takes the new
 /// `[[scope]]` and `[scope_validation]` tables before the layer takes the new rules, so a
 /// scope the layer starts to require is already issued.
@@ -342,16 +427,16 @@ impl Reloader {
 
     /// Swaps the users in and forgets every cached verification that depended on them.
     fn replace_users(&self, store: &InMemoryUserStore, users: &InMemoryUserStore) {
-        let parts = &self.shared.parts;
         store.replace_with(users);
         #[cfg(feature = "oauth2-server")]
-        if let Some(server) = &parts.token_server {
+        if let Some(server) = &self.shared.parts.token_server {
             if let Some(server_users) = server.reloadable_users() {
                 server_users.replace_with(users);
             }
             server.clear_user_cache();
         }
-        for (handler, _) in &parts.handlers {
+        for registered in self.shared.current.load().registry.handlers() {
+            let handler = &registered.handler;
             // A plugin that panics here must not stop the others from forgetting theirs.
             let forgot = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.users_changed()));
             if forgot.is_err() {

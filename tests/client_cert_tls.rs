@@ -930,3 +930,31 @@ async fn a8_f14_openssl_s_client_with_a_client_certificate() {
     let caller: Value = serde_json::from_str(body.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert_eq!((caller["name"].as_str(), caller["authenticated_by"].as_str()), (Some("alex"), Some("client_cert")));
 }
+
+// SPEC A9, B7, F14: a reload that changes the allow-list rebuilds the client_cert
+// handler: a tightened list refuses at once what it no longer allows and accepts what it
+// now does; a list that does not load is refused and the last good one keeps deciding.
+#[tokio::test]
+async fn a9_b7_a_reloaded_allow_list_applies_at_once() {
+    let pki = pki();
+    let server = TlsServer::from_pem(&pki.server_cert, &pki.server_key, ClientAuth::Optional(roots())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let layer = layer(&deployment("", ALLOW_BY_CN, ""));
+    let reloader = layer.reloader();
+    let app = Router::new().route("/public", get(echo_open)).fallback(echo).layer(layer);
+    tokio::spawn(async move { server.serve(listener, app).await });
+    let rules = |validation: &str| Deployment::from_toml_str("deployment.toml", &deployment("", validation, ""));
+
+    expect(&base, "/api/me", Some(&user_cert("alex")), 200, "allowed intermediate").await;
+    expect(&base, "/api/me", Some(&other_cert("alex")), 401, "not yet allowed").await;
+
+    reloader.reload(rules(&format!("enable = true\ncert_cns = [\"{OTHER_CN}\"]")).unwrap()).unwrap();
+    expect(&base, "/api/me", Some(&user_cert("alex")), 401, "no longer allowed").await;
+    expect(&base, "/api/me", Some(&other_cert("alex")), 200, "allowed now").await;
+
+    let broken = rules("enable = true\ncert_fingerprints = [\"not-hex\"]").unwrap();
+    assert!(reloader.reload(broken).is_err(), "a fingerprint that is not one");
+    expect(&base, "/api/me", Some(&user_cert("alex")), 401, "the last good list decides").await;
+    expect(&base, "/api/me", Some(&other_cert("alex")), 200, "the last good list decides").await;
+}

@@ -35,7 +35,8 @@ pub use lookup::UserLookup;
 #[cfg(feature = "oauth2-server")]
 pub(crate) use basic::MAX_BASIC_TOKEN;
 #[cfg(feature = "oauth2-server")]
-pub(crate) use bearer::{install_crypto_provider, LocalIssuer};
+pub(crate) use bearer::install_crypto_provider;
+pub(crate) use bearer::LocalIssuer;
 #[cfg(feature = "oauth2-server")]
 pub(crate) use header::basic_credentials;
 pub(crate) use revocation::RevokedTokens;

@@ -54,7 +54,9 @@ pub struct Deployment {
     pub(crate) oauth2_server: Option<Spanned<OAuth2ServerConfig>>,
     /// `[client_cert]`: the `client_cert` handler; `None` when absent.
     pub(crate) client_cert: Option<Spanned<ClientCertConfig>>,
-    /// `[intermediate_cert_validation]`.
+    /// `[intermediate_cert_validation]` (read by the `client_cert` handler only; without
+    /// it the table still loads).
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) intermediate_cert_validation: IntermediateCertValidation,
     /// Where the text came from, for error positions.
     pub(crate) source: SourceMap,

@@ -56,29 +56,27 @@ pub enum OAuthErrorCode {
 impl OAuthErrorCode {
     /// The code as written in responses.
     pub fn as_str(self) -> &'static str {
-        match self {
-            OAuthErrorCode::InvalidRequest => "invalid_request",
-            OAuthErrorCode::InvalidClient => "invalid_client",
-            OAuthErrorCode::InvalidGrant => "invalid_grant",
-            OAuthErrorCode::UnauthorizedClient => "unauthorized_client",
-            OAuthErrorCode::UnsupportedGrantType => "unsupported_grant_type",
-            OAuthErrorCode::InvalidScope => "invalid_scope",
-            OAuthErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
-            OAuthErrorCode::ServerError => "server_error",
-        }
+        self.text().0
     }
 
     /// A fixed sentence per code: a response body never carries request data or the reason.
     fn description(self) -> &'static str {
+        self.text().1
+    }
+
+    /// The code's name and its description, side by side.
+    fn text(self) -> (&'static str, &'static str) {
         match self {
-            OAuthErrorCode::InvalidRequest => "The request is missing a parameter, repeats one or is malformed.",
-            OAuthErrorCode::InvalidClient => "Client authentication failed.",
-            OAuthErrorCode::InvalidGrant => "The credentials or the refresh token are not valid.",
-            OAuthErrorCode::UnauthorizedClient => "This client may not use this grant type.",
-            OAuthErrorCode::UnsupportedGrantType => "The grant type is not supported.",
-            OAuthErrorCode::InvalidScope => "The requested scope exceeds the original grant.",
-            OAuthErrorCode::TemporarilyUnavailable => "Too many attempts; retry later.",
-            OAuthErrorCode::ServerError => "The server could not complete the request; retry later.",
+            OAuthErrorCode::InvalidRequest => {
+                ("invalid_request", "The request is missing a parameter, repeats one or is malformed.")
+            }
+            OAuthErrorCode::InvalidClient => ("invalid_client", "Client authentication failed."),
+            OAuthErrorCode::InvalidGrant => ("invalid_grant", "The credentials or the refresh token are not valid."),
+            OAuthErrorCode::UnauthorizedClient => ("unauthorized_client", "This client may not use this grant type."),
+            OAuthErrorCode::UnsupportedGrantType => ("unsupported_grant_type", "The grant type is not supported."),
+            OAuthErrorCode::InvalidScope => ("invalid_scope", "The requested scope exceeds the original grant."),
+            OAuthErrorCode::TemporarilyUnavailable => ("temporarily_unavailable", "Too many attempts; retry later."),
+            OAuthErrorCode::ServerError => ("server_error", "The server could not complete the request; retry later."),
         }
     }
 }
