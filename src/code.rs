@@ -1,11 +1,13 @@
-//! Code first: the rules, scopes and token-server settings of a rule file, and the roles,
-//! users and clients of a users file, built in Rust instead of TOML.
+//! Code first: the rules, scopes, identity providers and token-server settings of a rule
+//! file, and the roles, users and clients of a users file, built in Rust instead of TOML.
 //!
 //! The builders fill the same model the files fill, so the same code validates both and
 //! the result behaves identically. Each `build()` checks what it can on its own (rule
 //! patterns, methods, permissions, scopes and their bindings; names, hashes and roles of
 //! users); an error names the item instead of a file position: `<code>:N` is the N-th item
-//! added to that builder (a rule, a scope, a signing key; a role, a user, a client).
+//! of that builder, counted as `build()` lists them (rules, scopes, the scope whitelist,
+//! issuers, the token server and its keys, each kind in the order added; roles, users and
+//! clients in the order added).
 //!
 //! ```
 //! use tower_secure::code::{AccessRule, Users};
@@ -33,8 +35,9 @@ use toml::Spanned;
 
 use crate::config::{
     clients_from, default_max_form_bytes, default_max_tracked_tokens, users_from, BasicConfig, ClientEntry,
-    ClientRecord, ConfigError, Deployment, GrantType, MatchMode, OAuth2ServerConfig, OneOrMany, RoleEntry, RuleConfig,
-    ScopeConfig, SigningKeyConfig, SourceMap, TokenPermissions, UserEntry, UsersFile,
+    ClientRecord, ConfigError, Deployment, GrantType, IssuerConfig, KeyConfig, MatchMode, OAuth2ServerConfig,
+    OneOrMany, RoleEntry, RuleConfig, ScopeConfig, SigningKeyConfig, SourceMap, SubjectFormat, TokenPermissions,
+    UserEntry, UsersFile,
 };
 use crate::identity::InMemoryUserStore;
 use crate::policy::{Policy, BUILT_IN_HANDLERS};
@@ -344,6 +347,179 @@ impl TokenServerSettings {
     }
 }
 
+/// An identity provider whose tokens the `oauth2` handler accepts, as an
+/// `[[oauth2.issuer]]` table says it: where its keys come from, the audience its tokens
+/// must carry, and how its claims name the caller.
+///
+/// ```
+/// use tower_secure::code::Issuer;
+/// use tower_secure::config::SubjectFormat;
+///
+/// let entra = Issuer::discovery("https://login.microsoftonline.com/TENANT/v2.0")
+///     .audience("api://my-api")
+///     .algorithms(["RS256"])
+///     .subject_claim("oid");
+/// let ours = Issuer::new("https://tokens.example.com")
+///     .hs256_base64("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0=")
+///     .subject_format(SubjectFormat::Qualified);
+/// # let _ = (entra, ours);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    issuer: String,
+    audience: Option<String>,
+    jwks_uri: Option<String>,
+    discovery: bool,
+    keys: Vec<(Option<String>, String, KeyMaterial)>,
+    algorithms: Option<Vec<String>>,
+    subject_format: SubjectFormat,
+    claims: [Option<String>; 4],
+}
+
+#[derive(Clone)]
+enum KeyMaterial {
+    Pem(String),
+    Jwk(String),
+    Secret(String),
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyMaterial::Pem(_) => "Pem",
+            KeyMaterial::Jwk(_) => "Jwk",
+            KeyMaterial::Secret(_) => "Secret",
+        })
+    }
+}
+
+impl Issuer {
+    /// An issuer (its tokens' exact `iss`) with no key yet: add keys, a JWKS URL or
+    /// discovery.
+    pub fn new(issuer: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: None,
+            jwks_uri: None,
+            discovery: false,
+            keys: Vec::new(),
+            algorithms: None,
+            subject_format: SubjectFormat::Opaque,
+            claims: Default::default(),
+        }
+    }
+
+    /// An issuer whose keys are found through OpenID discovery
+    /// (`{issuer}/.well-known/openid-configuration`), fetched at start and refreshed.
+    pub fn discovery(issuer: impl Into<String>) -> Self {
+        Self { discovery: true, ..Self::new(issuer) }
+    }
+
+    /// An issuer whose keys are published at this JWKS URL.
+    pub fn jwks_uri(issuer: impl Into<String>, uri: impl Into<String>) -> Self {
+        Self { jwks_uri: Some(uri.into()), ..Self::new(issuer) }
+    }
+
+    /// The `aud` its tokens must be or contain.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// A public key (SPKI PEM) for `algorithm` (`RS256`, `PS256`, `ES256`, `EdDSA`, ...).
+    pub fn public_key_pem(mut self, algorithm: impl Into<String>, pem: impl Into<String>) -> Self {
+        self.keys.push((None, algorithm.into(), KeyMaterial::Pem(pem.into())));
+        self
+    }
+
+    /// A public key as a JWK (JSON text) for `algorithm`.
+    pub fn jwk(mut self, algorithm: impl Into<String>, jwk: impl Into<String>) -> Self {
+        self.keys.push((None, algorithm.into(), KeyMaterial::Jwk(jwk.into())));
+        self
+    }
+
+    /// An HS256 secret (standard base64, at least 32 bytes) shared with the issuer.
+    pub fn hs256_base64(mut self, secret: impl Into<String>) -> Self {
+        self.keys.push((None, "HS256".to_owned(), KeyMaterial::Secret(secret.into())));
+        self
+    }
+
+    /// The `kid` of the key added last (needed when the issuer has several).
+    pub fn kid(mut self, kid: impl Into<String>) -> Self {
+        if let Some(key) = self.keys.last_mut() {
+            key.0 = Some(kid.into());
+        }
+        self
+    }
+
+    /// The JWS algorithms its tokens may use.
+    pub fn algorithms(mut self, algorithms: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.algorithms = Some(strings(algorithms));
+        self
+    }
+
+    /// How `sub` names the caller: opaque (default for other issuers) or qualified
+    /// (`SECONDARY/alex@tenant`, for issuers whose users are this crate's users).
+    pub fn subject_format(mut self, format: SubjectFormat) -> Self {
+        self.subject_format = format;
+        self
+    }
+
+    /// The claim naming the caller (default `sub`).
+    pub fn subject_claim(mut self, claim: impl Into<String>) -> Self {
+        self.claims[0] = Some(claim.into());
+        self
+    }
+
+    /// A claim holding the caller's tenant (opaque subjects only).
+    pub fn tenant_claim(mut self, claim: impl Into<String>) -> Self {
+        self.claims[1] = Some(claim.into());
+        self
+    }
+
+    /// The roles claim, a name or a dot-separated path (`realm_access.roles`).
+    pub fn roles_claim(mut self, claim: impl Into<String>) -> Self {
+        self.claims[2] = Some(claim.into());
+        self
+    }
+
+    /// The one claim scopes are read from (default `scope` or `scp`).
+    pub fn scope_claim(mut self, claim: impl Into<String>) -> Self {
+        self.claims[3] = Some(claim.into());
+        self
+    }
+
+    fn into_config(self, span: &Range<usize>) -> IssuerConfig {
+        let key = self.keys.into_iter().map(|(kid, algorithm, material)| {
+            let (mut pem, mut jwk, mut secret) = (None, None, None);
+            match material {
+                KeyMaterial::Pem(text) => pem = Some(spanned(span, text)),
+                KeyMaterial::Jwk(text) => jwk = Some(spanned(span, text)),
+                KeyMaterial::Secret(text) => secret = Some(spanned(span, text)),
+            }
+            let config =
+                KeyConfig { kid, algorithm: spanned(span, algorithm), pem, pem_file: None, jwk, secret_base64: secret };
+            spanned(span, config)
+        });
+        let [subject_claim, tenant_claim, roles_claim, scope_claim] = self.claims.map(|c| c.map(|c| spanned(span, c)));
+        IssuerConfig {
+            issuer: spanned(span, self.issuer),
+            audience: self.audience,
+            jwks_file: None,
+            jwks_uri: self.jwks_uri.map(|uri| spanned(span, uri)),
+            discovery: self.discovery,
+            key: key.collect(),
+            introspect: false,
+            algorithms: self.algorithms.map(|list| spanned(span, list)),
+            subject_format: self.subject_format,
+            subject_claim,
+            tenant_claim,
+            roles_claim,
+            scope_claim,
+        }
+    }
+}
+
 /// Builds a [`Deployment`] in code; start with [`Deployment::builder`].
 #[derive(Debug, Default)]
 pub struct DeploymentBuilder {
@@ -353,6 +529,7 @@ pub struct DeploymentBuilder {
     scopes: Vec<ScopeBinding>,
     whitelist: Option<Vec<String>>,
     token_server: Option<TokenServerSettings>,
+    issuers: Vec<Issuer>,
 }
 
 impl Deployment {
@@ -396,6 +573,12 @@ impl DeploymentBuilder {
         self
     }
 
+    /// An identity provider whose bearer tokens the layer accepts (the `oauth2` handler).
+    pub fn issuer(mut self, issuer: Issuer) -> Self {
+        self.issuers.push(issuer);
+        self
+    }
+
     /// The built-in token server's settings; its tokens are then trusted by the layer.
     pub fn token_server(mut self, settings: TokenServerSettings) -> Self {
         self.token_server = Some(settings);
@@ -403,8 +586,9 @@ impl DeploymentBuilder {
     }
 
     /// Checks the rules and scopes as a rule file's are checked and returns the
-    /// deployment. Handler names are checked when the layer is built, which knows the
-    /// plugins.
+    /// deployment. Handler names, issuer keys and the token server's keys are checked when
+    /// the layer and the token server are built (the layer knows the plugins, and an
+    /// issuer's keys may have to be fetched).
     pub fn build(self) -> Result<Deployment, ConfigError> {
         let mut listing = Listing::default();
         let mut deployment = Deployment::default();
@@ -429,6 +613,10 @@ impl DeploymentBuilder {
         if let Some(patterns) = self.whitelist {
             let span = listing.item("scope whitelist");
             deployment.scope_validation.whitelist = patterns.into_iter().map(|p| spanned(&span, p)).collect();
+        }
+        for issuer in self.issuers {
+            let span = listing.item(&format!("issuer {}", issuer.issuer));
+            deployment.oauth2.issuer.push(spanned(&span, issuer.into_config(&span)));
         }
         if let Some(server) = self.token_server {
             let span = listing.item(&format!("token server {}", server.issuer));

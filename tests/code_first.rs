@@ -180,3 +180,51 @@ fn token_server_settings_in_code() {
     let error = TokenServer::builder().deployment(&short).build().unwrap_err();
     assert_eq!((&*error.file, error.line, error.key.as_deref()), ("<code>", 2, Some("secret_base64")), "{error}");
 }
+
+// SPEC I1, A5, A13: an identity provider configured in code is trusted like the same
+// `[[oauth2.issuer]]` table: its tokens with the right audience open the API, with another
+// audience they are refused, and `subject_format` decides how `sub` names the caller.
+#[tokio::test]
+async fn issuer_in_code_verifies_tokens() {
+    use axum::routing::get;
+    use tower_secure::code::Issuer;
+    use tower_secure::config::SubjectFormat;
+    use tower_secure::Principal;
+
+    let secret = b"an issuer secret of 32 bytes ok!";
+    let deployment = Deployment::builder()
+        .issuer(
+            Issuer::new("https://idp.test")
+                .hs256_base64(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret))
+                .kid("k1")
+                .audience("my-api")
+                .subject_format(SubjectFormat::Qualified),
+        )
+        .build()
+        .unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).build().unwrap();
+    let app = axum::Router::new().route("/me", get(|caller: Principal| async move { caller.name().to_string() }));
+    let base = common::serve(app.layer(layer)).await;
+    let token = |aud: &str| {
+        let claims = serde_json::json!({
+            "iss": "https://idp.test", "sub": "SECONDARY/alex", "aud": aud, "exp": 4_000_000_000u64,
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        header.kid = Some("k1".to_owned());
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+    };
+    let get = |token: String| {
+        let base = base.clone();
+        async move { common::client().get(format!("{base}/me")).bearer_auth(token).send().await.unwrap() }
+    };
+    let ok = get(token("my-api")).await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.text().await.unwrap(), "SECONDARY/alex", "qualified subject");
+    assert_eq!(get(token("other-api")).await.status(), 401, "wrong audience");
+
+    // Keys are checked (and fetched) when the layer is built: an issuer without any is
+    // refused there, naming the item.
+    let keyless = Deployment::builder().issuer(Issuer::new("https://idp.test")).build().unwrap();
+    let error = SecureLayer::builder().deployment(keyless).build().unwrap_err();
+    assert_eq!((&*error.file, error.line), ("<code>", 1), "{error}");
+}
