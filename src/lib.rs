@@ -55,3 +55,9 @@ pub use layer::{AuthContext, ResponseFuture, SecureBody, SecureLayer, SecureServ
 /// assert_eq!(filter, "tower_secure::audit=info");
 /// ```
 pub const AUDIT_TARGET: &str = "tower_secure::audit";
+
+/// Seconds since the Unix epoch, the clock of every token date (`exp`, `iat`, revocation
+/// watermarks); 0 if the system clock is before 1970.
+pub(crate) fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -23,7 +23,9 @@ use sha2::{Digest, Sha256};
 use super::claims::{ClaimRules, Subjects};
 use super::header::{has_scheme, token68};
 use super::introspection::Introspector;
-use super::jwks::{KeySource, Refreshed, RemoteKeys};
+#[cfg(feature = "remote-keys")]
+use super::jwks::KeySource;
+use super::jwks::RemoteKeys;
 use super::{AuthenticationHandler, RevokedTokens};
 use crate::config::{ConfigError, Deployment, IssuerConfig, KeyConfig, OAuth2Config, SourceMap, Spanned};
 use crate::error::{AuthError, AuthErrorKind};
@@ -92,6 +94,19 @@ struct Issuer {
     revoked: Option<RevokedTokens>,
     /// Verified tokens are also introspected (`introspect = true`).
     introspect: bool,
+}
+
+/// What a refresh asked for by an unknown `kid` came to (only a key fetch, feature
+/// `remote-keys`, makes one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "remote-keys"), allow(dead_code))]
+pub(crate) enum Refreshed {
+    /// A fetch ran (this caller's, or one it waited for) and stored a key set.
+    Fetched,
+    /// That fetch failed; the previous keys stay.
+    Failed,
+    /// Too soon after the last fetch: nothing ran.
+    RateLimited,
 }
 
 /// The token server of this process as a trusted issuer: its keys (HMAC ones included,
@@ -247,10 +262,6 @@ pub(crate) fn install_crypto_provider() {
     let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 fn invalid(reason: &'static str) -> AuthError {
     AuthError::invalid_credentials(reason)
 }
@@ -267,7 +278,8 @@ impl Inner {
     fn cached(&self, digest: &[u8; 32], request: &Parts) -> Option<Result<Principal, AuthError>> {
         let hit = self.cache.get(digest)?;
         let current = hit.epoch == self.key_epoch.load(Ordering::Acquire) && hit.revocations == self.revocations();
-        (current && now() < hit.exp).then(|| check_binding(hit.bound_to, request).map(|()| hit.principal))
+        (current && crate::unix_seconds() < hit.exp)
+            .then(|| check_binding(hit.bound_to, request).map(|()| hit.principal))
     }
 
     fn revocations(&self) -> u64 {
@@ -291,7 +303,7 @@ impl Inner {
         let bound_to = certificate_binding(&claims)?;
         check_binding(bound_to, request)?;
         let principal = self.principal(&claims, rules, introspected).await?;
-        if now() < exp {
+        if crate::unix_seconds() < exp {
             let verified = VerifiedToken { principal: principal.clone(), exp, epoch, revocations, bound_to };
             self.cache.insert(digest, verified);
         }
@@ -304,14 +316,14 @@ impl Inner {
     /// how long the verification may be cached.
     async fn introspect_verified(&self, token: &str, exp: u64, issuer: &Issuer) -> Result<u64, AuthError> {
         let (true, Some(introspection)) = (issuer.introspect, &self.introspection) else { return Ok(exp) };
-        let now = now();
+        let now = crate::unix_seconds();
         let answer = introspection.introspect(token, now).await?;
         let audiences = match &issuer.audience {
             Some(audience) => std::slice::from_ref(audience),
             None => introspection.audiences(),
         };
         introspection.check_audience_and_issuer(&answer, audiences, |iss| iss == issuer.name)?;
-        Ok(exp.min(now.saturating_add(introspection.cache_max_seconds)))
+        Ok(exp.min(now.saturating_add(introspection.cache_max_seconds())))
     }
 
     /// A token that is not a JWT, checked by introspection (a JWT that fails local
@@ -320,14 +332,14 @@ impl Inner {
     /// Returns the answer, how long it may be cached, and its claim rules.
     async fn introspect_opaque(&self, token: &str) -> Result<(Value, u64, &ClaimRules), AuthError> {
         let introspection = self.introspection.as_ref().ok_or_else(|| invalid("not a JWT"))?;
-        let now = now();
+        let now = crate::unix_seconds();
         let answer = introspection.introspect(token, now).await?;
         let trusted = |iss: &str| match introspection.issuer() {
             Some(issuer) => iss == issuer,
             None => self.issuers.contains_key(iss),
         };
         introspection.check_audience_and_issuer(&answer, introspection.audiences(), trusted)?;
-        let limit = now.saturating_add(introspection.cache_max_seconds);
+        let limit = now.saturating_add(introspection.cache_max_seconds());
         let until = answer.get("exp").and_then(seconds).map_or(limit, |exp| exp.min(limit));
         Ok((answer, until, introspection.rules()))
     }
@@ -389,7 +401,7 @@ impl Inner {
     /// the wrong JSON type refuse. Returns `exp`.
     fn check_claims(&self, claims: &Value, issuer_name: &str, issuer: &Issuer) -> Result<u64, AuthError> {
         let claims = claims.as_object().ok_or_else(|| invalid("claims are not an object"))?;
-        let now = now();
+        let now = crate::unix_seconds();
         let time = |name: &str| -> Result<Option<u64>, AuthError> {
             match claims.get(name) {
                 None => Ok(None),
@@ -600,6 +612,25 @@ fn allowed_algorithms(issuer: &IssuerConfig, source: &SourceMap) -> Result<Optio
     list.get_ref().iter().map(parse).collect::<Result<Vec<_>, _>>().map(Some)
 }
 
+/// Without the `remote-keys` feature nothing is fetched: a rule file that asks for it is
+/// refused at load.
+#[cfg(not(feature = "remote-keys"))]
+fn remote_keys(
+    issuer: &IssuerConfig,
+    _allowed: Option<Vec<Algorithm>>,
+    _config: &OAuth2Config,
+    source: &SourceMap,
+    _key_epoch: &Arc<AtomicU64>,
+) -> Result<Option<Arc<RemoteKeys>>, ConfigError> {
+    const NEEDS: &str = "fetching keys needs tower-secure's `remote-keys` feature";
+    match (&issuer.jwks_uri, issuer.discovery) {
+        (Some(uri), _) => Err(source.error(uri.span(), "jwks_uri", NEEDS)),
+        (None, true) => Err(source.error(issuer.issuer.span(), "discovery", NEEDS)),
+        (None, false) => Ok(None),
+    }
+}
+
+#[cfg(feature = "remote-keys")]
 fn remote_keys(
     issuer: &IssuerConfig,
     allowed: Option<Vec<Algorithm>>,

@@ -19,7 +19,7 @@ pub(crate) struct Introspector {
     client_id: String,
     client_secret: String,
     client: reqwest::Client,
-    pub(crate) cache_max_seconds: u64,
+    cache_max_seconds: u64,
     /// The answer's `aud` must name one of these (never empty).
     audiences: Vec<String>,
     /// The answer's `iss`, when it has one, must be this (when set).
@@ -65,6 +65,11 @@ impl Introspector {
             issuer: config.issuer.clone(),
             rules,
         })
+    }
+
+    /// The longest an answer is trusted before the token is introspected again.
+    pub(super) fn cache_max_seconds(&self) -> u64 {
+        self.cache_max_seconds
     }
 
     /// The configured audiences (one at least).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use jsonwebtoken::Algorithm;
 
-use super::bearer::{keys_from_jwks, KeySet};
+use super::bearer::{keys_from_jwks, KeySet, Refreshed};
 
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -28,17 +28,6 @@ pub(crate) enum KeySource {
     Jwks(String),
     /// `{issuer}/.well-known/openid-configuration`, whose `jwks_uri` names the JWKS.
     Discovery(String),
-}
-
-/// What a refresh asked for by an unknown `kid` came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refreshed {
-    /// A fetch ran (this caller's, or one it waited for) and stored a key set.
-    Fetched,
-    /// That fetch failed; the previous keys stay.
-    Failed,
-    /// Too soon after the last fetch: nothing ran.
-    RateLimited,
 }
 
 pub(crate) struct RemoteKeys {

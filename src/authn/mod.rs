@@ -12,8 +12,11 @@ mod client_cert;
 #[cfg(feature = "tls")]
 mod forwarded_cert;
 pub mod header;
+// Without `remote-keys`, the fetching parts are types that are never built.
+#[cfg_attr(not(feature = "remote-keys"), path = "introspection_off.rs")]
 mod introspection;
 mod json;
+#[cfg_attr(not(feature = "remote-keys"), path = "jwks_off.rs")]
 mod jwks;
 mod lookup;
 mod revocation;

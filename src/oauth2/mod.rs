@@ -55,7 +55,7 @@ mod scope;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
@@ -278,10 +278,6 @@ fn client_as_user(client: &ClientRecord) -> Option<UserRecord> {
     })
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// A successful token response (RFC 6749 section 5.1).
 struct Issued {
     /// The token's `sub`, for the audit log.
@@ -414,7 +410,7 @@ impl TokenServer {
         let previous = inner.current.rcu(|current| Issuance { clients: clients.clone(), rules: current.rules.clone() });
         inner.client_store.replace_with(&store);
         inner.client_secrets.clear_cache();
-        let now = now();
+        let now = crate::unix_seconds();
         for (id, old) in &previous.clients {
             let shut_out = clients.get(id).is_none_or(|new| new.disabled);
             if shut_out && !old.disabled {
@@ -488,7 +484,7 @@ impl TokenServer {
         form.check_client_id(&client.id)?;
         // Tokens issued in the second all of a client's tokens were revoked (it was disabled
         // and enabled again, or the revocation list overflowed) would be refused: wait it out.
-        if self.inner.revoked.refuses_issued_at(&client.id, now()) {
+        if self.inner.revoked.refuses_issued_at(&client.id, crate::unix_seconds()) {
             return Err(OAuthError::server_error("the client's tokens were revoked this second"));
         }
         let grant_type: GrantType = form
@@ -550,16 +546,16 @@ impl TokenServer {
         // Everything that can fail for other reasons than the token itself (scope, user
         // store, validator) is decided before the token is used up, so the retry a 503
         // asks for still works.
-        let decided = match inner.refresh.peek(token, now()) {
+        let decided = match inner.refresh.peek(token, crate::unix_seconds()) {
             Some(grant) if grant.client_id == client.id => Some(self.refreshed_scopes(caller, &grant, narrowed).await?),
             _ => None,
         };
-        let grant = match inner.refresh.redeem(token, &client.id, now()) {
+        let grant = match inner.refresh.redeem(token, &client.id, crate::unix_seconds()) {
             Redeemed::Fresh(grant) => grant,
             Redeemed::Invalid => return Err(OAuthError::invalid_grant("unknown, expired or foreign refresh token")),
             Redeemed::Replayed(access) => {
                 for (jti, exp) in access {
-                    inner.revoked.revoke(&jti, exp, &client.id, now());
+                    inner.revoked.revoke(&jti, exp, &client.id, crate::unix_seconds());
                 }
                 tracing::warn!(target: crate::AUDIT_TARGET, client = %client.id,
                     "refresh token replayed: its grant is revoked");
@@ -634,7 +630,7 @@ impl TokenServer {
         let (access_token, jti, exp) = self.sign_access_token(subject, &client.id, &scopes)?;
         let refresh_token = client.grant_types.contains(&GrantType::RefreshToken).then(|| {
             let family = family.unwrap_or_else(|| inner.refresh.new_family());
-            let expires = now().saturating_add(inner.refresh_seconds);
+            let expires = crate::unix_seconds().saturating_add(inner.refresh_seconds);
             inner.refresh.issue(&client.id, user, &scopes, expires, family, (jti, exp))
         });
         let refresh_token = refresh_token.flatten();
@@ -651,7 +647,7 @@ impl TokenServer {
     ) -> Result<(String, String, u64), OAuthError> {
         let inner = &self.inner;
         let jti = refresh::random_token().ok_or_else(|| OAuthError::server_error("no randomness"))?;
-        let iat = now();
+        let iat = crate::unix_seconds();
         let exp = iat.saturating_add(inner.access_seconds);
         let mut claims = Map::new();
         claims.insert("iss".into(), inner.issuer.as_str().into());
@@ -699,7 +695,7 @@ impl TokenServer {
             claims.insert("token_type".into(), "Bearer".into());
             return Value::Object(claims);
         }
-        match self.inner.refresh.peek(token, now()) {
+        match self.inner.refresh.peek(token, crate::unix_seconds()) {
             Some(grant) => json!({
                 "active": true,
                 "token_type": "refresh_token",
@@ -717,7 +713,7 @@ impl TokenServer {
     /// RFC 7009: revokes a token of the calling client; unknown tokens are no error.
     fn revoke(&self, client: &ClientRecord, token: &str) -> Result<(), OAuthError> {
         let inner = &self.inner;
-        let now = now();
+        let now = crate::unix_seconds();
         let foreign = || OAuthError::invalid_grant("token issued to another client");
         match inner.refresh.revoke(token, &client.id) {
             Some(Ok(access)) => {
