@@ -364,7 +364,7 @@ impl fmt::Display for Applied {
 
 impl Engine {
     fn start(self: &Arc<Self>, parts: &Parts) -> Start {
-        let raw_path = request_path(parts);
+        let raw_path = crate::policy::request_path(parts);
         let path = match CanonicalPath::parse(raw_path) {
             Ok(path) => path,
             Err(e) => {
@@ -634,17 +634,6 @@ fn audit_refusal(
         handler = handler.unwrap_or("-"),
         reason = error.reason(),
     );
-}
-
-/// The full request path: axum's `OriginalUri` when routers are nested (the URI the
-/// inner router sees has its prefix stripped), the request URI otherwise. Never a
-/// rewrite header.
-fn request_path(parts: &Parts) -> &str {
-    #[cfg(feature = "axum")]
-    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
-        return original.0.path();
-    }
-    parts.uri.path()
 }
 
 pin_project! {

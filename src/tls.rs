@@ -2,7 +2,9 @@
 //! certificates optional or required. Each connection's certificate is
 //! verified and parsed once, after the handshake: the [`ClientCertificate`] (with the path
 //! webpki built, or why it did not verify) goes into every request's extensions, and so
-//! does axum's `ConnectInfo<SocketAddr>`.
+//! does the peer's address ([`authn::PeerAddress`](crate::authn::PeerAddress), and with the `axum`
+//! feature axum's `ConnectInfo<SocketAddr>`). The feature `tls` does not need `axum`: any
+//! tower service of `http::Request<hyper::body::Incoming>` can be served.
 //!
 //! The handshake accepts any client certificate whose holder proves its key; whether the
 //! chain is valid is decided afterwards and answered per request (401 from the
@@ -29,7 +31,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::extract::ConnectInfo;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -43,7 +44,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
-use crate::authn::{pem_certificates, ClientCertificate, TrustRoots};
+use crate::authn::{pem_certificates, ClientCertificate, PeerAddress, TrustRoots};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -165,7 +166,9 @@ impl TlsServer {
             if let Some(certificate) = &certificate {
                 extensions.insert(certificate.clone());
             }
-            extensions.insert(ConnectInfo(peer));
+            extensions.insert(PeerAddress(peer));
+            #[cfg(feature = "axum")]
+            extensions.insert(axum::extract::ConnectInfo(peer));
             let mut service = service.clone();
             async move {
                 std::future::poll_fn(|cx| service.poll_ready(cx)).await?;

@@ -671,3 +671,49 @@ async fn f16_nginx_forwards_ssl_client_escaped_cert() {
     assert_eq!(status, 401, "a client's own header does not pass nginx: {body}");
     drop(nginx);
 }
+
+/// The app over plain hyper (no `axum::serve`, so no `ConnectInfo`): each request gets the
+/// connection's peer as `PeerAddress` when `tell_peer`, as a hyper user would add it.
+async fn serve_with_hyper(format: Format, proxy: &str, tell_peer: bool) -> String {
+    use hyper_util::rt::TokioIo;
+    use tower::ServiceExt as _;
+    use tower_secure::authn::PeerAddress;
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = deployment(dir.path(), format, proxy);
+    let deployment = Deployment::from_toml_str("deployment.toml", &text).unwrap();
+    let users = load_users("users.toml", USERS).unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).user_store(users).build().unwrap();
+    let app = Router::new().route("/public", get(echo_open)).fallback(echo).layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else { return };
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+                if tell_peer {
+                    request.extensions_mut().insert(PeerAddress(peer));
+                }
+                app.clone().oneshot(request)
+            });
+            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
+        }
+    });
+    base
+}
+
+// SPEC F16, A8, I1: without axum's `serve`, a server that puts the connection's peer into
+// the request as `authn::PeerAddress` gets forwarded certificates believed from its
+// trusted proxy; without it the peer is unknown and the header is ignored (401).
+#[tokio::test]
+async fn f16_peer_address_from_plain_hyper() {
+    let pki = pki();
+    let format = format_named("rfc9440");
+    let value = (format.write)(&pki.admin);
+    let told = serve_with_hyper(format, "127.0.0.1", true).await;
+    let reply = send(&told, "/admin/x", &[(format.header, &value)]).await;
+    assert_eq!((reply.status, reply.body.as_str()), (200, "admin|client_cert"), "{reply:?}");
+    let untold = serve_with_hyper(format, "127.0.0.1", false).await;
+    assert_eq!(send(&untold, "/admin/x", &[(format.header, &value)]).await.status, 401);
+}

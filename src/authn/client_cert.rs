@@ -34,7 +34,7 @@ const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02]
 ///
 /// let roots = TrustRoots::from_pem_file("ca.pem")?;
 /// assert!(!roots.is_empty());
-/// # Ok::<(), String>(())
+/// # Ok::<(), tower_secure::authn::CertificateError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct TrustRoots {
@@ -43,9 +43,24 @@ pub struct TrustRoots {
     infos: Vec<CaInfo>,
 }
 
+/// CA certificates that cannot be used: not PEM, not certificates, not CAs, or a file
+/// that cannot be read.
+///
+/// ```
+/// let error = tower_secure::authn::TrustRoots::from_pem("not a certificate").unwrap_err();
+/// assert!(error.to_string().contains("CERTIFICATE"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CertificateError(String);
+
 impl TrustRoots {
     /// The CA certificates in PEM text (one or more `CERTIFICATE` blocks).
-    pub fn from_pem(text: &str) -> Result<Self, String> {
+    pub fn from_pem(text: &str) -> Result<Self, CertificateError> {
+        Self::parse(text).map_err(CertificateError)
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
         let certs = pem_certificates(text)?;
         let mut anchors = Vec::with_capacity(certs.len());
         let mut infos = Vec::with_capacity(certs.len());
@@ -58,9 +73,10 @@ impl TrustRoots {
     }
 
     /// Reads a PEM file of CA certificates.
-    pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, String> {
+    pub fn from_pem_file(path: impl AsRef<Path>) -> Result<Self, CertificateError> {
         let path = path.as_ref();
-        let text = crate::config::read_text(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let text = crate::config::read_text(path)
+            .map_err(|e| CertificateError(format!("cannot read {}: {e}", path.display())))?;
         Self::from_pem(&text)
     }
 
@@ -380,7 +396,7 @@ fn forwarded(
         return Err(source.error(table, "ca_file", "a forwarded header needs ca_file: the roots to verify it against"));
     };
     let roots = TrustRoots::from_pem_file(source.resolve(ca_file.get_ref()))
-        .map_err(|m| source.error(ca_file.span(), "ca_file", m))?;
+        .map_err(|m| source.error(ca_file.span(), "ca_file", m.to_string()))?;
     let intermediates = match &config.intermediates_file {
         None => Vec::new(),
         Some(file) => crate::config::read_text(source.resolve(file.get_ref()))
@@ -438,12 +454,30 @@ fn refused(reason: &'static str) -> AuthError {
     AuthError::invalid_credentials(reason)
 }
 
-/// The full request path as the layer saw it.
-fn request_path(parts: &Parts) -> &str {
-    match parts.extensions.get::<axum::extract::OriginalUri>() {
-        Some(original) => original.0.path(),
-        None => parts.uri.path(),
+/// The address of the connection's peer, in a request's extensions: the crate's TLS server
+/// puts it there; with plain hyper, put it there yourself to use `trusted_proxies`.
+///
+/// ```
+/// use tower_secure::authn::PeerAddress;
+///
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(PeerAddress("10.0.0.5:51000".parse()?));
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddress(pub SocketAddr);
+
+/// The peer's IP: [`PeerAddress`], or axum's `ConnectInfo<SocketAddr>` (`axum::serve` with
+/// `into_make_service_with_connect_info`).
+fn peer_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    if let Some(peer) = extensions.get::<PeerAddress>() {
+        return Some(peer.0.ip());
     }
+    #[cfg(feature = "axum")]
+    if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+        return Some(info.0.ip());
+    }
+    None
 }
 
 impl HandlerInner {
@@ -460,7 +494,7 @@ impl HandlerInner {
             }
             (None, None) => None,
             (None, Some(forwarded)) => {
-                let peer = parts.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+                let peer = peer_ip(&parts.extensions);
                 if !peer.is_some_and(|ip| forwarded.proxies.contains(&ip)) {
                     tracing::warn!(target: crate::AUDIT_TARGET, peer = ?peer, "forwarded certificate from an untrusted peer ignored");
                     return None;
@@ -481,8 +515,8 @@ impl HandlerInner {
         if let Some(allow) = &self.allow_list {
             // The path is parsed only for a certificate the list does not allow.
             if !allow.allows(&verified.issuers) {
-                let path =
-                    CanonicalPath::parse(request_path(parts)).map_err(|_| AuthError::invalid_request("bad path"))?;
+                let path = CanonicalPath::parse(crate::policy::request_path(parts))
+                    .map_err(|_| AuthError::invalid_request("bad path"))?;
                 if !allow.exempt(path.as_str()) {
                     return Err(refused("certificate not issued by an allowed intermediate CA"));
                 }
@@ -542,7 +576,7 @@ impl AuthenticationHandler for ClientCertAuthenticator {
         if !request.headers.contains_key(&forwarded.header) {
             return false;
         }
-        let peer = request.extensions.get::<axum::extract::ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = peer_ip(&request.extensions);
         let trusted = peer.is_some_and(|ip| forwarded.proxies.contains(&ip));
         if !trusted {
             tracing::warn!(target: crate::AUDIT_TARGET, peer = ?peer, "forwarded certificate from an untrusted peer ignored");

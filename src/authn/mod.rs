@@ -32,7 +32,7 @@ pub use bearer::BearerAuthenticator;
 #[cfg(feature = "tls")]
 pub(crate) use client_cert::pem_certificates;
 #[cfg(feature = "tls")]
-pub use client_cert::{CaInfo, ClientCertAuthenticator, ClientCertificate, TrustRoots};
+pub use client_cert::{CaInfo, CertificateError, ClientCertAuthenticator, ClientCertificate, PeerAddress, TrustRoots};
 pub use lookup::UserLookup;
 // The token server's way in (feature `oauth2-server`).
 #[cfg(feature = "oauth2-server")]

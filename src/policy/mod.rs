@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use http::Method;
 
+pub(crate) use path::request_path;
 pub use path::{CanonicalPath, PathError, MAX_PATH_BYTES, MAX_SEGMENTS};
 pub use rule::{CrossTenant, Methods, Rule, RuleOrigin, STANDARD_METHODS};
 

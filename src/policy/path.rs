@@ -183,6 +183,17 @@ fn hex_value(digit: u8) -> Option<u8> {
     (digit as char).to_digit(16).map(|d| d as u8)
 }
 
+/// The full request path: axum's `OriginalUri` when routers are nested (the URI the
+/// inner router sees has its prefix stripped), the request URI otherwise. Never a
+/// rewrite header.
+pub(crate) fn request_path(parts: &http::request::Parts) -> &str {
+    #[cfg(feature = "axum")]
+    if let Some(original) = parts.extensions.get::<axum::extract::OriginalUri>() {
+        return original.0.path();
+    }
+    parts.uri.path()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
