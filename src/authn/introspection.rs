@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::claims::ClaimRules;
+use super::fetch::{read_capped, BodyError};
 use crate::config::{ConfigError, IntrospectionConfig, SourceMap};
 use crate::error::AuthError;
 
@@ -120,7 +121,7 @@ impl Introspector {
                 AuthError::unavailable(reason).with_retry_after(1)
             }
         };
-        let mut response = self
+        let response = self
             .client
             .post(&self.endpoint)
             // RFC 6749 section 2.3.1: form-encode id and secret before Basic encoding.
@@ -133,13 +134,13 @@ impl Introspector {
             tracing::error!(target: crate::AUDIT_TARGET, status = %response.status(), "introspection endpoint refused the call");
             return Err(AuthError::unavailable("introspection endpoint error").with_retry_after(1));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(unavailable("introspection response broken"))? {
-            if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(AuthError::unavailable("introspection response too large").with_retry_after(1));
+        let body = match read_capped(response, MAX_RESPONSE_BYTES).await {
+            Ok(body) => body,
+            Err(BodyError::Broken(error)) => return Err(unavailable("introspection response broken")(error)),
+            Err(BodyError::TooLarge) => {
+                return Err(AuthError::unavailable("introspection response too large").with_retry_after(1))
             }
-            body.extend_from_slice(&chunk);
-        }
+        };
         let answer = match super::json::parse(&body) {
             Ok(answer) => answer,
             // Well-formed JSON that names a member twice could mean either value: refused

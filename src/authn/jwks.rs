@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use jsonwebtoken::Algorithm;
 
 use super::bearer::{keys_from_jwks, KeySet, Refreshed};
+use super::fetch::{read_capped, BodyError};
 
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -263,17 +264,14 @@ impl RemoteKeys {
 
     /// GET with the client's timeout, a success status and a size cap.
     async fn get(&self, url: &str) -> Result<String, FetchError> {
-        let mut response = self.client.get(url).send().await.map_err(|e| FetchError::Http(e.to_string()))?;
+        let response = self.client.get(url).send().await.map_err(|e| FetchError::Http(e.to_string()))?;
         if !response.status().is_success() {
             return Err(FetchError::Http(format!("status {}", response.status())));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::Http(e.to_string()))? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(FetchError::Document("document over 1 MiB".to_owned()));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(response, MAX_DOCUMENT_BYTES).await.map_err(|e| match e {
+            BodyError::Broken(e) => FetchError::Http(e.to_string()),
+            BodyError::TooLarge => FetchError::Document("document over 1 MiB".to_owned()),
+        })?;
         String::from_utf8(body).map_err(|_| FetchError::Document("not UTF-8".to_owned()))
     }
 }

@@ -9,6 +9,8 @@ mod bearer;
 mod claims;
 #[cfg(feature = "tls")]
 mod client_cert;
+#[cfg(feature = "remote-keys")]
+mod fetch;
 #[cfg(feature = "tls")]
 mod forwarded_cert;
 pub mod header;
