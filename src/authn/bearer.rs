@@ -765,8 +765,9 @@ fn family(algorithm: Algorithm) -> &'static str {
     }
 }
 
-/// HMAC keys at least as long as the hash (and never under 256 bits).
-fn hmac_key(secret: &[u8], algorithm: Algorithm) -> Result<DecodingKey, String> {
+/// HMAC keys at least as long as the hash (and never under 256 bits), for keys this crate
+/// verifies with and keys its token server signs with.
+pub(crate) fn hmac_key(secret: &[u8], algorithm: Algorithm) -> Result<DecodingKey, String> {
     let minimum = match algorithm {
         Algorithm::HS256 => 32,
         Algorithm::HS384 => 48,
@@ -803,6 +804,17 @@ fn public_key_from_pem(pem_text: &str, algorithm: Algorithm) -> Result<DecodingK
 fn check_rsa_size(der: &[u8]) -> Result<(), String> {
     let key = aws_lc_rs::rsa::PublicKey::from_der(der).map_err(|_| "not an RSA public key".to_owned())?;
     let bits = key.modulus().big_endian_without_leading_zero().len() * 8;
+    if bits < 2048 {
+        return Err(format!("RSA keys need at least 2048 bits, this one has {bits}"));
+    }
+    Ok(())
+}
+
+/// The modulus `n` of an RSA JWK (base64url) has at least 2048 bits: for keys this crate
+/// verifies with and keys its token server signs with.
+pub(crate) fn check_rsa_modulus(n: &str) -> Result<(), String> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).map_err(|_| "n is not base64url")?;
+    let bits = bytes.iter().skip_while(|b| **b == 0).count() * 8;
     if bits < 2048 {
         return Err(format!("RSA keys need at least 2048 bits, this one has {bits}"));
     }
@@ -847,12 +859,7 @@ fn public_key_from_jwk(jwk: &Value, algorithm: Algorithm) -> Result<DecodingKey,
         return Err(format!("crv must be {} for {algorithm:?}", curve.unwrap_or_default()));
     }
     if family(algorithm) == "RSA" {
-        let n = field("n").ok_or("an RSA JWK needs n")?;
-        let bits = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n).map_err(|_| "n is not base64url")?;
-        let significant = bits.iter().skip_while(|b| **b == 0).count();
-        if significant * 8 < 2048 {
-            return Err("RSA keys need at least 2048 bits".to_owned());
-        }
+        check_rsa_modulus(field("n").ok_or("an RSA JWK needs n")?)?;
     }
     let parsed: Jwk = serde_json::from_value(jwk.clone()).map_err(|e| format!("not a supported JWK: {e}"))?;
     DecodingKey::from_jwk(&parsed).map_err(|e| format!("not a usable JWK: {e}"))

@@ -39,9 +39,9 @@ pub use lookup::UserLookup;
 // The token server's way in (feature `oauth2-server`).
 #[cfg(feature = "oauth2-server")]
 pub(crate) use basic::MAX_BASIC_TOKEN;
-#[cfg(feature = "oauth2-server")]
-pub(crate) use bearer::install_crypto_provider;
 pub(crate) use bearer::LocalIssuer;
+#[cfg(feature = "oauth2-server")]
+pub(crate) use bearer::{check_rsa_modulus, hmac_key, install_crypto_provider};
 #[cfg(feature = "oauth2-server")]
 pub(crate) use header::basic_credentials;
 pub(crate) use revocation::RevokedTokens;

@@ -144,11 +144,9 @@ fn hmac(config: &SigningKeyConfig) -> Result<(EncodingKey, DecodingKey, Value), 
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(secret.get_ref())
         .map_err(|_| ("secret_base64", "not base64".to_owned()))?;
-    if bytes.len() < 32 {
-        return Err(("secret_base64", "an HS256 secret needs at least 32 bytes".to_owned()));
-    }
+    let decoding = crate::authn::hmac_key(&bytes, Algorithm::HS256).map_err(|m| ("secret_base64", m))?;
     let jwk = json!({ "kty": "oct", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes) });
-    Ok((EncodingKey::from_secret(&bytes), DecodingKey::from_secret(&bytes), jwk))
+    Ok((EncodingKey::from_secret(&bytes), decoding, jwk))
 }
 
 /// The signing key, its verification key and its public JWK (with `use` and `alg`).
@@ -192,10 +190,7 @@ fn private_key(
         return Err(("pem", "the key does not verify its own signature".to_owned()));
     }
     if let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &jwk.algorithm {
-        let n = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&rsa.n).unwrap_or_default();
-        if n.iter().skip_while(|b| **b == 0).count() * 8 < 2048 {
-            return Err(("pem", "RSA keys need at least 2048 bits".to_owned()));
-        }
+        crate::authn::check_rsa_modulus(&rsa.n).map_err(|m| ("pem", m))?;
     }
     let public = serde_json::to_value(&jwk).map_err(|e| ("pem", e.to_string()))?;
     Ok((encoding, decoding, public))
