@@ -1,0 +1,168 @@
+//! [`SecureLayer`] and [`SecureService`]: the tower middleware. One request, end to end:
+//! canonical path -> rule lookup -> handler selection -> authentication -> authorization
+//! -> [`AuthContext`] in the request extensions -> inner service. The inner service is
+//! only called once the decision is made.
+//!
+//! The decision is in `decision.rs`, what a handler sees of it (and the `#[secure]` check)
+//! in `context.rs`, the response future and body in `response.rs`.
+
+mod context;
+mod decision;
+mod response;
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::authn::Registry;
+use crate::authz::AuthorizationHandler;
+use crate::error::ErrorResponder;
+use crate::policy::Policy;
+
+pub use context::AuthContext;
+use decision::{PendingAllow, Start};
+use response::AuthFuture;
+pub use response::{ResponseFuture, SecureBody};
+
+/// Everything a decision needs, built and validated once by the builder.
+pub(crate) struct Engine {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) registry: Registry,
+    pub(crate) authorizers: Vec<Arc<dyn AuthorizationHandler>>,
+    pub(crate) realm: String,
+    pub(crate) responder: Arc<dyn ErrorResponder>,
+    /// `WWW-Authenticate` challenges per rule id, and for the secure default.
+    pub(crate) challenges: Vec<Arc<[HeaderValue]>>,
+    pub(crate) default_challenges: Arc<[HeaderValue]>,
+    /// Request paths passed through unauthenticated, compared byte for byte with the raw
+    /// path: the endpoints of a token server registered with the builder, which
+    /// authenticate their own clients.
+    pub(crate) token_endpoints: &'static [&'static str],
+}
+
+/// Secures every request of the wrapped service. Cheap to clone.
+///
+/// ```
+/// use axum::{routing::get, Router};
+/// use tower_secure::config::{load_users, Deployment};
+/// use tower_secure::SecureLayer;
+///
+/// let deployment = Deployment::from_toml_str("deployment.toml", r#"
+///     [[resource.access_control]]
+///     context = "/health"
+///     secure = false
+/// "#)?;
+/// let layer = SecureLayer::builder()
+///     .deployment(deployment)
+///     .user_store(load_users("users.toml", "")?)
+///     .build()?;
+/// let app: Router = Router::new().route("/health", get(|| async { "ok" })).layer(layer);
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct SecureLayer {
+    pub(crate) shared: Arc<crate::reload::Shared>,
+}
+
+impl SecureLayer {
+    /// The compiled policy this layer enforces now.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.shared.current.load().policy.clone()
+    }
+
+    /// The authentication handlers by name, in the order they are asked.
+    pub fn handler_order(&self) -> Vec<(String, i32)> {
+        self.shared.current.load().registry.handlers().iter().map(|h| (h.name().to_owned(), h.priority)).collect()
+    }
+
+    /// A handle that reloads this layer's rules (and users) while it serves.
+    pub fn reloader(&self) -> crate::Reloader {
+        crate::Reloader { shared: self.shared.clone() }
+    }
+}
+
+impl std::fmt::Debug for SecureLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureLayer").field("handlers", &self.handler_order()).finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for SecureLayer {
+    type Service = SecureService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SecureService { inner, shared: self.shared.clone() }
+    }
+}
+
+/// The service [`SecureLayer`] wraps around an inner service.
+#[derive(Clone)]
+pub struct SecureService<S> {
+    inner: S,
+    shared: Arc<crate::reload::Shared>,
+}
+
+impl<S> SecureService<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for SecureService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureService").field("inner", &self.inner).finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SecureService<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<SecureBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future, S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        // One configuration version decides the whole request (SPEC B7).
+        let engine = self.shared.current.load();
+        match engine.start(&parts) {
+            Start::Refuse(response) => ResponseFuture::refused(response),
+            Start::Pass(context, allowed) => {
+                let pending = PendingAllow { context: context.clone(), method: parts.method.clone(), allowed };
+                let mut request = Request::from_parts(parts, body);
+                request.extensions_mut().insert(context);
+                ResponseFuture::inner(self.inner.call(request), pending)
+            }
+            Start::Authenticate { handler, rules, path, principal } => {
+                // Hand the readied service to the future and keep a fresh clone (tower idiom).
+                let fresh = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, fresh);
+                let engine = Arc::clone(&engine);
+                let fut: AuthFuture = Box::pin(async move {
+                    let decision = engine.decide(handler, rules, path, principal, &parts).await;
+                    (parts, decision)
+                });
+                ResponseFuture::authenticating(fut, ready, body)
+            }
+        }
+    }
+}
