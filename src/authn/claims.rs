@@ -170,6 +170,24 @@ pub(super) fn string_array(value: &Value) -> Option<Vec<String>> {
     value.as_array()?.iter().map(|v| v.as_str().map(str::to_owned)).collect()
 }
 
+/// A NumericDate (RFC 7519): a number of seconds, integer or not, within the range of a
+/// signed 64-bit count: `1e300` or `2^64` are malformed, never "no expiry".
+/// A time before 1970 reads as 0 (long past).
+pub(super) fn seconds(value: &Value) -> Option<u64> {
+    let whole = match value.as_i64() {
+        Some(whole) => whole,
+        None => {
+            let real = value.as_f64()?;
+            // i64::MIN as f64 is exactly -2^63, i64::MAX as f64 rounds up to 2^63.
+            if !(real.is_finite() && real >= i64::MIN as f64 && real < i64::MAX as f64) {
+                return None;
+            }
+            real as i64
+        }
+    };
+    Some(u64::try_from(whole).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

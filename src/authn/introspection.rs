@@ -157,7 +157,7 @@ impl Introspector {
         if answer.get("active") != Some(&Value::Bool(true)) {
             return Err(AuthError::invalid_credentials("token is not active"));
         }
-        match answer.get("exp").map(super::bearer::seconds) {
+        match answer.get("exp").map(super::claims::seconds) {
             None => {}
             Some(Some(exp)) if exp > now => {}
             Some(Some(_)) => return Err(AuthError::invalid_credentials("token expired")),

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use jsonwebtoken::Algorithm;
 
-use super::bearer::{keys_from_jwks, KeySet, Refreshed};
 use super::fetch::{read_capped, BodyError};
+use super::keys::{keys_from_jwks, KeySet, Refreshed};
 
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::bearer::{KeySet, Refreshed};
+use super::keys::{KeySet, Refreshed};
 
 /// Never built: it has no values.
 pub(crate) enum RemoteKeys {}

@@ -20,6 +20,7 @@ mod introspection;
 mod json;
 #[cfg_attr(not(feature = "remote-keys"), path = "jwks_off.rs")]
 mod jwks;
+mod keys;
 mod lookup;
 mod revocation;
 
@@ -39,11 +40,13 @@ pub use lookup::UserLookup;
 // The token server's way in (feature `oauth2-server`).
 #[cfg(feature = "oauth2-server")]
 pub(crate) use basic::MAX_BASIC_TOKEN;
+#[cfg(feature = "oauth2-server")]
+pub(crate) use bearer::install_crypto_provider;
 pub(crate) use bearer::LocalIssuer;
 #[cfg(feature = "oauth2-server")]
-pub(crate) use bearer::{check_rsa_modulus, hmac_key, install_crypto_provider};
-#[cfg(feature = "oauth2-server")]
 pub(crate) use header::basic_credentials;
+#[cfg(feature = "oauth2-server")]
+pub(crate) use keys::{check_rsa_modulus, hmac_key};
 pub(crate) use revocation::RevokedTokens;
 
 use crate::error::AuthError;
