@@ -8,10 +8,14 @@ mod domains;
 mod name;
 mod permission;
 mod principal;
+#[cfg(feature = "sql")]
+mod sql;
 mod store;
 
 pub use domains::{UserStores, UserStoresBuilder, UserStoresError};
 pub use name::{NameError, QualifiedName, PRIMARY_DOMAIN, SUPER_TENANT};
 pub use permission::{Permission, PermissionError, PermissionSet};
 pub use principal::{Principal, PrincipalBuilder};
+#[cfg(feature = "sql")]
+pub use sql::{SqlQueries, SqlUserStore, SqlUserStoreBuilder, SQL_SCHEMA};
 pub use store::{InMemoryUserStore, UserRecord, UserStore, UserStoreError};
