@@ -167,6 +167,7 @@ struct RestartOnly {
     oauth2: OAuth2Config,
     client_cert: Option<ClientCertConfig>,
     intermediate_cert_validation: IntermediateCertValidation,
+    user_store: Vec<crate::config::UserStoreTable>,
 }
 
 impl RestartOnly {
@@ -176,6 +177,7 @@ impl RestartOnly {
             oauth2: deployment.oauth2.clone(),
             client_cert: deployment.client_cert.as_ref().map(|c| c.get_ref().clone()),
             intermediate_cert_validation: deployment.intermediate_cert_validation.clone(),
+            user_store: deployment.user_store.iter().map(|t| t.get_ref().clone()).collect(),
         }
     }
 
@@ -189,6 +191,8 @@ impl RestartOnly {
             Some("[client_cert]")
         } else if self.intermediate_cert_validation != other.intermediate_cert_validation {
             Some("[intermediate_cert_validation]")
+        } else if self.user_store != other.user_store {
+            Some("[[user_store]]")
         } else {
             None
         }
@@ -202,9 +206,9 @@ impl RestartOnly {
 /// applies), then swaps it in atomically: a request is decided by the old version or the
 /// new one, never a mix. A file that does not load is refused: the error is returned and
 /// logged, and the old version keeps serving. `[authentication.basic]`, `[oauth2]`,
-/// `[client_cert]`, `[intermediate_cert_validation]` and `[oauth2_server]` configure the
-/// handlers and the token server themselves and need a restart: a reload that changes
-/// them is refused. The token server takes the new
+/// `[client_cert]`, `[intermediate_cert_validation]`, `[[user_store]]` and `[oauth2_server]`
+/// configure the handlers, the user stores and the token server themselves and need a
+/// restart: a reload that changes them is refused. The token server takes the new
 /// `[[scope]]` and `[scope_validation]` tables before the layer takes the new rules, so a
 /// scope the layer starts to require is already issued.
 ///

@@ -480,3 +480,143 @@ async fn g5_unknown_and_wrong_take_the_same_time() {
         assert!(wrong * FACTOR > unknown, "{backend}: wrong {wrong:?} vs unknown {unknown:?}");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Configuration: `[[user_store]]` tables of the rule file
+// ---------------------------------------------------------------------------------------
+
+// SPEC G1, G2: `[[user_store]]` tables build the same set in configuration: PRIMARY a
+// users file (a path relative to the rule file), `DB` PostgreSQL with its URL (and
+// password) in a file, `LITE` a SQLite file with its URL in an environment variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g1_g2_user_store_tables_in_the_rule_file() {
+    let (pg, _) = postgres_store(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(conf.join("secrets")).unwrap();
+    let users = format!(
+        "[[role]]\nname = \"admin\"\npermissions = [\"/permission/admin\"]\n\n[[user]]\nname = \"alex\"\npassword = \"{}\"\nroles = [\"admin\"]\n",
+        common::cheap_hash("file123")
+    );
+    std::fs::write(conf.join("users.toml"), users).unwrap();
+    std::fs::write(conf.join("secrets/pg-url"), format!("{}\n", pg.url())).unwrap();
+    let lite_seed =
+        format!("INSERT INTO ts_user (name, password_hash) VALUES ('alex', '{}');", common::cheap_hash("lite123"));
+    let lite_dir = dir.path().join("lite");
+    std::fs::create_dir_all(&lite_dir).unwrap();
+    drop(sqlite_store(&lite_dir, &lite_seed).await);
+    let lite_url = format!("sqlite://{}", lite_dir.join("users.db").display());
+    std::env::set_var("TOWER_SECURE_TEST_LITE_URL", &lite_url);
+    let rules = format!(
+        "{RULES}
+[[user_store]]
+type = \"file\"
+path = \"users.toml\"
+
+[[user_store]]
+domain = \"db\"
+type = \"sql\"
+url_file = \"secrets/pg-url\"
+timeout_seconds = 2
+
+[[user_store]]
+domain = \"LITE\"
+type = \"sql\"
+url_env = \"TOWER_SECURE_TEST_LITE_URL\"
+max_connections = 2
+"
+    );
+    std::fs::write(conf.join("deployment.toml"), &rules).unwrap();
+    let deployment = Deployment::from_file(conf.join("deployment.toml")).unwrap();
+    assert!(deployment.has_user_stores());
+    let stores = deployment.user_stores().await.unwrap().unwrap();
+    assert_eq!(stores.domains().collect::<Vec<_>>(), ["DB", "LITE", "PRIMARY"]);
+    let layer = SecureLayer::builder().deployment(deployment).user_store(stores).build().unwrap();
+    let base =
+        common::serve(Router::new().route("/whoami", get(whoami)).route("/admin", get(whoami)).layer(layer)).await;
+    assert_eq!(get_as(&base, "/admin", "alex", "file123").await, (StatusCode::OK, "PRIMARY|alex|admin".into()));
+    assert_eq!(get_as(&base, "/admin", "DB/alex", "alex123").await, (StatusCode::OK, "DB|alex|admin,viewer".into()));
+    assert_eq!(get_as(&base, "/whoami", "LITE/alex", "lite123").await, (StatusCode::OK, "LITE|alex|".into()));
+    for (user, password) in
+        [("alex", "alex123"), ("DB/alex", "file123"), ("LITE/alex", "file123"), ("X/alex", "file123")]
+    {
+        assert_eq!(get_as(&base, "/whoami", user, password).await.0, StatusCode::UNAUTHORIZED, "{user}");
+    }
+}
+
+/// The error a rule file's `[[user_store]]` tables give, at load or when built.
+async fn store_error(tables: &str) -> tower_secure::config::ConfigError {
+    match Deployment::from_toml_str("deployment.toml", tables) {
+        Err(e) => e,
+        Ok(deployment) => deployment.user_stores().await.expect_err("the tables should be refused"),
+    }
+}
+
+// SPEC G1, G2: bad tables are refused naming file, line and key; a password never sits in
+// the rule file, and an error never shows one.
+#[tokio::test]
+async fn g1_g2_user_store_tables_are_checked() {
+    let cases: &[(&str, &str, usize, &str)] = &[
+        ("[[user_store]]\ntype = \"ldap\"\n", "type", 2, "unknown user store type"),
+        ("[[user_store]]\ntype = \"file\"\n", "type", 2, "needs `path`"),
+        ("[[user_store]]\ntype = \"file\"\npath = \"u.toml\"\nurl = \"sqlite::memory:\"\n", "type", 2, "`path` only"),
+        ("[[user_store]]\ntype = \"sql\"\n", "type", 2, "exactly one of"),
+        (
+            "[[user_store]]\ntype = \"sql\"\nurl = \"sqlite::memory:\"\nurl_env = \"X\"\n",
+            "type",
+            2,
+            "exactly one of",
+        ),
+        (
+            "[[user_store]]\ntype = \"sql\"\nurl = \"postgres://app:hunter2@db/users\"\n",
+            "url",
+            3,
+            "holds a password",
+        ),
+        ("[[user_store]]\ndomain = \"BAD DOMAIN\"\ntype = \"sql\"\nurl = \"sqlite::memory:\"\n", "domain", 2, "letters"),
+        (
+            "[[user_store]]\ntype = \"sql\"\nurl = \"sqlite::memory:\"\n\n[[user_store]]\ndomain = \"primary\"\ntype = \"sql\"\nurl = \"sqlite::memory:\"\n",
+            "domain",
+            6,
+            "another [[user_store]]",
+        ),
+        ("[[user_store]]\ntype = \"sql\"\nurl_env = \"TOWER_SECURE_TEST_UNSET_VARIABLE\"\n", "url_env", 3, "is not set"),
+        ("[[user_store]]\ntype = \"file\"\npath = \"/nonexistent/users.toml\"\n", "", 0, ""),
+    ];
+    for (tables, key, line, message) in cases {
+        let error = store_error(tables).await;
+        if key.is_empty() {
+            continue; // only that it fails
+        }
+        assert_eq!(error.key.as_deref(), Some(*key), "{tables}: {error}");
+        assert_eq!(error.line, *line, "{tables}: {error}");
+        assert!(error.message.contains(message), "{tables}: {error}");
+    }
+    // A database that does not answer: the error names the key, never the password.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("url");
+    let port = common::servers::free_port();
+    std::fs::write(&secret, format!("postgres://app:hunter2@127.0.0.1:{port}/users")).unwrap();
+    let tables = format!("[[user_store]]\ntype = \"sql\"\nurl_file = \"{}\"\ntimeout_seconds = 1\n", secret.display());
+    let error = store_error(&tables).await;
+    assert_eq!((error.key.as_deref(), error.line), (Some("url_file"), 3), "{error}");
+    assert!(!error.to_string().contains("hunter2"), "{error}");
+}
+
+// SPEC G1: the stores are built once; a reload that changes `[[user_store]]` is refused
+// (restart to apply it), one that keeps them goes through.
+#[tokio::test]
+async fn g1_changed_user_store_tables_need_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("u.db").display());
+    let tables = format!("[[user_store]]\ntype = \"sql\"\nurl = \"{url}\"\ncreate_schema = true\n");
+    let deployment = Deployment::from_toml_str("deployment.toml", &tables).unwrap();
+    let stores = deployment.user_stores().await.unwrap().unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).user_store(stores).build().unwrap();
+    let reloader = layer.reloader();
+    let same = format!("{RULES}\n{tables}");
+    reloader.reload(Deployment::from_toml_str("deployment.toml", &same).unwrap()).unwrap();
+    let changed = format!("{RULES}\n{}", tables.replace("create_schema = true", "max_connections = 3"));
+    let error = reloader.reload(Deployment::from_toml_str("deployment.toml", &changed).unwrap()).unwrap_err();
+    assert!(error.message.contains("[[user_store]] changed"), "{error}");
+}
