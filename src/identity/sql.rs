@@ -188,7 +188,8 @@ impl std::fmt::Debug for SqlUserStoreBuilder {
 impl SqlUserStore {
     /// A store on the database at `url`: `postgres://user:password@host:port/database`
     /// (`?sslmode=require` or `verify-full` for TLS, through rustls on aws-lc) or
-    /// `sqlite://path/to/users.db` (`sqlite::memory:` for a private in-memory database).
+    /// `sqlite://path/to/users.db` (a file: each pooled connection opens it; with
+    /// [`create_schema`](SqlUserStoreBuilder::create_schema) a missing file is created).
     pub fn builder(url: impl Into<String>) -> SqlUserStoreBuilder {
         SqlUserStoreBuilder {
             url: url.into(),
