@@ -500,8 +500,10 @@ async fn g1_g2_user_store_tables_in_the_rule_file() {
     );
     std::fs::write(conf.join("users.toml"), users).unwrap();
     std::fs::write(conf.join("secrets/pg-url"), format!("{}\n", pg.url())).unwrap();
-    let lite_seed =
-        format!("INSERT INTO ts_user (name, password_hash) VALUES ('alex', '{}');", common::cheap_hash("lite123"));
+    let lite_seed = format!(
+        "INSERT INTO ts_user (name, password_hash) VALUES ('alex', '{0}'), ('sam', '{0}');",
+        common::cheap_hash("lite123")
+    );
     let lite_dir = dir.path().join("lite");
     std::fs::create_dir_all(&lite_dir).unwrap();
     drop(sqlite_store(&lite_dir, &lite_seed).await);
@@ -619,4 +621,80 @@ async fn g1_changed_user_store_tables_need_a_restart() {
     let changed = format!("{RULES}\n{}", tables.replace("create_schema = true", "max_connections = 3"));
     let error = reloader.reload(Deployment::from_toml_str("deployment.toml", &changed).unwrap()).unwrap_err();
     assert!(error.message.contains("[[user_store]] changed"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------
+// The token endpoint's password grant against SQL stores
+// ---------------------------------------------------------------------------------------
+
+/// POST /oauth2/token, password grant, client `app`; status, Retry-After, JSON body.
+async fn password_grant(base: &str, user: &str, password: &str) -> (StatusCode, bool, serde_json::Value) {
+    let encode = |s: &str| s.replace('%', "%25").replace('/', "%2F").replace('@', "%40");
+    let body = format!("grant_type=password&username={}&password={}", encode(user), encode(password));
+    let response = common::client()
+        .post(format!("{base}/oauth2/token"))
+        .header(AUTHORIZATION, basic("app", "app-secret"))
+        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (status, retry_after) = (response.status(), response.headers().contains_key(RETRY_AFTER));
+    (status, retry_after, response.json().await.unwrap())
+}
+
+// SPEC G1, G2, G5: the password grant finds users in the SQL stores of their domains
+// (PRIMARY PostgreSQL, SECONDARY SQLite), refuses wrong passwords, disabled users and
+// unknown domains (400 invalid_grant), and answers 503 with Retry-After while PostgreSQL
+// is down, while the SQLite domain keeps issuing; its tokens work on the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g2_password_grant_against_sql_stores() {
+    use tower_secure::code::{AccessRule, SigningKey, TokenServerSettings};
+    use tower_secure::oauth2::TokenServer;
+
+    let (mut pg, primary) = postgres_store(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seed_sql = format!(
+        "INSERT INTO ts_user (name, password_hash) VALUES ('alex', '{0}'), ('sam', '{0}');",
+        common::cheap_hash("lite123")
+    );
+    let secondary = sqlite_store(dir.path(), &seed_sql).await;
+    let stores = UserStores::builder().primary(primary).domain("SECONDARY", secondary).build().unwrap();
+    let deployment = Deployment::builder()
+        .rule(AccessRule::new("/admin").permission("/permission/admin"))
+        .token_server(
+            TokenServerSettings::new("https://issuer.test")
+                .signing_key(SigningKey::hs256_base64("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0=")),
+        )
+        .build()
+        .unwrap();
+    let clients = Users::builder().client("app", common::cheap_hash("app-secret"), Vec::<String>::new()).build();
+    let tokens =
+        TokenServer::builder().deployment(&deployment).user_store(stores).clients(clients.unwrap().clients).build();
+    let tokens = tokens.unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
+    let base = common::serve(Router::new().route("/whoami", get(whoami)).merge(tokens.router()).layer(layer)).await;
+
+    for (user, password) in [("alex", "alex123"), ("SECONDARY/alex", "lite123")] {
+        let (status, _, body) = password_grant(&base, user, password).await;
+        assert_eq!(status, StatusCode::OK, "{user}: {body}");
+        let token = body["access_token"].as_str().unwrap();
+        let response = common::client().get(format!("{base}/whoami")).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{user}");
+        let domain = if user.contains('/') { "SECONDARY" } else { "PRIMARY" };
+        assert!(response.text().await.unwrap().starts_with(&format!("{domain}|alex|")), "{user}");
+    }
+    for (user, password) in
+        [("alex", "lite123"), ("SECONDARY/alex", "alex123"), ("dave", "dave123"), ("OTHER/alex", "alex123")]
+    {
+        let (status, _, body) = password_grant(&base, user, password).await;
+        assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{user}");
+    }
+    tokio::task::block_in_place(|| pg.stop());
+    let (status, retry_after, body) = password_grant(&base, "bob", "bob123").await;
+    assert_eq!((status, retry_after), (StatusCode::SERVICE_UNAVAILABLE, true), "{body}");
+    // The SQLite domain does not depend on PostgreSQL (sam's first grant: a look-up, not a
+    // cached verification).
+    let (status, _, body) = password_grant(&base, "SECONDARY/sam", "lite123").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
