@@ -276,7 +276,8 @@ async fn g2_basic_against_sqlite() {
     check_seeded_store(store, "sqlite").await;
 }
 
-// SPEC G2: the queries can be replaced to read tables of one's own (WSO2's JDBC store).
+// SPEC G2, G5: the queries can be replaced to read tables of one's own (WSO2's JDBC
+// store); a replaced query that finds several users for one name is a store failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g2_query_overrides_read_own_tables() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,6 +288,7 @@ async fn g2_query_overrides_read_own_tables() {
          CREATE TABLE people_groups (realm TEXT, login TEXT, grp TEXT);
          CREATE TABLE group_rights (grp TEXT, right_path TEXT);
          INSERT INTO people VALUES ('carbon.super', 'ann', '{ann}', 1), ('carbon.super', 'old', '{old}', 0);
+         INSERT INTO people VALUES ('carbon.super', 'twin', '{ann}', 1), ('carbon.super', 'twin', '{old}', 1);
          INSERT INTO people_groups VALUES ('carbon.super', 'ann', 'ops'), ('carbon.super', 'old', 'ops');
          INSERT INTO group_rights VALUES ('ops', '/permission/admin'), ('ops', 'not a permission');",
         ann = common::cheap_hash("ann123"),
@@ -306,6 +308,10 @@ async fn g2_query_overrides_read_own_tables() {
     assert_eq!(get_as(&base, "/admin", "ann", "ann123").await, (StatusCode::OK, "PRIMARY|ann|ops".into()));
     assert_eq!(get_as(&base, "/admin", "old", "old123").await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(get_as(&base, "/admin", "ann", "wrong").await.0, StatusCode::UNAUTHORIZED);
+    // A query that matches two users for one name fails closed: 503, with either password.
+    for password in ["ann123", "old123"] {
+        assert_eq!(get_as(&base, "/whoami", "twin", password).await.0, StatusCode::SERVICE_UNAVAILABLE);
+    }
 }
 
 // SPEC G1, G2: `SECONDARY/alex` goes to a SQLite file while PRIMARY is PostgreSQL; each

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS ts_role_permission (
 /// user part), as WSO2's JDBC store lets you replace its SQL to read your own tables.
 ///
 /// - `find_user`: zero or one row of two columns, the PHC hash (text, NULL for no
-///   password) and whether the user is disabled (boolean; an integer on SQLite).
+///   password) and whether the user is disabled (boolean; an integer on SQLite). Several
+///   rows for one name are refused as a store failure (503), never one of them picked.
 /// - `user_roles`: one row per role, a text column.
 /// - `user_permissions`: one row per permission the user's roles grant, a text column.
 ///   A value that is not a permission path is left out and logged.
@@ -203,23 +204,28 @@ impl SqlUserStore {
 
     async fn lookup(&self, name: &QualifiedName) -> Result<Option<UserRecord>, sqlx::Error> {
         let (q, tenant, user) = (&*self.queries, name.tenant(), name.user());
-        // The same three queries for known and unknown users alike.
+        // The same three queries for known and unknown users alike, on one connection.
         macro_rules! run {
             ($pool:expr) => {{
-                let found: Option<(Option<String>, bool)> =
-                    sqlx::query_as(&q.find_user).bind(tenant).bind(user).fetch_optional($pool).await?;
+                let mut conn = $pool.acquire().await?;
+                let found: Vec<(Option<String>, bool)> =
+                    sqlx::query_as(&q.find_user).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
                 let roles: Vec<(String,)> =
-                    sqlx::query_as(&q.user_roles).bind(tenant).bind(user).fetch_all($pool).await?;
+                    sqlx::query_as(&q.user_roles).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
                 let permissions: Vec<(String,)> =
-                    sqlx::query_as(&q.user_permissions).bind(tenant).bind(user).fetch_all($pool).await?;
+                    sqlx::query_as(&q.user_permissions).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
                 (found, roles, permissions)
             }};
         }
-        let (found, roles, permissions) = match &self.pool {
+        let (mut found, roles, permissions) = match &self.pool {
             Pool::Postgres(pool) => run!(pool),
             Pool::Sqlite(pool) => run!(pool),
         };
-        let Some((password_hash, disabled)) = found else { return Ok(None) };
+        // A name that matches several users (a replaced query) is refused, never guessed.
+        if found.len() > 1 {
+            return Err(sqlx::Error::Protocol(format!("find_user returned {} rows for one user", found.len())));
+        }
+        let Some((password_hash, disabled)) = found.pop() else { return Ok(None) };
         let mut granted = PermissionSet::default();
         for (permission,) in permissions {
             match Permission::parse(&permission) {
