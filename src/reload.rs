@@ -259,11 +259,16 @@ fn registry(
 struct RestartOnly {
     basic: BasicConfig,
     oauth2: Option<OAuth2Config>,
+    user_store: Vec<crate::config::UserStoreTable>,
 }
 
 impl RestartOnly {
     fn of(deployment: &Deployment, fixed_bearer: bool) -> Self {
-        Self { basic: deployment.authentication.basic.clone(), oauth2: fixed_bearer.then(|| deployment.oauth2.clone()) }
+        Self {
+            basic: deployment.authentication.basic.clone(),
+            oauth2: fixed_bearer.then(|| deployment.oauth2.clone()),
+            user_store: deployment.user_store.iter().map(|t| t.get_ref().clone()).collect(),
+        }
     }
 
     /// The first section that differs.
@@ -272,6 +277,8 @@ impl RestartOnly {
             Some("[authentication.basic]")
         } else if self.oauth2.is_some() && self.oauth2 != other.oauth2 {
             Some("[oauth2]")
+        } else if self.user_store != other.user_store {
+            Some("[[user_store]]")
         } else {
             None
         }
@@ -286,10 +293,11 @@ impl RestartOnly {
 /// new one, never a mix. A file that does not load is refused: the error is returned and
 /// logged, and the old version keeps serving. A changed `[oauth2]`, `[client_cert]` or
 /// `[intermediate_cert_validation]` rebuilds its handler (the others keep their caches).
-/// `[authentication.basic]` (its handler keeps the failed-login counts and locks) and
-/// `[oauth2_server]` (the token server's keys and issued tokens) need a restart, as does
-/// `[oauth2]` when the builder was given its own `oauth2` handler: a reload that changes
-/// them is refused. The token server takes the new
+/// `[authentication.basic]` (its handler keeps the failed-login counts and locks),
+/// `[[user_store]]` (the stores are built once, by the application) and `[oauth2_server]`
+/// (the token server's keys and issued tokens) need a restart, as does `[oauth2]` when the
+/// builder was given its own `oauth2` handler: a reload that changes them is refused. The
+/// token server takes the new
 /// `[[scope]]` and `[scope_validation]` tables before the layer takes the new rules, so a
 /// scope the layer starts to require is already issued.
 ///

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tower_secure::authn::TrustRoots;
 use tower_secure::config::{load_users, Deployment};
-use tower_secure::identity::Principal;
+use tower_secure::identity::{Principal, SqlUserStore, UserStore, UserStores};
 use tower_secure::tls::{ClientAuth, TlsServer};
 use tower_secure::SecureLayer;
 
@@ -295,9 +295,12 @@ fn forwarded_settings(dir: &Path, header: &str, format: &str, proxy: &str) -> St
 }
 
 fn layer(deployment_text: &str) -> SecureLayer {
+    layer_with(deployment_text, load_users("users.toml", USERS).unwrap())
+}
+
+fn layer_with(deployment_text: &str, users: impl UserStore) -> SecureLayer {
     let deployment = Deployment::from_toml_str("deployment.toml", deployment_text)
         .unwrap_or_else(|e| panic!("bad test deployment: {e}\n{deployment_text}"));
-    let users = load_users("users.toml", USERS).unwrap();
     SecureLayer::builder().deployment(deployment).user_store(users).build().unwrap()
 }
 
@@ -323,16 +326,23 @@ async fn echo_open(caller: Option<Principal>) -> Json<Value> {
 }
 
 fn app(deployment_text: &str) -> Router {
-    Router::new().route("/public", get(echo_open)).fallback(echo).layer(layer(deployment_text))
+    app_with(layer(deployment_text))
+}
+
+fn app_with(layer: SecureLayer) -> Router {
+    Router::new().route("/public", get(echo_open)).fallback(echo).layer(layer)
 }
 
 /// Serves the app over the crate's TLS server on 127.0.0.1:0; returns `https://127.0.0.1:port`.
 async fn serve_tls(deployment_text: &str, client_auth: ClientAuth) -> String {
+    serve_tls_app(app(deployment_text), client_auth).await
+}
+
+async fn serve_tls_app(app: Router, client_auth: ClientAuth) -> String {
     let pki = pki();
     let server = TlsServer::from_pem(&pki.server_cert, &pki.server_key, client_auth).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let app = app(deployment_text);
     tokio::spawn(async move { server.serve(listener, app).await });
     format!("https://127.0.0.1:{port}")
 }
@@ -957,4 +967,52 @@ async fn a9_b7_a_reloaded_allow_list_applies_at_once() {
     assert!(reloader.reload(broken).is_err(), "a fingerprint that is not one");
     expect(&base, "/api/me", Some(&user_cert("alex")), 401, "the last good list decides").await;
     expect(&base, "/api/me", Some(&other_cert("alex")), 200, "the last good list decides").await;
+}
+
+// ---------------------------------------------------------------------------------------
+// G1, G2: certificate users in SQL stores, routed by domain
+// ---------------------------------------------------------------------------------------
+
+/// A SQLite user store in `dir` holding certificate-only users (no password): `users` as
+/// (name, disabled, role); role `viewer` grants the view permission.
+async fn sqlite_cert_store(dir: &Path, users: &[(&str, bool, &str)]) -> SqlUserStore {
+    let url = format!("sqlite://{}", dir.join("users.db").display());
+    drop(SqlUserStore::builder(&url).create_schema(true).build().await.unwrap());
+    let mut seed = format!(
+        "INSERT INTO ts_role (name) VALUES ('viewer'), ('everyone');
+         INSERT INTO ts_role_permission (role_name, permission) VALUES ('viewer', '{VIEW}');\n"
+    );
+    for (name, disabled, role) in users {
+        seed.push_str(&format!(
+            "INSERT INTO ts_user (name, disabled) VALUES ('{name}', {disabled});
+             INSERT INTO ts_user_role (user_name, role_name) VALUES ('{name}', '{role}');\n"
+        ));
+    }
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::raw_sql(&seed).execute(&pool).await.unwrap();
+    pool.close().await;
+    SqlUserStore::builder(&url).build().await.unwrap()
+}
+
+// SPEC A8, G1, G2: a certificate's CN is looked up in the SQL store of its domain: `alex`
+// in PRIMARY's (with the view permission of its role), `SECONDARY/alex` in SECONDARY's
+// (without it); a disabled or unknown user, or a domain no store serves, is refused.
+#[tokio::test]
+async fn a8_g1_g2_certificate_users_in_sql_stores() {
+    let (primary_dir, secondary_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let primary = sqlite_cert_store(primary_dir.path(), &[("alex", false, "viewer"), ("dave", true, "viewer")]).await;
+    let secondary = sqlite_cert_store(secondary_dir.path(), &[("alex", false, "everyone")]).await;
+    let stores = UserStores::builder().primary(primary).domain("SECONDARY", secondary).build().unwrap();
+    let layer = layer_with(&deployment("", ALLOW_BY_CN, ""), stores);
+    let base = serve_tls_app(app_with(layer), ClientAuth::Optional(roots())).await;
+
+    let caller = fetch(&base, "/api/me", Some(&user_cert("alex"))).await.caller();
+    assert_eq!((caller["name"].as_str(), caller["authenticated_by"].as_str()), (Some("alex"), Some("client_cert")));
+    expect(&base, "/api/view", Some(&user_cert("alex")), 200, "PRIMARY alex holds the view permission").await;
+    let caller = fetch(&base, "/api/me", Some(&user_cert("SECONDARY/alex"))).await.caller();
+    assert_eq!(caller["domain"], "SECONDARY");
+    expect(&base, "/api/view", Some(&user_cert("SECONDARY/alex")), 403, "SECONDARY alex has no view").await;
+    for cn in ["dave", "ghost", "OTHER/alex"] {
+        expect(&base, "/api/me", Some(&user_cert(cn)), 401, cn).await;
+    }
 }

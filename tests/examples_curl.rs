@@ -1,6 +1,9 @@
 //! The README's flows, for real: the example binaries (the quickstart with its embedded
 //! config and production argon2 hashes, the mTLS example with a PKI it generates) driven
-//! by curl over 127.0.0.1.
+//! by curl over 127.0.0.1; the SQL store example on a SQLite file and on a private
+//! PostgreSQL server (tests/common/servers.rs).
+
+mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -31,8 +34,16 @@ fn example_binary(name: &str) -> PathBuf {
 /// Starts example `name` with `args` on 127.0.0.1:0; returns the server and the base URL
 /// its banner (first line) ends with.
 fn start_example(name: &str, args: &[&str]) -> (Server, String) {
+    start_example_with(name, args, &[])
+}
+
+/// [`start_example`] with extra environment variables.
+fn start_example_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Server, String) {
     let mut child = Command::new(example_binary(name))
         .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("DATABASE_URL_FILE")
+        .envs(env.iter().copied())
         .env("ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
         .env_remove("TOWER_SECURE_DEPLOYMENT")
@@ -393,4 +404,38 @@ fn code_first_example_behaves_like_the_quickstart() {
     assert_eq!(compared, paths.len() * users.len() * 2 + 4 + 6);
     // Not a comparison of two empty answers: both served the flows.
     assert_eq!(request(&["-u", "alex:alex123", "BASE/api/users/v1/42/challenges"])[0].0, 200);
+}
+
+/// The SQL store example's curl session against a running example.
+fn sql_store_session(base: &str, what: &str) {
+    let me = format!("{base}/api/me");
+    let admin = format!("{base}/api/admin");
+    let (status, text) = curl(&["-u", "alex:alex123", &me]);
+    assert_eq!(status, 200, "{what}: {text}");
+    assert!(text.contains("alex roles=viewer"), "{what}: {text}");
+    assert_eq!(curl(&["-u", "alex:alex123", &admin]).0, 403, "{what}");
+    assert_eq!(curl(&["-u", "admin:admin123", &admin]).0, 200, "{what}");
+    assert_eq!(curl(&["-u", "alex:wrong", &me]).0, 401, "{what}");
+    assert_eq!(curl(&["-u", "nobody:alex123", &me]).0, 401, "{what}");
+    assert_eq!(curl(&[&me]).0, 401, "{what}");
+}
+
+// SPEC G2: `examples/sql_store.rs` as its doc comment runs it: a SQLite file through
+// `DATABASE_URL` (started twice: the second start keeps the users it seeded), and
+// PostgreSQL with its URL (password included) in the file `DATABASE_URL_FILE` names.
+#[test]
+fn sql_store_example_with_curl() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("users.db").display());
+    for run in ["first", "second"] {
+        let (_server, base) = start_example_with("sql_store", &[], &[("DATABASE_URL", &sqlite)]);
+        sql_store_session(&base, &format!("sqlite, {run} start"));
+    }
+    let postgres = common::servers::Postgres::start();
+    let url_file = dir.path().join("pg-url");
+    std::fs::write(&url_file, postgres.url()).unwrap();
+    let (_server, base) = start_example_with("sql_store", &[], &[("DATABASE_URL_FILE", url_file.to_str().unwrap())]);
+    sql_store_session(&base, "postgres");
+    let users = postgres.psql("SELECT name FROM ts_user ORDER BY name");
+    assert_eq!(users, "admin\nalex", "the example seeded PostgreSQL");
 }

@@ -5,6 +5,7 @@
 //! lookup index, and the layer builder turns the rest into handlers.
 
 mod error;
+mod stores;
 mod users;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use serde::{Deserialize, Deserializer};
 pub(crate) use toml::Spanned;
 
 pub use error::{ConfigError, SourceMap};
+pub(crate) use stores::UserStoreTable;
 pub(crate) use users::{clients_from, users_from, ClientEntry, RoleEntry, UserEntry, UsersFile};
 pub use users::{
     load_clients, load_clients_file, load_users, load_users_file, ClientRecord, GrantType, UnknownGrantType,
@@ -58,6 +60,8 @@ pub struct Deployment {
     /// it the table still loads).
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) intermediate_cert_validation: IntermediateCertValidation,
+    /// `[[user_store]]`: one user store per userstore domain ([`Deployment::user_stores`]).
+    pub(crate) user_store: Vec<Spanned<stores::UserStoreTable>>,
     /// Where the text came from, for error positions.
     pub(crate) source: SourceMap,
 }
@@ -83,6 +87,8 @@ struct DeploymentFile {
     client_cert: Option<Spanned<ClientCertConfig>>,
     #[serde(default)]
     intermediate_cert_validation: IntermediateCertValidation,
+    #[serde(default)]
+    user_store: Vec<Spanned<stores::UserStoreTable>>,
 }
 
 impl Deployment {
@@ -91,6 +97,7 @@ impl Deployment {
         let source = SourceMap::new(file, text);
         let parsed: DeploymentFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
         parsed.cors.check(&source)?;
+        stores::check_tables(&parsed.user_store, &source)?;
         Ok(Self {
             resource: parsed.resource,
             authentication: parsed.authentication,
@@ -100,6 +107,7 @@ impl Deployment {
             oauth2_server: parsed.oauth2_server,
             client_cert: parsed.client_cert,
             intermediate_cert_validation: parsed.intermediate_cert_validation,
+            user_store: parsed.user_store,
             source,
         })
     }
@@ -177,6 +185,7 @@ impl Default for Deployment {
             oauth2_server: None,
             client_cert: None,
             intermediate_cert_validation: IntermediateCertValidation::default(),
+            user_store: Vec::new(),
             source: SourceMap::new("<default>", ""),
         }
     }
