@@ -437,10 +437,35 @@ impl Reloader {
     fn replace_users(&self, store: &InMemoryUserStore, users: &InMemoryUserStore) {
         store.replace_with(users);
         #[cfg(feature = "oauth2-server")]
+        if let Some(server_users) = self.shared.parts.token_server.as_ref().and_then(|s| s.reloadable_users()) {
+            server_users.replace_with(users);
+        }
+        self.forget_users();
+        tracing::info!(target: crate::AUDIT_TARGET, users = users.len(), "users reloaded");
+    }
+
+    /// Tells the layer, and the token server registered with it, that users changed in
+    /// their store (a SQL table, a directory, your own store) since they were looked up:
+    /// every cached verification is forgotten, so the next request of each user reads the
+    /// store again. Without this call such a change reaches cached logins and tokens
+    /// within `cache_ttl_seconds`.
+    ///
+    /// ```
+    /// let layer = tower_secure::SecureLayer::builder().build()?;
+    /// // After `UPDATE ts_user SET disabled = TRUE WHERE name = 'alex'`:
+    /// layer.reloader().users_changed();
+    /// # Ok::<(), tower_secure::config::ConfigError>(())
+    /// ```
+    pub fn users_changed(&self) {
+        self.forget_users();
+        tracing::info!(target: crate::AUDIT_TARGET, "users changed: cached verifications forgotten");
+    }
+
+    /// Every handler of the current version, plugins included, and the token server
+    /// forget what they cached of the users.
+    fn forget_users(&self) {
+        #[cfg(feature = "oauth2-server")]
         if let Some(server) = &self.shared.parts.token_server {
-            if let Some(server_users) = server.reloadable_users() {
-                server_users.replace_with(users);
-            }
             server.clear_user_cache();
         }
         for registered in self.shared.current.load().registry.handlers() {
@@ -451,7 +476,6 @@ impl Reloader {
                 tracing::error!(target: crate::AUDIT_TARGET, handler = handler.name(), "users_changed panicked");
             }
         }
-        tracing::info!(target: crate::AUDIT_TARGET, users = users.len(), "users reloaded");
     }
 
     /// How many reloads of the rules have succeeded.

@@ -1900,3 +1900,54 @@ async fn builder_issuer_replaces_the_files() {
     assert_eq!(decode(&token).1["iss"], base.as_str());
     assert_eq!(app.me(&token).await["user"], "alex");
 }
+
+// SPEC G4, A4, D5: a change to a user reaches every cached decision within a bound. Told
+// through `Reloader::users_changed`, at once: a user disabled in its store loses its cached
+// Basic login and its cached tokens of the built-in issuer on the next request. Not told
+// (the store changed behind the crate's back), within `cache_ttl_seconds`.
+#[tokio::test]
+async fn g4_user_changes_reach_cached_logins_and_tokens() {
+    let (listener, base) = listen().await;
+    let text = deployment_toml(&base, &Opts::default())
+        .replace("max_concurrent_hashes = 2", "max_concurrent_hashes = 2\ncache_ttl_seconds = 1");
+    let deployment = Deployment::from_toml_str("deployment.toml", &text).unwrap();
+    let store = users();
+    let clients = load_clients("users.toml", users_text()).unwrap();
+    let tokens =
+        TokenServer::builder().deployment(&deployment).clients(clients).user_store(store.clone()).build().unwrap();
+    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
+    let reloader = layer.reloader();
+    spawn_router(listener, api().merge(tokens.router()).layer(layer));
+    let app = App { base: base.clone(), issuer: base.clone(), tokens, reloader, http: common::client() };
+    let enabled = users();
+    let disabled = users_with_alex("roles = [\"identity_viewer\", \"everyone\"]\ndisabled = true");
+    let statuses = |token: String| {
+        let app = &app;
+        async move {
+            let bearer = app.get("/api/me", &token).await;
+            let basic = app.http.get(app.url("/api/me")).basic_auth("alex", Some("alex123")).send().await.unwrap();
+            (bearer, basic.status().as_u16())
+        }
+    };
+    let token = access(&app.password(WEB, "alex", "alex123", "openid").await);
+    assert_eq!(statuses(token.clone()).await, (200, 200));
+    assert_eq!(statuses(token.clone()).await, (200, 200), "now cached");
+
+    store.replace_with(&disabled);
+    app.reloader.users_changed();
+    assert_eq!(statuses(token.clone()).await, (401, 401), "told: at once");
+
+    store.replace_with(&enabled);
+    app.reloader.users_changed();
+    assert_eq!(statuses(token.clone()).await, (200, 200), "enabled again (disabling is not revoking)");
+    assert_eq!(statuses(token.clone()).await, (200, 200), "cached again");
+
+    store.replace_with(&disabled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = statuses(token.clone()).await;
+    while seen != (401, 401) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        seen = statuses(token.clone()).await;
+    }
+    assert_eq!(seen, (401, 401), "not told: within cache_ttl_seconds (1 s; 10 s allowed on a busy machine)");
+}

@@ -72,14 +72,24 @@ struct Inner {
     max_token_bytes: usize,
     /// Verified tokens by SHA-256 of the whole token; entries never outlive `exp`.
     cache: Cache<[u8; 32], VerifiedToken>,
-    /// The user store for token users' permissions, and how long a look-up may take.
-    store: Option<(Arc<dyn UserStore>, Duration)>,
+    /// Where token users' permissions come from.
+    store: Option<TokenUsers>,
     introspection: Option<Introspector>,
     /// Bumped by a remote key source when a key is retired: cached tokens of an older
     /// epoch are verified again, so tokens of a withdrawn key stop working at once.
     key_epoch: Arc<AtomicU64>,
     /// The revocation list of a token server in this process, for its tokens.
     revoked: Option<RevokedTokens>,
+}
+
+/// The user store of token users: their permissions, and whether they still exist.
+struct TokenUsers {
+    store: Arc<dyn UserStore>,
+    /// How long a look-up may take.
+    timeout: Duration,
+    /// The longest a verification is cached (`cache_ttl_seconds`), so that a user disabled
+    /// or removed behind the crate's back loses a cached token within it.
+    cache_seconds: u64,
 }
 
 struct Issuer {
@@ -194,15 +204,19 @@ impl BearerAuthenticator {
                 Some(Introspector::new(intro, rules, source)?)
             }
         };
-        let store_timeout = Duration::from_secs(deployment.authentication.basic.store_timeout_seconds.max(1));
-        let store = store.map(|s| (s, store_timeout));
+        let basic = &deployment.authentication.basic;
+        let store = store.map(|s| TokenUsers {
+            store: s,
+            timeout: Duration::from_secs(basic.store_timeout_seconds.max(1)),
+            cache_seconds: basic.cache_ttl_seconds,
+        });
         Ok(Some(Self::new(config, issuers, store, introspection, key_epoch, revoked)))
     }
 
     fn new(
         config: &OAuth2Config,
         issuers: HashMap<String, Issuer>,
-        store: Option<(Arc<dyn UserStore>, Duration)>,
+        store: Option<TokenUsers>,
         introspection: Option<Introspector>,
         key_epoch: Arc<AtomicU64>,
         revoked: Option<RevokedTokens>,
@@ -282,7 +296,13 @@ impl Inner {
         let bound_to = certificate_binding(&claims)?;
         check_binding(bound_to, request)?;
         let principal = self.principal(&claims, rules, introspected).await?;
-        if crate::unix_seconds() < exp {
+        let now = crate::unix_seconds();
+        // A token user's store record is read again at least every `cache_ttl_seconds`.
+        let exp = match &self.store {
+            Some(users) => exp.min(now.saturating_add(users.cache_seconds)),
+            None => exp,
+        };
+        if now < exp {
             let verified = VerifiedToken { principal: principal.clone(), exp, epoch, revocations, bound_to };
             self.cache.insert(digest, verified);
         }
@@ -452,7 +472,7 @@ impl Inner {
         name: &QualifiedName,
         subjects: Subjects,
     ) -> Result<Option<crate::identity::PermissionSet>, AuthError> {
-        let Some((store, timeout)) = &self.store else {
+        let Some(TokenUsers { store, timeout, .. }) = &self.store else {
             return match subjects {
                 Subjects::Local => Err(invalid("no user store to confirm the token user")),
                 _ => Ok(None),

@@ -371,7 +371,10 @@ fn default_realm() -> String {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BasicConfig {
-    /// How long a verified credential is trusted without re-hashing. Default 300.
+    /// How long a verified credential is trusted without re-hashing, and the longest a
+    /// user's store record is trusted by any cached decision (Basic logins, certificate
+    /// users, tokens whose users the store confirms): a change made in the store behind the
+    /// crate's back applies within it. Default 300.
     pub cache_ttl_seconds: u64,
     /// How many verified credentials are cached at most. Default 10,000.
     pub cache_capacity: usize,
