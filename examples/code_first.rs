@@ -11,14 +11,14 @@
 
 use std::io::Write as _;
 
-use axum::extract::Path;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+#[path = "quickstart/api.rs"]
+mod api;
+
+use axum::Router;
 use tower_secure::code::{AccessRule, ScopeBinding, SigningKey, TokenServerSettings, Users};
 use tower_secure::config::Deployment;
 use tower_secure::oauth2::TokenServer;
-use tower_secure::{secure, Principal, SecureLayer};
+use tower_secure::SecureLayer;
 
 /// The permission that reading a user's challenge answers needs, and the scope bound to it.
 const VIEW: &str = "/permission/admin/manage/identity/identitymgt/view";
@@ -26,32 +26,6 @@ const VIEW_SCOPE: &str = "internal_identity_mgt_view";
 
 /// A DEMO KEY, published with the source: never use it for anything real.
 const DEMO_SIGNING_KEY: &str = include_str!("code_first.pem");
-
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "UP" }))
-}
-
-async fn challenges(Path(user_id): Path<String>, caller: Principal) -> Json<Value> {
-    Json(json!({
-        "user_id": user_id,
-        "challenges": [{ "question": "Favourite food?", "answer": "(hidden)" }],
-        "requested_by": caller.name().to_string(),
-    }))
-}
-
-async fn me(caller: Principal) -> Json<Value> {
-    Json(json!({
-        "user": caller.name().to_string(),
-        "tenant": caller.name().tenant(),
-        "roles": caller.roles(),
-        "authenticated_by": caller.authenticated_by(),
-    }))
-}
-
-#[secure(permission = "/permission/admin", path = "/api/admin/stats", method = "GET")]
-async fn admin_stats() -> Json<Value> {
-    Json(json!({ "users": 3 }))
-}
 
 /// Who may call what: the quickstart's rule file, in code.
 fn deployment(issuer: String) -> Result<Deployment, tower_secure::config::ConfigError> {
@@ -108,13 +82,7 @@ fn app(addr: std::net::SocketAddr) -> Result<Router, Box<dyn std::error::Error>>
     let tokens =
         TokenServer::builder().deployment(&deployment).user_store(users.store).clients(users.clients).build()?;
     let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
-    Ok(Router::new()
-        .route("/api/health", get(health))
-        .route("/api/users/v1/{user_id}/challenges", get(challenges))
-        .route("/api/me", get(me))
-        .route("/api/admin/stats", get(admin_stats))
-        .merge(tokens.router())
-        .layer(layer))
+    Ok(api::routes().merge(tokens.router()).layer(layer))
 }
 
 #[tokio::main]

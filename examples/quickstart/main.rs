@@ -18,46 +18,17 @@
 //! 127.0.0.1:3000). `cargo run --example quickstart -- --policy` prints the effective
 //! policy (rule file and `#[secure]` handlers) and exits.
 
+mod api;
+
 use std::io::Write as _;
 
-use axum::extract::Path;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Router;
 use tower_secure::config::{load_clients, load_clients_file, load_users, load_users_file, Deployment};
 use tower_secure::oauth2::TokenServer;
-use tower_secure::{secure, PolicyListing, Principal, SecureLayer};
+use tower_secure::{PolicyListing, SecureLayer};
 
 const DEPLOYMENT: &str = include_str!("deployment.toml");
 const USERS: &str = include_str!("users.toml");
-
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "UP" }))
-}
-
-async fn challenges(Path(user_id): Path<String>, caller: Principal) -> Json<Value> {
-    Json(json!({
-        "user_id": user_id,
-        "challenges": [{ "question": "Favourite food?", "answer": "(hidden)" }],
-        "requested_by": caller.name().to_string(),
-    }))
-}
-
-async fn me(caller: Principal) -> Json<Value> {
-    Json(json!({
-        "user": caller.name().to_string(),
-        "tenant": caller.name().tenant(),
-        "roles": caller.roles(),
-        "authenticated_by": caller.authenticated_by(),
-    }))
-}
-
-/// The handler carries its own rule: the rule file's `/api/admin/**` rule and this one both
-/// apply (deny wins), unless a rule file marks a rule `override = true`.
-#[secure(permission = "/permission/admin", path = "/api/admin/stats", method = "GET")]
-async fn admin_stats() -> Json<Value> {
-    Json(json!({ "users": 3 }))
-}
 
 /// The app, secured, with the token endpoint beside it. `addr` is where it listens; the
 /// embedded configuration names it as the token issuer.
@@ -84,11 +55,7 @@ fn app(addr: std::net::SocketAddr) -> Result<(Router, SecureLayer), Box<dyn std:
     let tokens = tokens.build()?;
     // The layer trusts the token server's tokens and shares its user store and lockout.
     let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
-    let app = Router::new()
-        .route("/api/health", get(health))
-        .route("/api/users/v1/{user_id}/challenges", get(challenges))
-        .route("/api/me", get(me))
-        .route("/api/admin/stats", get(admin_stats))
+    let app = api::routes()
         // The token endpoint's routes; the layer lets exactly them through (they
         // authenticate their clients themselves) and guards everything else.
         .merge(tokens.router())

@@ -26,7 +26,7 @@ pub enum UserStoresError {
     Empty,
 }
 
-/// A set of user stores, one per userstore domain (SPEC G1), itself a [`UserStore`].
+/// A set of user stores, one per userstore domain, itself a [`UserStore`].
 ///
 /// A name is looked up in the store of its domain: `SECONDARY/alex` in the store added with
 /// `.domain("SECONDARY", ...)`, `alex` (domain `PRIMARY`) in the one added with

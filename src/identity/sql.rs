@@ -124,7 +124,7 @@ enum Pool {
     Sqlite(SqlitePool),
 }
 
-/// Users, roles and permissions in PostgreSQL or a SQLite file (SPEC G2, feature `sql`).
+/// Users, roles and permissions in PostgreSQL or a SQLite file (feature `sql`).
 ///
 /// The store reads a user's PHC hash, disabled flag, roles and the permissions of those
 /// roles ([`SqlQueries`], over [`SQL_SCHEMA`] unless replaced); the crate verifies the
@@ -279,7 +279,7 @@ impl SqlUserStoreBuilder {
     }
 
     /// A PHC hash with the parameters of the store's users, for the dummy verification of
-    /// unknown users (SPEC F7). Default: the first hash of the user table, read when the
+    /// unknown users. Default: the first hash of the user table, read when the
     /// store is built (argon2's default parameters when it is empty).
     pub fn reference_password_hash(mut self, phc: impl Into<String>) -> Self {
         self.reference = Some(phc.into());
