@@ -22,6 +22,7 @@ use super::AuthenticationHandler;
 use crate::config::BasicConfig;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
+use crate::policy::BASIC_HANDLER;
 
 /// Base64 of a 255-byte user and a 512-byte password, rounded up.
 pub(crate) const MAX_BASIC_TOKEN: usize = 1024;
@@ -307,7 +308,7 @@ impl Inner {
         }
         self.failures.remove(&name);
         let principal =
-            Principal::builder(record.name, "basic").roles(record.roles).permissions(record.permissions).build();
+            Principal::builder(record.name, BASIC_HANDLER).roles(record.roles).permissions(record.permissions).build();
         let expires = Instant::now() + self.cache_ttl;
         self.cache.insert(user.to_owned(), CachedLogin { proof, principal: principal.clone(), expires, epoch });
         Ok(principal)
@@ -378,7 +379,7 @@ fn dummy_hash(reference: Option<&str>) -> String {
 #[async_trait]
 impl AuthenticationHandler for BasicAuthenticator {
     fn name(&self) -> &str {
-        "basic"
+        BASIC_HANDLER
     }
 
     fn users_changed(&self) {

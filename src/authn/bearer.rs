@@ -30,6 +30,7 @@ use super::{AuthenticationHandler, RevokedTokens};
 use crate::config::{ConfigError, Deployment, IssuerConfig, OAuth2Config, SourceMap};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{Principal, QualifiedName, UserStore};
+use crate::policy::OAUTH2_HANDLER;
 
 /// Bearer-token authentication (the `oauth2` handler).
 ///
@@ -452,7 +453,7 @@ impl Inner {
         // A client-credentials token names its client as `sub` (RFC 9068): it holds no
         // user's permissions, even when a user of the same name exists.
         let client_token = client_id.as_deref() == Some(subject);
-        let mut builder = Principal::builder(name.clone(), "oauth2").scopes(scopes).roles(roles);
+        let mut builder = Principal::builder(name.clone(), OAUTH2_HANDLER).scopes(scopes).roles(roles);
         if let Some(id) = client_id {
             builder = builder.client_id(id);
         }
@@ -674,7 +675,7 @@ fn is_jws(token: &str) -> bool {
 #[async_trait]
 impl AuthenticationHandler for BearerAuthenticator {
     fn name(&self) -> &str {
-        "oauth2"
+        OAUTH2_HANDLER
     }
 
     fn users_changed(&self) {

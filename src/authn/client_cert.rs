@@ -22,7 +22,7 @@ use super::AuthenticationHandler;
 use crate::config::{ConfigError, Deployment, ForwardedFormat, SourceMap, Spanned};
 use crate::error::AuthError;
 use crate::identity::{Principal, QualifiedName, UserStore};
-use crate::policy::CanonicalPath;
+use crate::policy::{CanonicalPath, CLIENT_CERT_HANDLER};
 
 /// The `clientAuth` extended key usage, 1.3.6.1.5.5.7.3.2, DER-encoded.
 const EKU_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
@@ -557,7 +557,7 @@ impl Forwarded {
 #[async_trait]
 impl AuthenticationHandler for ClientCertAuthenticator {
     fn name(&self) -> &str {
-        "client_cert"
+        CLIENT_CERT_HANDLER
     }
 
     fn users_changed(&self) {
@@ -601,8 +601,10 @@ impl AuthenticationHandler for ClientCertAuthenticator {
             Some(_) => return Err(refused("certificate user is disabled")),
             None => return Err(refused("certificate user unknown")),
         };
-        let principal =
-            Principal::builder(record.name, "client_cert").roles(record.roles).permissions(record.permissions).build();
+        let principal = Principal::builder(record.name, CLIENT_CERT_HANDLER)
+            .roles(record.roles)
+            .permissions(record.permissions)
+            .build();
         cert.remember(principal.clone(), Instant::now() + inner.cache_ttl, epoch);
         Ok(principal)
     }

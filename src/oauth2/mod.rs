@@ -588,8 +588,10 @@ impl TokenServer {
             Some(record) if !record.disabled => record,
             _ => return Err(OAuthError::invalid_grant("the user is gone or disabled")),
         };
-        let user =
-            Principal::builder(record.name, "oauth2").roles(record.roles).permissions(record.permissions).build();
+        let user = Principal::builder(record.name, crate::policy::OAUTH2_HANDLER)
+            .roles(record.roles)
+            .permissions(record.permissions)
+            .build();
         let requested = if narrowed.is_empty() { grant.scopes.clone() } else { narrowed };
         let scopes = self.grant_scopes(caller, GrantType::RefreshToken, &user, &requested).await?;
         Ok((user.name().clone(), scopes))

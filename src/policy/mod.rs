@@ -30,8 +30,20 @@ use crate::config::{
 };
 use crate::identity::Permission;
 
+/// The `basic` handler's name, as rules (`allowed_auth_handlers`) and principals
+/// (`authenticated_by`) write it.
+///
+/// ```
+/// assert_eq!(tower_secure::policy::BASIC_HANDLER, "basic");
+/// ```
+pub const BASIC_HANDLER: &str = "basic";
+/// The `oauth2` (bearer token) handler's name.
+pub const OAUTH2_HANDLER: &str = "oauth2";
+/// The `client_cert` handler's name.
+pub const CLIENT_CERT_HANDLER: &str = "client_cert";
+
 /// The names of the built-in authentication handlers.
-pub const BUILT_IN_HANDLERS: [&str; 3] = ["oauth2", "basic", "client_cert"];
+pub const BUILT_IN_HANDLERS: [&str; 3] = [OAUTH2_HANDLER, BASIC_HANDLER, CLIENT_CERT_HANDLER];
 
 /// A scope definition: the permissions it is bound to and the roles that may
 /// receive it.

@@ -664,12 +664,28 @@ impl Postgres {
     }
 
     /// SIGSTOP to the postmaster and every backend: connections hang, nothing answers.
+    /// Stops (SIGSTOP) the postmaster's process group and every backend: backends call
+    /// setsid, so the group alone misses the connections already open.
     pub fn pause(&mut self) {
         self.daemon.pause();
+        for backend in self.backend_pids() {
+            send_signal("STOP", &backend.to_string());
+        }
     }
 
+    /// Continues the backends, then the postmaster's group.
     pub fn resume(&mut self) {
+        for backend in self.backend_pids() {
+            send_signal("CONT", &backend.to_string());
+        }
         self.daemon.resume();
+    }
+
+    /// The postmaster's child processes (backends and background workers).
+    pub fn backend_pids(&self) -> Vec<u32> {
+        let pid = self.pid();
+        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        children.split_whitespace().filter_map(|child| child.parse().ok()).collect()
     }
 }
 

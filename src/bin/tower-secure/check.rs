@@ -6,7 +6,7 @@ use serde_json::json;
 use tower_secure::authn::{AuthenticationHandler, BearerAuthenticator};
 use tower_secure::config::{load_clients_file, load_users_file, ClientRecord, ConfigError, Deployment};
 use tower_secure::identity::{InMemoryUserStore, Principal};
-use tower_secure::policy::Policy;
+use tower_secure::policy::{Policy, BASIC_HANDLER, CLIENT_CERT_HANDLER, OAUTH2_HANDLER};
 use tower_secure::{async_trait, AuthError, PolicyListing, SecureLayer};
 
 use crate::args::Args;
@@ -143,9 +143,9 @@ fn load_files(files: &Files<'_>) -> Result<SecureLayer, Vec<ConfigError>> {
 fn policy_errors(deployment: &Deployment, files: &Files<'_>) -> Vec<ConfigError> {
     let bearer = deployment.bearer_enabled();
     let mut handlers: Vec<&str> = files.plugins.clone();
-    handlers.extend(bearer.then_some("oauth2"));
-    handlers.extend(files.users.map(|_| "basic"));
-    handlers.extend(deployment.client_cert_enabled().then_some("client_cert"));
+    handlers.extend(bearer.then_some(OAUTH2_HANDLER));
+    handlers.extend(files.users.map(|_| BASIC_HANDLER));
+    handlers.extend(deployment.client_cert_enabled().then_some(CLIENT_CERT_HANDLER));
     Policy::compile_reporting_all(deployment, &handlers).err().unwrap_or_default()
 }
 
