@@ -367,9 +367,19 @@ fn default_realm() -> String {
     "tower-secure".to_owned()
 }
 
-/// `[authentication.basic]`: the verification cache, lockout and hashing throttle.
+/// `[authentication.basic]`: the verification cache, lockout and hashing throttle. New
+/// settings may be added: start from the defaults and change what you need.
+///
+/// ```
+/// let mut basic = tower_secure::config::BasicConfig::default();
+/// basic.max_failed_attempts = 3;
+/// basic.lockout_seconds = 900;
+/// let deployment = tower_secure::config::Deployment::builder().basic(basic).build()?;
+/// # Ok::<(), tower_secure::config::ConfigError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct BasicConfig {
     /// How long a verified credential is trusted without re-hashing, and the longest a
     /// user's store record is trusted by any cached decision (Basic logins, certificate
