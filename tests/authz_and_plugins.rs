@@ -7,11 +7,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::routing::get;
 use axum::Router;
+use common::audit::{Capture, Captured};
 use http::request::Parts;
 use http::HeaderValue;
 use reqwest::header::HeaderMap;
@@ -20,9 +21,7 @@ use tower_secure::authz::{AuthorizationHandler, AuthorizationRequest};
 use tower_secure::config::{load_users, Deployment};
 use tower_secure::identity::{InMemoryUserStore, Permission, Principal, QualifiedName};
 use tower_secure::{AuthContext, AuthError, AuthErrorKind, ErrorBody, SecureLayer, SecureLayerBuilder, AUDIT_TARGET};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
-use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 /// Basic credentials, if any, and extra headers of one request.
 type Creds = Option<(&'static str, &'static str)>;
@@ -1002,43 +1001,6 @@ async fn f17_unavailable_plugin_is_503() {
 // ---------------------------------------------------------------------------------------
 // E4: audit events
 // ---------------------------------------------------------------------------------------
-
-/// One captured event: its target and every field, rendered.
-#[derive(Debug, Clone)]
-struct Captured {
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-impl Capture {
-    fn take(&self) -> Vec<Captured> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-struct FieldMap<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for FieldMap<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        event.record(&mut FieldMap(&mut fields));
-        let target = event.metadata().target().to_owned();
-        self.0.lock().unwrap().push(Captured { target, fields });
-    }
-}
 
 /// Sends one request and returns it with the events it caused.
 ///

@@ -18,13 +18,14 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use common::audit::{Capture, Captured};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -32,9 +33,7 @@ use rcgen::{
 use sha2::{Digest, Sha256};
 use tower_secure::config::{load_users, Deployment};
 use tower_secure::{Principal, SecureLayer, AUDIT_TARGET};
-use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt as _};
-use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt as _;
 
 /// Every network step (request, child process, readiness wait) is bounded by this.
 const TIMEOUT: Duration = Duration::from_secs(15);
@@ -291,36 +290,6 @@ fn unique_path(prefix: &str) -> String {
 // Audit events: every event of this test binary, captured by one global subscriber
 // ---------------------------------------------------------------------------------------
 
-#[derive(Debug, Clone)]
-struct Captured {
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<Captured>>>);
-
-struct FieldMap<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for FieldMap<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: tracing::Subscriber> Layer<S> for Capture {
-    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        event.record(&mut FieldMap(&mut fields));
-        let captured = Captured { target: event.metadata().target().to_owned(), fields };
-        self.0.lock().unwrap().push(captured);
-    }
-}
-
 /// The global capture (installed on first use; a global default sees every thread).
 fn capture() -> &'static Capture {
     static CAPTURE: OnceLock<Capture> = OnceLock::new();
@@ -333,7 +302,7 @@ fn capture() -> &'static Capture {
 
 /// The audit events about `path`.
 fn audit_events_for(path: &str) -> Vec<Captured> {
-    let events = capture().0.lock().unwrap();
+    let events = capture().events();
     events
         .iter()
         .filter(|e| e.target == AUDIT_TARGET && e.fields.get("path").is_some_and(|p| p == path))
@@ -343,7 +312,7 @@ fn audit_events_for(path: &str) -> Vec<Captured> {
 
 /// Asserts that no captured event, on any target, quotes any of `pieces`.
 fn assert_no_event_quotes(pieces: &[&str]) {
-    let events = capture().0.lock().unwrap();
+    let events = capture().events();
     for event in events.iter() {
         for (name, value) in &event.fields {
             for piece in pieces {
@@ -498,7 +467,7 @@ async fn f16_forwarded_header_from_an_untrusted_peer_is_ignored() {
         let reply = send(&base, "/public", &[(f.header, &value)]).await;
         assert_eq!((reply.status, reply.body.as_str()), (200, "anonymous"), "{}", f.name);
     }
-    let logged = capture.0.lock().unwrap().iter().any(|e| {
+    let logged = capture.events().iter().any(|e| {
         e.target == AUDIT_TARGET
             && e.fields
                 .get("message")

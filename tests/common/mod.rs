@@ -2,6 +2,8 @@
 //! server on 127.0.0.1:0; real PostgreSQL, slapd and Redis servers in [`servers`].
 #![allow(dead_code)]
 
+pub mod audit;
+
 pub mod servers;
 
 use std::net::SocketAddr;
