@@ -260,6 +260,7 @@ struct RestartOnly {
     basic: BasicConfig,
     oauth2: Option<OAuth2Config>,
     user_store: Vec<crate::config::UserStoreTable>,
+    role: Vec<crate::config::RoleEntry>,
 }
 
 impl RestartOnly {
@@ -268,6 +269,7 @@ impl RestartOnly {
             basic: deployment.authentication.basic.clone(),
             oauth2: fixed_bearer.then(|| deployment.oauth2.clone()),
             user_store: deployment.user_store.iter().map(|t| t.get_ref().clone()).collect(),
+            role: deployment.role.clone(),
         }
     }
 
@@ -279,6 +281,8 @@ impl RestartOnly {
             Some("[oauth2]")
         } else if self.user_store != other.user_store {
             Some("[[user_store]]")
+        } else if self.role != other.role {
+            Some("[[role]]")
         } else {
             None
         }
@@ -294,7 +298,7 @@ impl RestartOnly {
 /// logged, and the old version keeps serving. A changed `[oauth2]`, `[client_cert]` or
 /// `[intermediate_cert_validation]` rebuilds its handler (the others keep their caches).
 /// `[authentication.basic]` (its handler keeps the failed-login counts and locks),
-/// `[[user_store]]` (the stores are built once, by the application) and `[oauth2_server]`
+/// `[[user_store]]` and `[[role]]` (the stores are built once, by the application) and `[oauth2_server]`
 /// (the token server's keys and issued tokens) need a restart, as does `[oauth2]` when the
 /// builder was given its own `oauth2` handler: a reload that changes them is refused. The
 /// token server takes the new

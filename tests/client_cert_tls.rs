@@ -975,7 +975,7 @@ async fn a9_b7_a_reloaded_allow_list_applies_at_once() {
 
 /// A SQLite user store in `dir` holding certificate-only users (no password): `users` as
 /// (name, disabled, role); role `viewer` grants the view permission.
-async fn sqlite_cert_store(dir: &Path, users: &[(&str, bool, &str)]) -> SqlUserStore {
+async fn sqlite_cert_store(dir: &Path, domain: &str, users: &[(&str, bool, &str)]) -> SqlUserStore {
     let url = format!("sqlite://{}", dir.join("users.db").display());
     drop(SqlUserStore::builder(&url).create_schema(true).build().await.unwrap());
     let mut seed = format!(
@@ -991,7 +991,7 @@ async fn sqlite_cert_store(dir: &Path, users: &[(&str, bool, &str)]) -> SqlUserS
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     sqlx::raw_sql(&seed).execute(&pool).await.unwrap();
     pool.close().await;
-    SqlUserStore::builder(&url).build().await.unwrap()
+    SqlUserStore::builder(&url).domain(domain).build().await.unwrap()
 }
 
 // SPEC A8, G1, G2: a certificate's CN is looked up in the SQL store of its domain: `alex`
@@ -1000,8 +1000,9 @@ async fn sqlite_cert_store(dir: &Path, users: &[(&str, bool, &str)]) -> SqlUserS
 #[tokio::test]
 async fn a8_g1_g2_certificate_users_in_sql_stores() {
     let (primary_dir, secondary_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let primary = sqlite_cert_store(primary_dir.path(), &[("alex", false, "viewer"), ("dave", true, "viewer")]).await;
-    let secondary = sqlite_cert_store(secondary_dir.path(), &[("alex", false, "everyone")]).await;
+    let primary =
+        sqlite_cert_store(primary_dir.path(), "PRIMARY", &[("alex", false, "viewer"), ("dave", true, "viewer")]).await;
+    let secondary = sqlite_cert_store(secondary_dir.path(), "SECONDARY", &[("alex", false, "everyone")]).await;
     let stores = UserStores::builder().primary(primary).domain("SECONDARY", secondary).build().unwrap();
     let layer = layer_with(&deployment("", ALLOW_BY_CN, ""), stores);
     let base = serve_tls_app(app_with(layer), ClientAuth::Optional(roots())).await;
@@ -1015,4 +1016,43 @@ async fn a8_g1_g2_certificate_users_in_sql_stores() {
     for cn in ["dave", "ghost", "OTHER/alex"] {
         expect(&base, "/api/me", Some(&user_cert(cn)), 401, cn).await;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// G3: certificate users in an LDAP directory
+// ---------------------------------------------------------------------------------------
+
+// SPEC A8, G3: a certificate's CN is looked up in the directory (slapd seeded with
+// examples/ldap/seed.ldif) by the service account: alex's groups become roles and the
+// `developers` group grants the view permission; a user disabled in the directory, an
+// unknown one, and a name matching two entries (503) are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a8_g3_certificate_users_in_ldap() {
+    use tower_secure::identity::{LdapUserStore, Permission};
+    let slapd = tokio::task::spawn_blocking(|| {
+        common::servers::Slapd::start("dc=example,dc=com", include_str!("../examples/ldap/seed.ldif"))
+    })
+    .await
+    .unwrap();
+    let store = LdapUserStore::builder(slapd.url())
+        .service_account("cn=api-reader,ou=services,dc=example,dc=com", "reader-secret")
+        .user_base("ou=people,dc=example,dc=com")
+        .group_base("ou=groups,dc=example,dc=com")
+        .disabled_filter("(employeeType=disabled)")
+        .role("developers", [Permission::parse(VIEW).unwrap()])
+        .build()
+        .await
+        .unwrap();
+    let layer = layer_with(&deployment("", ALLOW_BY_CN, ""), store);
+    let base = serve_tls_app(app_with(layer), ClientAuth::Optional(roots())).await;
+
+    let caller = fetch(&base, "/api/me", Some(&user_cert("alex"))).await.caller();
+    assert_eq!((caller["name"].as_str(), caller["authenticated_by"].as_str()), (Some("alex"), Some("client_cert")));
+    for cn in ["alex", "sam"] {
+        expect(&base, "/api/view", Some(&user_cert(cn)), 200, "a developer holds the view permission").await;
+    }
+    for cn in ["kim", "ghost", "SECONDARY/alex"] {
+        expect(&base, "/api/me", Some(&user_cert(cn)), 401, cn).await;
+    }
+    expect(&base, "/api/me", Some(&user_cert("twin")), 503, "two entries named twin").await;
 }

@@ -211,15 +211,16 @@ async fn postgres_store(extra: usize) -> (Postgres, SqlUserStore) {
     (pg, store)
 }
 
-/// A SQLite file in `dir` with the schema (created by the store) and `seed_sql`.
-async fn sqlite_store(dir: &std::path::Path, seed_sql: &str) -> SqlUserStore {
+/// A SQLite file in `dir` with the schema (created by the store) and `seed_sql`, its users
+/// of userstore domain `domain`.
+async fn sqlite_store(dir: &std::path::Path, seed_sql: &str, domain: &str) -> SqlUserStore {
     let url = format!("sqlite://{}", dir.join("users.db").display());
     let store = SqlUserStore::builder(&url).create_schema(true).build().await.unwrap();
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     sqlx::raw_sql(seed_sql).execute(&pool).await.unwrap();
     pool.close().await;
     drop(store);
-    SqlUserStore::builder(&url).build().await.unwrap()
+    SqlUserStore::builder(&url).domain(domain).build().await.unwrap()
 }
 
 async fn serve_with(store: impl UserStore, basic: &str) -> String {
@@ -246,8 +247,15 @@ async fn check_seeded_store(store: SqlUserStore, backend: &str) {
     assert_eq!(get_as(&base, "/admin", "alex", "alex123").await.0, ok, "{backend}");
     assert_eq!(get_as(&base, "/whoami", "bob", "bob123").await, (ok, "PRIMARY|bob|viewer".into()), "{backend}");
     assert_eq!(get_as(&base, "/admin", "bob", "bob123").await.0, StatusCode::FORBIDDEN, "{backend}");
-    for (user, password) in [("bob", "alex123"), ("nobody", "bob123"), ("dave", "dave123"), ("nopw", ""), ("nopw", "x")]
-    {
+    // A store used alone serves PRIMARY: `SECONDARY/alex` is nobody, not PRIMARY's alex.
+    for (user, password) in [
+        ("bob", "alex123"),
+        ("nobody", "bob123"),
+        ("dave", "dave123"),
+        ("nopw", ""),
+        ("nopw", "x"),
+        ("SECONDARY/alex", "alex123"),
+    ] {
         assert_eq!(get_as(&base, "/whoami", user, password).await.0, StatusCode::UNAUTHORIZED, "{backend} {user}");
     }
     // Tenants: tina lives in example.com only, with that tenant's role.
@@ -272,7 +280,7 @@ async fn g2_basic_against_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g2_basic_against_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = sqlite_store(dir.path(), &seed(0)).await;
+    let store = sqlite_store(dir.path(), &seed(0), "PRIMARY").await;
     check_seeded_store(store, "sqlite").await;
 }
 
@@ -315,7 +323,8 @@ async fn g2_query_overrides_read_own_tables() {
 }
 
 // SPEC G1, G2: `SECONDARY/alex` goes to a SQLite file while PRIMARY is PostgreSQL; each
-// domain's alex has its own password and roles.
+// domain's alex has its own password and roles; a store built for one domain is refused
+// under another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g1_g2_secondary_in_sqlite_primary_in_postgres() {
     let (_pg, primary) = postgres_store(0).await;
@@ -328,7 +337,10 @@ async fn g1_g2_secondary_in_sqlite_primary_in_postgres() {
         alex = common::cheap_hash("lite123"),
         sam = common::cheap_hash("sam123"),
     );
-    let secondary = sqlite_store(dir.path(), &secondary_seed).await;
+    let secondary = sqlite_store(dir.path(), &secondary_seed, "SECONDARY").await;
+    // A store of one domain cannot be mounted under another.
+    let error = UserStores::builder().domain("PARTNERS", secondary.clone()).build().unwrap_err();
+    assert!(error.to_string().contains(r#".domain("PARTNERS")"#), "{error}");
     let stores = UserStores::builder().primary(primary).domain("SECONDARY", secondary).build().unwrap();
     let base = serve(stores).await;
     assert_eq!(get_as(&base, "/admin", "alex", "alex123").await, (StatusCode::OK, "PRIMARY|alex|admin,viewer".into()));
@@ -419,7 +431,7 @@ async fn g5_unknown_and_wrong_take_the_same_time() {
     const FACTOR: u32 = 3;
     let (_pg, postgres) = postgres_store(ROUNDS).await;
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = sqlite_store(dir.path(), &seed(ROUNDS)).await;
+    let sqlite = sqlite_store(dir.path(), &seed(ROUNDS), "PRIMARY").await;
     let settings = "[authentication.basic]\nmax_failed_attempts = 0\nhashes_per_second = 1000";
     for (backend, store) in [("postgres", postgres), ("sqlite", sqlite)] {
         // The look-up alone (three queries on loopback or a local file), in process.
@@ -497,7 +509,7 @@ async fn g1_g2_user_store_tables_in_the_rule_file() {
     );
     let lite_dir = dir.path().join("lite");
     std::fs::create_dir_all(&lite_dir).unwrap();
-    drop(sqlite_store(&lite_dir, &lite_seed).await);
+    drop(sqlite_store(&lite_dir, &lite_seed, "PRIMARY").await);
     let lite_url = format!("sqlite://{}", lite_dir.join("users.db").display());
     std::env::set_var("TOWER_SECURE_TEST_LITE_URL", &lite_url);
     let rules = format!(
@@ -649,7 +661,7 @@ async fn g2_password_grant_against_sql_stores() {
         "INSERT INTO ts_user (name, password_hash) VALUES ('alex', '{0}'), ('sam', '{0}');",
         common::cheap_hash("lite123")
     );
-    let secondary = sqlite_store(dir.path(), &seed_sql).await;
+    let secondary = sqlite_store(dir.path(), &seed_sql, "SECONDARY").await;
     let stores = UserStores::builder().primary(primary).domain("SECONDARY", secondary).build().unwrap();
     let deployment = Deployment::builder()
         .rule(AccessRule::new("/admin").permission("/permission/admin"))

@@ -21,7 +21,7 @@ use super::header::{basic_credentials, has_scheme};
 use super::AuthenticationHandler;
 use crate::config::BasicConfig;
 use crate::error::{AuthError, AuthErrorKind};
-use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
+use crate::identity::{PasswordCheck, Principal, QualifiedName, UserRecord, UserStore};
 use crate::policy::BASIC_HANDLER;
 
 /// Base64 of a 255-byte user and a 512-byte password, rounded up.
@@ -267,6 +267,24 @@ impl Inner {
         Ok(verified && record.is_some_and(|r| r.password_hash.is_some()))
     }
 
+    /// The user's record when the password is right, or why not. A store that checks
+    /// passwords itself (an LDAP bind) answers; otherwise argon2 verifies the record's hash,
+    /// or the dummy hash for an unknown user.
+    async fn check(&self, name: &QualifiedName, password: &str) -> Result<Result<UserRecord, &'static str>, AuthError> {
+        match super::store_call(self.store.check_password(name, password), self.store_timeout).await? {
+            PasswordCheck::Verified(record) => return Ok(Ok(record)),
+            PasswordCheck::Refused => return Ok(Err("wrong password or unknown user")),
+            PasswordCheck::ByHash => {}
+        }
+        let record = super::find_user(&*self.store, name, self.store_timeout).await?;
+        let verified = self.verify(password, record.as_ref()).await?;
+        Ok(match record {
+            Some(record) if verified => Ok(record),
+            Some(_) => Err("wrong password"),
+            None => Err("unknown user"),
+        })
+    }
+
     /// The uncached path: `authenticate_now` already missed the cache for this credential.
     async fn authenticate(
         &self,
@@ -283,17 +301,11 @@ impl Inner {
             self.verify(password, None).await?;
             return Err(AuthError::invalid_credentials("account locked"));
         }
-        let record = super::find_user(&*self.store, &name, self.store_timeout).await?;
-        let verified = self.verify(password, record.as_ref()).await?;
-        let record = match record {
-            Some(record) if verified => record,
-            Some(_) => {
+        let record = match self.check(&name, password).await? {
+            Ok(record) => record,
+            Err(why) => {
                 self.record_failure(&name, Instant::now());
-                return Err(AuthError::invalid_credentials("wrong password"));
-            }
-            None => {
-                self.record_failure(&name, Instant::now());
-                return Err(AuthError::invalid_credentials("unknown user"));
+                return Err(AuthError::invalid_credentials(why));
             }
         };
         if record.disabled {

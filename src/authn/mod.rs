@@ -50,7 +50,7 @@ pub(crate) use keys::{check_rsa_modulus, hmac_key};
 pub(crate) use revocation::RevokedTokens;
 
 use crate::error::AuthError;
-use crate::identity::{Principal, QualifiedName, UserRecord, UserStore};
+use crate::identity::{Principal, QualifiedName, UserRecord, UserStore, UserStoreError};
 
 /// Authenticates requests that carry one kind of credential.
 ///
@@ -141,8 +141,16 @@ pub(crate) async fn find_user(
     name: &QualifiedName,
     timeout: std::time::Duration,
 ) -> Result<Option<UserRecord>, AuthError> {
-    match tokio::time::timeout(timeout, store.find_user(name)).await {
-        Ok(Ok(record)) => Ok(record),
+    store_call(store.find_user(name), timeout).await
+}
+
+/// A call into a user store, failing closed as [`find_user`] does.
+pub(crate) async fn store_call<T>(
+    call: impl std::future::Future<Output = Result<T, UserStoreError>>,
+    timeout: std::time::Duration,
+) -> Result<T, AuthError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => {
             tracing::error!(target: crate::AUDIT_TARGET, error = %e, "user store failed");
             Err(AuthError::unavailable("user store failure").with_retry_after(1))

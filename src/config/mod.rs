@@ -62,6 +62,8 @@ pub struct Deployment {
     pub(crate) intermediate_cert_validation: IntermediateCertValidation,
     /// `[[user_store]]`: one user store per userstore domain ([`Deployment::user_stores`]).
     pub(crate) user_store: Vec<Spanned<stores::UserStoreTable>>,
+    /// `[[role]]`: the permissions of the roles an LDAP user store's groups name.
+    pub(crate) role: Vec<users::RoleEntry>,
     /// Where the text came from, for error positions.
     pub(crate) source: SourceMap,
 }
@@ -89,6 +91,8 @@ struct DeploymentFile {
     intermediate_cert_validation: IntermediateCertValidation,
     #[serde(default)]
     user_store: Vec<Spanned<stores::UserStoreTable>>,
+    #[serde(default)]
+    role: Vec<users::RoleEntry>,
 }
 
 impl Deployment {
@@ -98,6 +102,7 @@ impl Deployment {
         let parsed: DeploymentFile = toml::from_str(text).map_err(|e| source.toml_error(&e))?;
         parsed.cors.check(&source)?;
         stores::check_tables(&parsed.user_store, &source)?;
+        users::role_permissions(&parsed.role, &source)?;
         Ok(Self {
             resource: parsed.resource,
             authentication: parsed.authentication,
@@ -108,6 +113,7 @@ impl Deployment {
             client_cert: parsed.client_cert,
             intermediate_cert_validation: parsed.intermediate_cert_validation,
             user_store: parsed.user_store,
+            role: parsed.role,
             source,
         })
     }
@@ -186,6 +192,7 @@ impl Default for Deployment {
             client_cert: None,
             intermediate_cert_validation: IntermediateCertValidation::default(),
             user_store: Vec::new(),
+            role: Vec::new(),
             source: SourceMap::new("<default>", ""),
         }
     }

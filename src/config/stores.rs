@@ -1,7 +1,7 @@
-// `[[user_store]]` tables of the rule file (SPEC G1, G2): one user store per userstore
-// domain, a users file or a SQL database, built into a `UserStores` set. Secrets (a
-// database URL with a password) come from a file or an environment variable, never from
-// the rule file itself.
+// `[[user_store]]` tables of the rule file (SPEC G1, G2, G3): one user store per userstore
+// domain, a users file, a SQL database or an LDAP directory, built into a `UserStores`
+// set. Secrets (a database URL with a password, a bind password) come from a file or an
+// environment variable, never from the rule file itself.
 
 use std::ops::Range;
 
@@ -22,7 +22,8 @@ pub(crate) struct UserStoreTable {
     /// `file`: the users file.
     #[serde(default)]
     path: Option<Spanned<String>>,
-    /// `sql`: the database URL, inline (no password), in a file, or in a variable.
+    /// `sql`: the database URL, inline (no password), in a file, or in a variable;
+    /// `ldap`: the directory's URL, inline.
     #[serde(default)]
     url: Option<Spanned<String>>,
     #[serde(default)]
@@ -30,13 +31,38 @@ pub(crate) struct UserStoreTable {
     #[serde(default)]
     url_env: Option<Spanned<String>>,
     #[serde(default)]
-    create_schema: bool,
+    create_schema: Option<Spanned<bool>>,
     #[serde(default)]
     timeout_seconds: Option<Spanned<u64>>,
     #[serde(default)]
     max_connections: Option<Spanned<u32>>,
     #[serde(default)]
-    queries: Option<QueriesTable>,
+    queries: Option<Spanned<QueriesTable>>,
+    /// `ldap`: the service account, its password in a file or a variable.
+    #[serde(default)]
+    bind_dn: Option<Spanned<String>>,
+    #[serde(default)]
+    bind_password_file: Option<Spanned<String>>,
+    #[serde(default)]
+    bind_password_env: Option<Spanned<String>>,
+    #[serde(default)]
+    start_tls: Option<Spanned<bool>>,
+    #[serde(default)]
+    ca_file: Option<Spanned<String>>,
+    #[serde(default)]
+    user_base: Option<Spanned<String>>,
+    #[serde(default)]
+    user_filter: Option<Spanned<String>>,
+    #[serde(default)]
+    group_base: Option<Spanned<String>>,
+    #[serde(default)]
+    group_filter: Option<Spanned<String>>,
+    #[serde(default)]
+    group_name_attribute: Option<Spanned<String>>,
+    #[serde(default)]
+    member_of_attribute: Option<Spanned<String>>,
+    #[serde(default)]
+    disabled_filter: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -50,12 +76,56 @@ struct QueriesTable {
     user_permissions: Option<String>,
 }
 
-/// Where a SQL store's URL comes from (read only with the `sql` feature).
-#[cfg_attr(not(feature = "sql"), allow(dead_code))]
-enum UrlSource<'a> {
+/// The keys each store type takes, besides `domain` and `type`.
+const FILE_KEYS: &[&str] = &["path"];
+const SQL_KEYS: &[&str] =
+    &["url", "url_file", "url_env", "create_schema", "timeout_seconds", "max_connections", "queries"];
+const LDAP_KEYS: &[&str] = &[
+    "url",
+    "bind_dn",
+    "bind_password_file",
+    "bind_password_env",
+    "start_tls",
+    "ca_file",
+    "timeout_seconds",
+    "user_base",
+    "user_filter",
+    "group_base",
+    "group_filter",
+    "group_name_attribute",
+    "member_of_attribute",
+    "disabled_filter",
+];
+
+/// Where a secret (a SQL URL, an LDAP password) comes from.
+#[cfg_attr(not(any(feature = "sql", feature = "ldap")), allow(dead_code))]
+enum SecretSource<'a> {
     Inline(&'a Spanned<String>),
     File(&'a Spanned<String>),
     Env(&'a Spanned<String>),
+}
+
+impl SecretSource<'_> {
+    /// The secret, trimmed, with the key it came from and its position.
+    #[cfg_attr(not(any(feature = "sql", feature = "ldap")), allow(dead_code))]
+    fn read(&self, source: &SourceMap, keys: [&'static str; 3]) -> Result<(String, Range<usize>), ConfigError> {
+        match self {
+            SecretSource::Inline(value) => Ok((value.get_ref().trim().to_owned(), value.span())),
+            SecretSource::File(file) => {
+                let path = source.resolve(file.get_ref());
+                let text = super::read_text(&path)
+                    .map_err(|e| source.error(file.span(), keys[1], format!("cannot read {}: {e}", path.display())))?;
+                Ok((text.trim().to_owned(), file.span()))
+            }
+            SecretSource::Env(env) => {
+                let value = std::env::var(env.get_ref()).map_err(|_| {
+                    let message = format!("the environment variable {} is not set", env.get_ref());
+                    source.error(env.span(), keys[2], message)
+                })?;
+                Ok((value.trim().to_owned(), env.span()))
+            }
+        }
+    }
 }
 
 /// True when a URL carries a password (`scheme://user:password@host` or `password=`).
@@ -79,60 +149,79 @@ impl UserStoreTable {
         self.domain.as_ref().map_or(PRIMARY_DOMAIN.to_owned(), |d| d.get_ref().to_ascii_uppercase())
     }
 
-    /// What can be checked without reading a file, a variable or a database.
+    /// The keys set in the table (besides `domain` and `type`), with their positions.
+    fn keys(&self) -> Vec<(&'static str, Range<usize>)> {
+        let strings = [
+            ("path", &self.path),
+            ("url", &self.url),
+            ("url_file", &self.url_file),
+            ("url_env", &self.url_env),
+            ("bind_dn", &self.bind_dn),
+            ("bind_password_file", &self.bind_password_file),
+            ("bind_password_env", &self.bind_password_env),
+            ("ca_file", &self.ca_file),
+            ("user_base", &self.user_base),
+            ("user_filter", &self.user_filter),
+            ("group_base", &self.group_base),
+            ("group_filter", &self.group_filter),
+            ("group_name_attribute", &self.group_name_attribute),
+            ("member_of_attribute", &self.member_of_attribute),
+            ("disabled_filter", &self.disabled_filter),
+        ];
+        let mut keys: Vec<_> = strings.into_iter().filter_map(|(k, v)| Some((k, v.as_ref()?.span()))).collect();
+        let flags = [("create_schema", &self.create_schema), ("start_tls", &self.start_tls)];
+        keys.extend(flags.into_iter().filter_map(|(k, v)| Some((k, v.as_ref()?.span()))));
+        keys.extend(self.timeout_seconds.as_ref().map(|v| ("timeout_seconds", v.span())));
+        keys.extend(self.max_connections.as_ref().map(|v| ("max_connections", v.span())));
+        keys.extend(self.queries.as_ref().map(|v| ("queries", v.span())));
+        keys
+    }
+
+    /// What can be checked without reading a file, a variable or a backend.
     fn check(&self, source: &SourceMap) -> Result<(), ConfigError> {
         if let Some(domain) = &self.domain {
-            let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-            if domain.get_ref().is_empty() || !domain.get_ref().chars().all(plain) {
+            if !crate::identity::is_plain_domain(domain.get_ref()) {
                 let message = "a userstore domain is letters, digits, '.', '_' and '-'";
                 return Err(source.error(domain.span(), "domain", message));
             }
         }
-        let sql_keys = self.url.is_some()
-            || self.url_file.is_some()
-            || self.url_env.is_some()
-            || self.create_schema
-            || self.timeout_seconds.is_some()
-            || self.max_connections.is_some()
-            || self.queries.is_some();
-        match self.kind.get_ref().as_str() {
-            "file" => {
-                if self.path.is_none() {
-                    return Err(source.error(self.span(), "type", "a file user store needs `path` (a users file)"));
-                }
-                if sql_keys {
-                    let message = "a file user store takes `domain` and `path` only";
-                    return Err(source.error(self.span(), "type", message));
-                }
-            }
-            "sql" => {
-                if !cfg!(feature = "sql") {
-                    let message = "a SQL user store needs tower-secure's cargo feature `sql`";
-                    return Err(source.error(self.kind.span(), "type", message));
-                }
-                if let Some(path) = &self.path {
-                    return Err(source.error(path.span(), "path", "a SQL user store takes `url`, not `path`"));
-                }
-                self.url_source(source)?;
-            }
+        let (kind, allowed, feature) = match self.kind.get_ref().as_str() {
+            "file" => ("file", FILE_KEYS, true),
+            "sql" => ("SQL", SQL_KEYS, cfg!(feature = "sql")),
+            "ldap" => ("LDAP", LDAP_KEYS, cfg!(feature = "ldap")),
             _ => {
-                let message = "unknown user store type; known: file, sql";
+                let message = "unknown user store type; known: file, sql, ldap";
                 return Err(source.error(self.kind.span(), "type", message));
             }
+        };
+        if !feature {
+            let message = format!("a {kind} user store needs tower-secure's cargo feature `{}`", self.kind.get_ref());
+            return Err(source.error(self.kind.span(), "type", message));
         }
-        Ok(())
+        if let Some((key, span)) = self.keys().into_iter().find(|(key, _)| !allowed.contains(key)) {
+            let message = format!("a {kind} user store does not take `{key}`; it takes {}", allowed.join(", "));
+            return Err(source.error(span, key, message));
+        }
+        match kind {
+            "file" if self.path.is_none() => {
+                Err(source.error(self.span(), "type", "a file user store needs `path` (a users file)"))
+            }
+            "SQL" => self.url_source(source).map(drop),
+            "LDAP" => self.check_ldap(source),
+            _ => Ok(()),
+        }
     }
 
     /// Exactly one of `url`, `url_file`, `url_env`; an inline URL holds no password.
-    fn url_source(&self, source: &SourceMap) -> Result<UrlSource<'_>, ConfigError> {
+    fn url_source(&self, source: &SourceMap) -> Result<SecretSource<'_>, ConfigError> {
         match (&self.url, &self.url_file, &self.url_env) {
             (Some(url), None, None) if has_password(url.get_ref()) => {
                 let message = "this URL holds a password: keep it out of the rule file, in `url_file` or `url_env`";
                 Err(source.error(url.span(), "url", message))
             }
-            (Some(url), None, None) => Ok(UrlSource::Inline(url)),
-            (None, Some(file), None) => Ok(UrlSource::File(file)),
-            (None, None, Some(env)) => Ok(UrlSource::Env(env)),
+            (Some(url), None, None) => Ok(SecretSource::Inline(url)),
+            (None, Some(file), None) => Ok(SecretSource::File(file)),
+            (None, None, Some(env)) => Ok(SecretSource::Env(env)),
             _ => {
                 let message = "a SQL user store needs exactly one of `url`, `url_file`, `url_env`";
                 Err(source.error(self.span(), "type", message))
@@ -140,12 +229,52 @@ impl UserStoreTable {
         }
     }
 
-    async fn build(&self, source: &SourceMap) -> Result<std::sync::Arc<dyn crate::identity::UserStore>, ConfigError> {
+    /// An LDAP table: a URL, a user base, and a service account with exactly one password
+    /// source (or none at all, for anonymous searches).
+    fn check_ldap(&self, source: &SourceMap) -> Result<(), ConfigError> {
+        let url =
+            self.url.as_ref().ok_or_else(|| source.error(self.span(), "type", "an LDAP user store needs `url`"))?;
+        let scheme = url.get_ref().split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+        if !matches!(scheme.as_deref(), Some("ldap" | "ldaps")) {
+            return Err(source.error(url.span(), "url", "an LDAP URL starts with ldap:// or ldaps://"));
+        }
+        if has_password(url.get_ref()) {
+            return Err(source.error(url.span(), "url", "keep passwords out of the URL: `bind_password_file`"));
+        }
+        if self.user_base.is_none() {
+            return Err(source.error(self.span(), "type", "an LDAP user store needs `user_base`"));
+        }
+        self.bind_password(source).map(drop)
+    }
+
+    /// The service account's password source: one of `bind_password_file` and
+    /// `bind_password_env` with `bind_dn`, none without.
+    fn bind_password(&self, source: &SourceMap) -> Result<Option<SecretSource<'_>>, ConfigError> {
+        match (&self.bind_dn, &self.bind_password_file, &self.bind_password_env) {
+            (None, None, None) => Ok(None),
+            (Some(_), Some(file), None) => Ok(Some(SecretSource::File(file))),
+            (Some(_), None, Some(env)) => Ok(Some(SecretSource::Env(env))),
+            (None, Some(_), _) | (None, _, Some(_)) => {
+                Err(source.error(self.span(), "bind_dn", "a bind password needs `bind_dn`"))
+            }
+            (Some(dn), _, _) => {
+                let message = "`bind_dn` needs exactly one of `bind_password_file`, `bind_password_env`";
+                Err(source.error(dn.span(), "bind_dn", message))
+            }
+        }
+    }
+
+    async fn build(
+        &self,
+        source: &SourceMap,
+        roles: &[super::RoleEntry],
+    ) -> Result<std::sync::Arc<dyn crate::identity::UserStore>, ConfigError> {
         match self.kind.get_ref().as_str() {
             "file" => {
                 let path = self.path.as_ref().ok_or_else(|| source.error(self.span(), "path", "missing"))?;
                 Ok(std::sync::Arc::new(load_users_file(source.resolve(path.get_ref()))?))
             }
+            "ldap" => self.build_ldap(source, roles).await,
             _ => self.build_sql(source).await,
         }
     }
@@ -156,27 +285,15 @@ impl UserStoreTable {
         source: &SourceMap,
     ) -> Result<std::sync::Arc<dyn crate::identity::UserStore>, ConfigError> {
         use crate::identity::{SqlQueries, SqlUserStore};
-        let (url, key, span) = match self.url_source(source)? {
-            UrlSource::Inline(url) => (url.get_ref().clone(), "url", url.span()),
-            UrlSource::File(file) => {
-                let path = source.resolve(file.get_ref());
-                let text = super::read_text(&path).map_err(|e| {
-                    source.error(file.span(), "url_file", format!("cannot read {}: {e}", path.display()))
-                })?;
-                (text.trim().to_owned(), "url_file", file.span())
-            }
-            UrlSource::Env(env) => {
-                let value = std::env::var(env.get_ref()).map_err(|_| {
-                    source.error(
-                        env.span(),
-                        "url_env",
-                        format!("the environment variable {} is not set", env.get_ref()),
-                    )
-                })?;
-                (value.trim().to_owned(), "url_env", env.span())
-            }
+        let url = self.url_source(source)?;
+        let key = match url {
+            SecretSource::Inline(_) => "url",
+            SecretSource::File(_) => "url_file",
+            SecretSource::Env(_) => "url_env",
         };
-        let mut builder = SqlUserStore::builder(url).create_schema(self.create_schema);
+        let (url, span) = url.read(source, ["url", "url_file", "url_env"])?;
+        let create = self.create_schema.as_ref().is_some_and(|c| *c.get_ref());
+        let mut builder = SqlUserStore::builder(url).create_schema(create).domain(self.domain());
         if let Some(seconds) = &self.timeout_seconds {
             builder = builder.timeout(std::time::Duration::from_secs((*seconds.get_ref()).max(1)));
         }
@@ -184,6 +301,7 @@ impl UserStoreTable {
             builder = builder.max_connections(*max.get_ref());
         }
         if let Some(queries) = &self.queries {
+            let queries = queries.get_ref();
             let mut replaced = SqlQueries::default();
             if let Some(sql) = &queries.find_user {
                 replaced = replaced.find_user(sql.clone());
@@ -207,6 +325,70 @@ impl UserStoreTable {
         source: &SourceMap,
     ) -> Result<std::sync::Arc<dyn crate::identity::UserStore>, ConfigError> {
         Err(source.error(self.kind.span(), "type", "a SQL user store needs tower-secure's cargo feature `sql`"))
+    }
+
+    #[cfg(feature = "ldap")]
+    async fn build_ldap(
+        &self,
+        source: &SourceMap,
+        roles: &[super::RoleEntry],
+    ) -> Result<std::sync::Arc<dyn crate::identity::UserStore>, ConfigError> {
+        use crate::identity::LdapUserStore;
+        let missing = |key| source.error(self.span(), key, "missing");
+        let url = self.url.as_ref().ok_or_else(|| missing("url"))?;
+        let user_base = self.user_base.as_ref().ok_or_else(|| missing("user_base"))?;
+        let mut builder =
+            LdapUserStore::builder(url.get_ref().clone()).user_base(user_base.get_ref().clone()).domain(self.domain());
+        if let (Some(dn), Some(password)) = (&self.bind_dn, self.bind_password(source)?) {
+            let (password, _) = password.read(source, ["", "bind_password_file", "bind_password_env"])?;
+            builder = builder.service_account(dn.get_ref().clone(), password);
+        }
+        let text = |value: &Option<Spanned<String>>| value.as_ref().map(|v| v.get_ref().clone());
+        if let Some(filter) = text(&self.user_filter) {
+            builder = builder.user_filter(filter);
+        }
+        if let Some(base) = text(&self.group_base) {
+            builder = builder.group_base(base);
+        }
+        if let Some(filter) = text(&self.group_filter) {
+            builder = builder.group_filter(filter);
+        }
+        if let Some(attribute) = text(&self.group_name_attribute) {
+            builder = builder.group_name_attribute(attribute);
+        }
+        if let Some(attribute) = text(&self.member_of_attribute) {
+            builder = builder.member_of_attribute(attribute);
+        }
+        if let Some(filter) = text(&self.disabled_filter) {
+            builder = builder.disabled_filter(filter);
+        }
+        if let Some(start_tls) = &self.start_tls {
+            builder = builder.start_tls(*start_tls.get_ref());
+        }
+        if let Some(file) = &self.ca_file {
+            let path = source.resolve(file.get_ref());
+            let pem = super::read_text(&path)
+                .map_err(|e| source.error(file.span(), "ca_file", format!("cannot read {}: {e}", path.display())))?;
+            builder = builder.ca_certificates_pem(pem);
+        }
+        if let Some(seconds) = &self.timeout_seconds {
+            builder = builder.timeout(std::time::Duration::from_secs((*seconds.get_ref()).max(1)));
+        }
+        for (name, permissions) in super::users::role_permissions(roles, source)? {
+            builder = builder.role(name, permissions.iter().cloned());
+        }
+        // The store's errors never show the password.
+        let store = builder.build().await.map_err(|e| source.error(url.span(), "url", e.0))?;
+        Ok(std::sync::Arc::new(store))
+    }
+
+    #[cfg(not(feature = "ldap"))]
+    async fn build_ldap(
+        &self,
+        source: &SourceMap,
+        _roles: &[super::RoleEntry],
+    ) -> Result<std::sync::Arc<dyn crate::identity::UserStore>, ConfigError> {
+        Err(source.error(self.kind.span(), "type", "an LDAP user store needs tower-secure's cargo feature `ldap`"))
     }
 }
 
@@ -251,7 +433,7 @@ impl Deployment {
         let mut builder = UserStores::builder();
         for table in &self.user_store {
             let table = table.get_ref();
-            let store = table.build(&self.source).await?;
+            let store = table.build(&self.source, &self.role).await?;
             builder = builder.domain_arc(table.domain(), store);
         }
         let stores = builder.build().map_err(|e| ConfigError {

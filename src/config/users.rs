@@ -23,7 +23,7 @@ pub(crate) struct UsersFile {
     pub(crate) client: Vec<ClientEntry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RoleEntry {
     pub(crate) name: Spanned<String>,
@@ -152,7 +152,7 @@ pub fn load_users(file: &str, text: &str) -> Result<InMemoryUserStore, ConfigErr
 
 /// The user store of a users file, its roles resolved; positions in `source`.
 pub(crate) fn users_from(parsed: UsersFile, source: &SourceMap) -> Result<InMemoryUserStore, ConfigError> {
-    let roles = role_permissions(&parsed, source)?;
+    let roles = role_permissions(&parsed.role, source)?;
     let mut users = Vec::with_capacity(parsed.user.len());
     let mut seen = std::collections::HashSet::new();
     for user in parsed.user {
@@ -201,7 +201,7 @@ pub fn load_clients(file: &str, text: &str) -> Result<Vec<ClientRecord>, ConfigE
 
 /// The clients of a users file, their roles resolved; positions in `source`.
 pub(crate) fn clients_from(parsed: &UsersFile, source: &SourceMap) -> Result<Vec<ClientRecord>, ConfigError> {
-    let roles = role_permissions(parsed, source)?;
+    let roles = role_permissions(&parsed.role, source)?;
     let mut clients: Vec<ClientRecord> = Vec::with_capacity(parsed.client.len());
     for client in &parsed.client {
         let id = client.id.get_ref();
@@ -242,10 +242,14 @@ pub fn load_clients_file(path: impl AsRef<Path>) -> Result<Vec<ClientRecord>, Co
     load_clients(&name, &text)
 }
 
-/// The `[[role]]` tables: role name -> the permissions it grants.
-fn role_permissions(parsed: &UsersFile, source: &SourceMap) -> Result<HashMap<String, PermissionSet>, ConfigError> {
+/// The `[[role]]` tables (of a users file or of the rule file): role name -> the
+/// permissions it grants.
+pub(crate) fn role_permissions(
+    tables: &[RoleEntry],
+    source: &SourceMap,
+) -> Result<HashMap<String, PermissionSet>, ConfigError> {
     let mut roles: HashMap<String, PermissionSet> = HashMap::new();
-    for role in &parsed.role {
+    for role in tables {
         let mut permissions = PermissionSet::default();
         for p in &role.permissions {
             let permission =

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{QualifiedName, UserRecord, UserStore, UserStoreError, PRIMARY_DOMAIN};
+use super::{PasswordCheck, QualifiedName, UserRecord, UserStore, UserStoreError, PRIMARY_DOMAIN};
 
 /// Why a [`UserStores`] set cannot be built. Names the domain as it was given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +21,17 @@ pub enum UserStoresError {
     /// [`UserStoresBuilder::primary`] is the domain `PRIMARY`).
     #[error("userstore domain {0:?} is given twice")]
     DuplicateDomain(String),
+    /// A store that serves one domain ([`UserStore::domain`]: a SQL or LDAP store) was
+    /// mounted under another: build it with that domain (`.domain("SECONDARY")`).
+    #[error(
+        "a store of userstore domain {store:?} was given for domain {mounted:?}; build it with .domain({mounted:?})"
+    )]
+    DomainMismatch {
+        /// The domain it was given for.
+        mounted: String,
+        /// The domain the store serves.
+        store: String,
+    },
     /// The set has no store at all.
     #[error("a userstore set needs at least one store")]
     Empty,
@@ -125,9 +136,11 @@ impl UserStoresBuilder {
         let mut stores = HashMap::with_capacity(self.stores.len());
         let mut order = Vec::with_capacity(self.stores.len());
         for (domain, store) in self.stores {
-            let plain = |c: char| c.is_ascii_alphanumeric() || "._-".contains(c);
-            if domain.is_empty() || !domain.chars().all(plain) {
+            if !is_plain_domain(&domain) {
                 return Err(UserStoresError::BadDomain(domain));
+            }
+            if let Some(own) = store.domain().filter(|own| !own.eq_ignore_ascii_case(&domain)) {
+                return Err(UserStoresError::DomainMismatch { mounted: domain, store: own.to_owned() });
             }
             let key = domain.to_ascii_uppercase();
             if stores.insert(key.clone(), store).is_some() {
@@ -144,18 +157,19 @@ impl UserStore for UserStores {
     async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
         // An unknown domain is an unknown user: never PRIMARY's.
         let Some(store) = self.stores.get(name.domain()) else { return Ok(None) };
-        let record = store.find_user(name).await?;
-        match record {
-            Some(record) if record.name.domain() != name.domain() || record.name.is_opaque() != name.is_opaque() => {
-                tracing::error!(
-                    target: crate::AUDIT_TARGET,
-                    domain = name.domain(),
-                    answered = record.name.domain(),
-                    "a userstore answered with a user of another domain"
-                );
-                Err(UserStoreError(format!("the store of domain {} answered for another domain", name.domain())))
-            }
-            record => Ok(record),
+        match store.find_user(name).await? {
+            Some(record) => own_domain(name, record).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The store of the name's domain checks it; an unknown domain leaves it to the
+    /// crate's hash verification, which finds no user there.
+    async fn check_password(&self, name: &QualifiedName, password: &str) -> Result<PasswordCheck, UserStoreError> {
+        let Some(store) = self.stores.get(name.domain()) else { return Ok(PasswordCheck::ByHash) };
+        match store.check_password(name, password).await? {
+            PasswordCheck::Verified(record) => own_domain(name, record).map(PasswordCheck::Verified),
+            answer => Ok(answer),
         }
     }
 
@@ -165,6 +179,25 @@ impl UserStore for UserStores {
         primary
             .or_else(|| self.order.iter().filter_map(|d| self.stores.get(d)).find_map(|s| s.reference_password_hash()))
     }
+}
+
+/// A userstore domain as a `DOMAIN/` prefix may have it: letters, digits, `.`, `_`, `-`.
+pub(crate) fn is_plain_domain(domain: &str) -> bool {
+    !domain.is_empty() && domain.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+/// A store's record for `name`, unless it is a user of another domain (then a store failure).
+fn own_domain(name: &QualifiedName, record: UserRecord) -> Result<UserRecord, UserStoreError> {
+    if record.name.domain() == name.domain() && record.name.is_opaque() == name.is_opaque() {
+        return Ok(record);
+    }
+    tracing::error!(
+        target: crate::AUDIT_TARGET,
+        domain = name.domain(),
+        answered = record.name.domain(),
+        "a userstore answered with a user of another domain"
+    );
+    Err(UserStoreError(format!("the store of domain {} answered for another domain", name.domain())))
 }
 
 #[cfg(test)]
@@ -221,8 +254,16 @@ mod tests {
             async fn find_user(&self, _: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
                 Ok(Some(user("admin")))
             }
+            async fn check_password(&self, _: &QualifiedName, _: &str) -> Result<PasswordCheck, UserStoreError> {
+                Ok(PasswordCheck::Verified(user("admin")))
+            }
         }
         let set = UserStores::builder().primary(primary).domain("EVIL", Liar).build().unwrap();
-        assert!(set.find_user(&QualifiedName::parse("EVIL/admin").unwrap()).await.is_err());
+        let evil = QualifiedName::parse("EVIL/admin").unwrap();
+        assert!(set.find_user(&evil).await.is_err());
+        assert!(set.check_password(&evil, "pw").await.is_err());
+        // Other domains leave passwords to the crate's hash check.
+        let unknown = QualifiedName::parse("OTHER/admin").unwrap();
+        assert_eq!(set.check_password(&unknown, "pw").await.unwrap(), PasswordCheck::ByHash);
     }
 }

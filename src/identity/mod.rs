@@ -5,6 +5,8 @@
 //! This is the ground floor of the crate: it imports no other module of it.
 
 mod domains;
+#[cfg(feature = "ldap")]
+mod ldap;
 mod name;
 mod permission;
 mod principal;
@@ -12,10 +14,13 @@ mod principal;
 mod sql;
 mod store;
 
+pub(crate) use domains::is_plain_domain;
 pub use domains::{UserStores, UserStoresBuilder, UserStoresError};
+#[cfg(feature = "ldap")]
+pub use ldap::{LdapUserStore, LdapUserStoreBuilder, DEFAULT_GROUP_FILTER, DEFAULT_USER_FILTER};
 pub use name::{NameError, QualifiedName, PRIMARY_DOMAIN, SUPER_TENANT};
 pub use permission::{Permission, PermissionError, PermissionSet};
 pub use principal::{Principal, PrincipalBuilder};
 #[cfg(feature = "sql")]
 pub use sql::{SqlQueries, SqlUserStore, SqlUserStoreBuilder, SQL_SCHEMA};
-pub use store::{InMemoryUserStore, UserRecord, UserStore, UserStoreError};
+pub use store::{InMemoryUserStore, PasswordCheck, UserRecord, UserStore, UserStoreError};

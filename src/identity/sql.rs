@@ -152,6 +152,7 @@ pub struct SqlUserStore {
     queries: Arc<SqlQueries>,
     timeout: Duration,
     reference: Option<String>,
+    domain: String,
 }
 
 impl std::fmt::Debug for SqlUserStore {
@@ -172,6 +173,7 @@ pub struct SqlUserStoreBuilder {
     max_connections: u32,
     timeout: Duration,
     reference: Option<String>,
+    domain: String,
 }
 
 impl std::fmt::Debug for SqlUserStoreBuilder {
@@ -199,6 +201,7 @@ impl SqlUserStore {
             max_connections: 10,
             timeout: Duration::from_secs(5),
             reference: None,
+            domain: super::PRIMARY_DOMAIN.to_owned(),
         }
     }
 
@@ -241,7 +244,6 @@ impl SqlUserStore {
             }
         }
         Ok(Some(UserRecord {
-            // The store serves whichever domain it is mounted at (`UserStores`).
             name: name.clone(),
             password_hash,
             roles: roles.into_iter().map(|(r,)| r).collect(),
@@ -286,10 +288,22 @@ impl SqlUserStoreBuilder {
         self
     }
 
+    /// The userstore domain whose users the tables hold (default `PRIMARY`): the store
+    /// answers for names of that domain only (`SECONDARY/alex` is `alex` of a store built
+    /// with `.domain("SECONDARY")`). Mount it in [`UserStores`](super::UserStores) under
+    /// the same domain.
+    pub fn domain(mut self, domain: impl Into<String>) -> Self {
+        self.domain = domain.into().to_ascii_uppercase();
+        self
+    }
+
     /// Connects (the database must answer now), creates the schema when asked, and
     /// returns the store. Errors never show the URL's password.
     pub async fn build(self) -> Result<SqlUserStore, UserStoreError> {
         let fail = |what: &str, e: sqlx::Error| UserStoreError(format!("SQL user store: {what}: {e}"));
+        if !super::domains::is_plain_domain(&self.domain) {
+            return Err(UserStoreError(format!("SQL user store: {:?} is not a userstore domain", self.domain)));
+        }
         let url = self.url.trim();
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(|e| fail("bad PostgreSQL URL", e))?;
@@ -337,15 +351,21 @@ impl SqlUserStoreBuilder {
                 found.ok().flatten().map(|(hash,)| hash)
             }
         };
-        Ok(SqlUserStore { pool, queries: Arc::new(self.queries), timeout: self.timeout, reference })
+        Ok(SqlUserStore {
+            pool,
+            queries: Arc::new(self.queries),
+            timeout: self.timeout,
+            reference,
+            domain: self.domain,
+        })
     }
 }
 
 #[async_trait]
 impl UserStore for SqlUserStore {
     async fn find_user(&self, name: &QualifiedName) -> Result<Option<UserRecord>, UserStoreError> {
-        // The subject of another issuer is not a user of this store.
-        if name.is_opaque() {
+        // The subject of another issuer, or a user of another domain, is not a user here.
+        if name.is_opaque() || name.domain() != self.domain {
             return Ok(None);
         }
         match tokio::time::timeout(self.timeout, self.lookup(name)).await {
@@ -357,5 +377,9 @@ impl UserStore for SqlUserStore {
 
     fn reference_password_hash(&self) -> Option<String> {
         self.reference.clone()
+    }
+
+    fn domain(&self) -> Option<&str> {
+        Some(&self.domain)
     }
 }

@@ -56,6 +56,42 @@ pub trait UserStore: Send + Sync + 'static {
     fn reference_password_hash(&self) -> Option<String> {
         None
     }
+
+    /// The one userstore domain this store serves, for stores whose users do not name
+    /// their domain (a SQL table, a directory): they answer for names of that domain only.
+    /// [`UserStores`](super::UserStores) refuses to mount such a store under another
+    /// domain. Default `None`: the records name their domain themselves (the users file).
+    fn domain(&self) -> Option<&str> {
+        None
+    }
+
+    /// Checks a password in the store itself, for stores that never hand out a hash (an
+    /// LDAP directory checks it by binding as the user). The default,
+    /// [`PasswordCheck::ByHash`], lets the crate verify the PHC hash of
+    /// [`find_user`](Self::find_user)'s record, as for the users file and SQL stores.
+    ///
+    /// A store that checks passwords answers [`PasswordCheck::Verified`] with the user's
+    /// record or [`PasswordCheck::Refused`] for a wrong password *and* for an unknown user,
+    /// after the same work for both (so that timing does not tell them apart). An error
+    /// (the backend is down, slow or answered oddly) fails closed with 503.
+    async fn check_password(&self, name: &QualifiedName, password: &str) -> Result<PasswordCheck, UserStoreError> {
+        let _ = (name, password);
+        Ok(PasswordCheck::ByHash)
+    }
+}
+
+/// How a store answered [`UserStore::check_password`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PasswordCheck {
+    /// The store does not check passwords: the crate verifies the PHC hash of the user's
+    /// record (the default for every store).
+    ByHash,
+    /// The password is right: the user as the store knows it (a disabled user is still
+    /// refused by the crate).
+    Verified(UserRecord),
+    /// A wrong password or an unknown user: one answer for both.
+    Refused,
 }
 
 /// A user store held in memory, usually loaded from a users file with
@@ -124,5 +160,13 @@ impl<T: UserStore + ?Sized> UserStore for Arc<T> {
 
     fn reference_password_hash(&self) -> Option<String> {
         (**self).reference_password_hash()
+    }
+
+    async fn check_password(&self, name: &QualifiedName, password: &str) -> Result<PasswordCheck, UserStoreError> {
+        (**self).check_password(name, password).await
+    }
+
+    fn domain(&self) -> Option<&str> {
+        (**self).domain()
     }
 }

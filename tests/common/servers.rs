@@ -709,6 +709,20 @@ fn psql_command(bin: &Path, port: u16, database: &str) -> Command {
 pub struct Slapd {
     daemon: Daemon,
     base_dn: String,
+    /// The `ldaps://` port, when started with TLS.
+    tls_port: Option<u16>,
+}
+
+/// What [`Slapd::start_with`] adds to a plain server.
+#[derive(Default)]
+pub struct SlapdOptions {
+    /// slapd.conf lines for the global section (`referral ...`, `require ...`).
+    pub global_config: String,
+    /// A server certificate chain and its key (PEM): StartTLS on the `ldap://` port and an
+    /// `ldaps://` port besides.
+    pub tls: Option<(String, String)>,
+    /// Log every operation and its result to the server log (`-d stats`).
+    pub log_operations: bool,
 }
 
 impl fmt::Debug for Slapd {
@@ -723,6 +737,11 @@ impl Slapd {
     /// Starts slapd for `base_dn`, creates the base entry unless `ldif` has it (for
     /// `dc=`, `o=` and `ou=` suffixes), then adds `ldif` (entries in LDIF, may be empty).
     pub fn start(base_dn: &str, ldif: &str) -> Slapd {
+        Self::start_with(base_dn, ldif, &SlapdOptions::default())
+    }
+
+    /// [`Slapd::start`] with extra configuration and, optionally, TLS.
+    pub fn start_with(base_dn: &str, ldif: &str, options: &SlapdOptions) -> Slapd {
         let slapd = slapd_binary();
         for tool in ["ldapsearch", "ldapadd", "ldapmodify"] {
             ldap_tool(tool);
@@ -741,8 +760,17 @@ impl Slapd {
         let includes: String =
             LDAP_SCHEMAS.iter().map(|schema| format!("include {LDAP_SCHEMA_DIR}/{schema}.schema\n")).collect();
         let root_dn = format!("cn=admin,{base_dn}");
+        let mut global = options.global_config.clone();
+        if let Some((certificate, key)) = &options.tls {
+            fs::write(d.join("server.pem"), certificate).unwrap();
+            fs::write(d.join("server.key"), key).unwrap();
+            global.push_str(&format!(
+                "\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n",
+                d = d.display()
+            ));
+        }
         let config = format!(
-            "# tests/common/servers.rs\n{includes}\
+            "# tests/common/servers.rs\n{includes}{global}\n\
              pidfile {d}/slapd.pid\nargsfile {d}/slapd.args\n\
              modulepath /usr/lib/ldap\nmoduleload back_mdb\n\
              database mdb\nmaxsize 268435456\nsuffix \"{base_dn}\"\nrootdn \"{root_dn}\"\nrootpw {password}\n\
@@ -756,13 +784,18 @@ impl Slapd {
         let config = d.join("slapd.conf");
         let mut daemon = Daemon::new("slapd", dir, slapd, "TERM");
         // `-d none`: in the foreground (no fork), only the messages that are always logged.
+        let tls_port = options.tls.as_ref().map(|_| free_port());
         let args = |port: u16| {
-            let url = format!("ldap://127.0.0.1:{port}/");
-            vec!["-f".into(), config.clone().into(), "-h".into(), url.into(), "-d".into(), "none".into()]
+            let mut urls = format!("ldap://127.0.0.1:{port}/");
+            if let Some(tls_port) = tls_port {
+                urls.push_str(&format!(" ldaps://127.0.0.1:{tls_port}/"));
+            }
+            let debug = if options.log_operations { "stats" } else { "none" };
+            vec!["-f".into(), config.clone().into(), "-h".into(), urls.into(), "-d".into(), debug.into()]
         };
-        let ready = Self::ready_check(daemon.dir.path());
+        let ready = Self::ready_check(daemon.dir.path(), format!("cn=admin,{base_dn}"));
         daemon.start_on_free_port(args, &ready);
-        let server = Slapd { daemon, base_dn: base_dn.to_string() };
+        let server = Slapd { daemon, base_dn: base_dn.to_string(), tls_port };
         if !ldif_has_entry(ldif, base_dn) {
             server.add_ldif(&base_entry(base_dn));
         }
@@ -773,14 +806,15 @@ impl Slapd {
     }
 
     /// Ready: the pid file names this process (slapd writes it once it listens), and the
-    /// root DSE answers an anonymous search.
-    fn ready_check(dir: &Path) -> impl Fn(u16, u32) -> bool {
+    /// root DSE answers a search as the root DN (anonymous ones may be refused).
+    fn ready_check(dir: &Path, root_dn: String) -> impl Fn(u16, u32) -> bool {
         let pid_file = dir.join("slapd.pid");
         move |port, pid| {
             let written = fs::read_to_string(&pid_file).is_ok_and(|text| text.trim() == pid.to_string());
             written && {
                 let mut search = Command::new(ldap_tool("ldapsearch"));
                 search.args(["-x", "-LLL", "-o", "nettimeout=2", "-H", &format!("ldap://127.0.0.1:{port}")]);
+                search.args(["-D", &root_dn, "-w", Self::ROOT_PASSWORD]);
                 search.args(["-b", "", "-s", "base", "objectClass=*"]);
                 run_bounded(&mut search, b"", Duration::from_secs(5)).is_ok_and(|run| run.status.success())
             }
@@ -794,6 +828,12 @@ impl Slapd {
     /// `ldap://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port())
+    }
+
+    /// `ldaps://127.0.0.1:PORT`, when started with TLS.
+    pub fn ldaps_url(&self) -> String {
+        let port = self.tls_port.expect("slapd was started without TLS (SlapdOptions::tls)");
+        format!("ldaps://127.0.0.1:{port}")
     }
 
     pub fn base_dn(&self) -> &str {
@@ -868,7 +908,7 @@ impl Slapd {
 
     /// Stops and starts again on the same port with the same database.
     pub fn restart(&mut self) {
-        let ready = Self::ready_check(self.dir());
+        let ready = Self::ready_check(self.dir(), self.root_dn());
         self.daemon.restart(&ready);
     }
 
