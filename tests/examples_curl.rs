@@ -43,6 +43,8 @@ fn start_example_with(name: &str, args: &[&str], env: &[(&str, &str)]) -> (Serve
         .args(args)
         .env_remove("DATABASE_URL")
         .env_remove("DATABASE_URL_FILE")
+        .env_remove("LDAP_URL")
+        .env_remove("LDAP_BIND_PASSWORD")
         .envs(env.iter().copied())
         .env("ADDR", "127.0.0.1:0")
         .env("RUST_LOG", "warn")
@@ -438,4 +440,34 @@ fn sql_store_example_with_curl() {
     sql_store_session(&base, "postgres");
     let users = postgres.psql("SELECT name FROM ts_user ORDER BY name");
     assert_eq!(users, "admin\nalex", "the example seeded PostgreSQL");
+}
+
+// SPEC G3: `examples/ldap_store.rs` as its doc comment runs it, against slapd seeded with
+// examples/ldap/seed.ldif: roles from groups, permissions from the rule file's `[[role]]`
+// tables, a disabled user refused; a wrong service password stops the start.
+#[test]
+fn ldap_store_example_with_curl() {
+    let slapd = common::servers::Slapd::start("dc=example,dc=com", include_str!("../examples/ldap/seed.ldif"));
+    let env = [("LDAP_URL", slapd.url()), ("LDAP_BIND_PASSWORD", "reader-secret".to_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (_server, base) = start_example_with("ldap_store", &[], &env);
+    let (me, admin) = (format!("{base}/api/me"), format!("{base}/api/admin"));
+    let (status, text) = curl(&["-u", "alex:alex123", &me]);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nalex roles=admins,developers\n"), "{text}");
+    assert_eq!(curl(&["-u", "alex:alex123", &admin]).0, 200);
+    assert_eq!(curl(&["-u", "sam:sam123", &admin]).0, 403);
+    for credentials in ["kim:kim123", "alex:wrong", "nobody:alex123", "*:alex123"] {
+        assert_eq!(curl(&["-u", credentials, &me]).0, 401, "{credentials}");
+    }
+
+    let output = Command::new(example_binary("ldap_store"))
+        .env("LDAP_URL", slapd.url())
+        .env("LDAP_BIND_PASSWORD", "wrong")
+        .env("ADDR", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("ldap_store.toml:") && stderr.contains("invalidCredentials"), "{stderr}");
 }
