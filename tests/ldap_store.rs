@@ -12,7 +12,6 @@ use axum::routing::get;
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use tower_secure::config::Deployment;
@@ -77,13 +76,20 @@ async fn serve_with(store: impl UserStore, basic_settings: &str) -> String {
 
 /// Status, whether `Retry-After` was sent, the body, and how long the request took.
 async fn get_as(base: &str, path: &str, user: &str, password: &str) -> (StatusCode, bool, String, Duration) {
+    get_with(&common::client(), base, path, user, password).await
+}
+
+/// [`get_as`] with a client of the caller's (timings without building a client each time).
+async fn get_with(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> (StatusCode, bool, String, Duration) {
     let started = Instant::now();
-    let response = common::client()
-        .get(format!("{base}{path}"))
-        .header(AUTHORIZATION, basic(user, password))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        client.get(format!("{base}{path}")).header(AUTHORIZATION, basic(user, password)).send().await.unwrap();
     let (status, retry_after) = (response.status(), response.headers().contains_key(RETRY_AFTER));
     (status, retry_after, response.text().await.unwrap(), started.elapsed())
 }
@@ -423,13 +429,14 @@ async fn g5_unknown_and_wrong_take_the_same_time() {
 
     // Over HTTP, for the record: uncached (a bind) and cached (no directory work).
     let base = serve_with(ldap, "[authentication.basic]\nmax_failed_attempts = 0\nhashes_per_second = 1000").await;
+    let client = common::client();
     let mut uncached = Vec::new();
     let mut cached = Vec::new();
     for round in 0..15 {
-        let (status, _, _, elapsed) = get_as(&base, "/whoami", "sam", &format!("wrong{round}")).await;
+        let (status, _, _, elapsed) = get_with(&client, &base, "/whoami", "sam", &format!("wrong{round}")).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         uncached.push(elapsed);
-        let (status, _, _, elapsed) = get_as(&base, "/whoami", "alex", "alex123").await;
+        let (status, _, _, elapsed) = get_with(&client, &base, "/whoami", "alex", "alex123").await;
         assert_eq!(status, StatusCode::OK);
         cached.push(elapsed);
     }
@@ -440,24 +447,11 @@ async fn g5_unknown_and_wrong_take_the_same_time() {
     );
 }
 
-/// A CA and a server certificate for 127.0.0.1 it signs: (CA PEM, chain PEM, key PEM).
-fn server_pki() -> (String, String, String) {
-    let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, "LDAP Test CA");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
-    let certificate = params.signed_by(&key, &ca).unwrap();
-    (ca.pem(), certificate.pem(), key.serialize_pem())
-}
-
 // SPEC G3: `ldaps://` and StartTLS through rustls, trusting the CA given; a server whose
 // certificate that CA did not sign is refused when the store is built.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g3_ldaps_and_start_tls() {
-    let (ca, chain, key) = server_pki();
+    let (ca, chain, key) = common::loopback_server_pki();
     let slapd = Slapd::start_with(BASE_DN, SEED, &SlapdOptions { tls: Some((chain, key)), ..Default::default() });
     let ldaps = store_for(&slapd.ldaps_url()).ca_certificates_pem(&ca).build().await.unwrap();
     let start_tls = store_for(&slapd.url()).start_tls(true).ca_certificates_pem(&ca).domain("STARTTLS");
@@ -468,7 +462,7 @@ async fn g3_ldaps_and_start_tls() {
         assert_eq!(status_of(&base, "/admin", user, "alex123").await, StatusCode::OK, "{user}");
         assert_eq!(status_of(&base, "/whoami", user, "wrong").await, StatusCode::UNAUTHORIZED, "{user}");
     }
-    let (other_ca, _, _) = server_pki();
+    let (other_ca, _, _) = common::loopback_server_pki();
     for url in [slapd.ldaps_url(), slapd.url()] {
         let error = store_for(&url).start_tls(true).ca_certificates_pem(&other_ca).build().await.unwrap_err();
         println!("{url} with another CA: {error}");

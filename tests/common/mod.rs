@@ -163,3 +163,18 @@ pub fn python() -> std::path::PathBuf {
     );
     provisioned
 }
+
+/// A test CA and a server certificate it signs for `127.0.0.1` and `localhost`, for the
+/// TLS of the servers in [`servers`]: (CA PEM, server certificate PEM, server key PEM).
+pub fn loopback_server_pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, "tower-secure test server CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+    let certificate = params.signed_by(&key, &ca).unwrap();
+    (ca.pem(), certificate.pem(), key.serialize_pem())
+}

@@ -31,6 +31,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -528,6 +529,8 @@ fn unexpected(server: &str, answer: &[u8]) -> io::Error {
 pub struct Postgres {
     daemon: Daemon,
     bin: PathBuf,
+    /// Connections must use TLS ([`Postgres::start_with_tls`]).
+    tls: bool,
 }
 
 impl fmt::Debug for Postgres {
@@ -543,6 +546,16 @@ impl Postgres {
 
     /// initdb, start, wait until `SELECT 1` answers, create [`Postgres::DATABASE`].
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// [`Postgres::start`] with TLS required of every connection (`hostssl` only), the
+    /// server presenting `certificate` (PEM chain) with `key` (PEM).
+    pub fn start_with_tls(certificate: &str, key: &str) -> Postgres {
+        Self::start_with(Some((certificate, key)))
+    }
+
+    fn start_with(tls: Option<(&str, &str)>) -> Postgres {
         let bin = pg_bin();
         let dir = server_dir("postgres");
         let data = dir.path().join("data");
@@ -561,10 +574,11 @@ impl Postgres {
             Ok(run) => panic!("PostgreSQL's initdb failed ({}):\n{}{}", run.status, run.stdout, run.stderr),
             Err(why) => panic!("PostgreSQL's initdb: {why}"),
         }
-        // 127.0.0.1 only, passwords (SCRAM) for everyone, no Unix socket.
+        // 127.0.0.1 only, passwords (SCRAM) for everyone, no Unix socket; with TLS, over TLS only.
+        let connection = if tls.is_some() { "hostssl" } else { "host" };
         fs::write(
             data.join("pg_hba.conf"),
-            "# TYPE DATABASE USER ADDRESS METHOD\nhost all all 127.0.0.1/32 scram-sha-256\n",
+            format!("# TYPE DATABASE USER ADDRESS METHOD\n{connection} all all 127.0.0.1/32 scram-sha-256\n"),
         )
         .unwrap();
         let mut conf = OpenOptions::new().append(true).open(data.join("postgresql.conf")).unwrap();
@@ -573,18 +587,25 @@ impl Postgres {
               max_connections = 40\nshared_buffers = 16MB\n",
         )
         .unwrap();
+        if let Some((certificate, key)) = tls {
+            fs::write(data.join("server.crt"), certificate).unwrap();
+            fs::write(data.join("server.key"), key).unwrap();
+            // PostgreSQL refuses a key others may read.
+            fs::set_permissions(data.join("server.key"), fs::Permissions::from_mode(0o600)).unwrap();
+            conf.write_all(b"ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n").unwrap();
+        }
         give_to_server_account(&data);
 
         let mut daemon = Daemon::new("PostgreSQL", dir, bin.join("postgres"), "INT");
         let args = |port: u16| vec!["-D".into(), data.clone().into(), "-p".into(), port.to_string().into()];
-        daemon.start_on_free_port(args, &Self::ready_check(&bin, &data));
-        let postgres = Postgres { daemon, bin };
+        daemon.start_on_free_port(args, &Self::ready_check(&bin, &data, tls.is_some()));
+        let postgres = Postgres { daemon, bin, tls: tls.is_some() };
         postgres.psql_in("postgres", &format!("CREATE DATABASE {}", Self::DATABASE));
         postgres
     }
 
     /// Ready: pg_isready, then `SHOW data_directory` names this server's directory.
-    fn ready_check(bin: &Path, data: &Path) -> impl Fn(u16, u32) -> bool {
+    fn ready_check(bin: &Path, data: &Path, tls: bool) -> impl Fn(u16, u32) -> bool {
         let (bin, data) = (bin.to_path_buf(), data.to_path_buf());
         move |port, _pid| {
             let mut isready = Command::new(bin.join("pg_isready"));
@@ -592,7 +613,7 @@ impl Postgres {
             if !run_bounded(&mut isready, b"", Duration::from_secs(5)).is_ok_and(|run| run.status.success()) {
                 return false;
             }
-            let answer = run_client(psql_command(&bin, port, "postgres"), b"SHOW data_directory");
+            let answer = run_client(psql_command(&bin, port, "postgres", tls), b"SHOW data_directory");
             answer.is_ok_and(|dir| Path::new(dir.trim()) == data)
         }
     }
@@ -623,7 +644,7 @@ impl Postgres {
     /// psql on [`Postgres::DATABASE`] as the superuser, quiet, unaligned, tuples only,
     /// stopping at the first error; SQL on its standard input.
     pub fn psql_command(&self) -> Command {
-        psql_command(&self.bin, self.port(), Self::DATABASE)
+        psql_command(&self.bin, self.port(), Self::DATABASE, self.tls)
     }
 
     /// Runs `sql` (one or more statements) and returns what psql printed (rows as
@@ -638,7 +659,7 @@ impl Postgres {
     }
 
     fn psql_in(&self, database: &str, sql: &str) -> String {
-        let out = run_client(psql_command(&self.bin, self.port(), database), sql.as_bytes());
+        let out = run_client(psql_command(&self.bin, self.port(), database, self.tls), sql.as_bytes());
         out.unwrap_or_else(|why| panic!("PostgreSQL on port {}: {sql:?}: {why}", self.port())).trim_end().to_string()
     }
 
@@ -659,7 +680,7 @@ impl Postgres {
 
     /// Stops and starts again on the same port with the same data directory.
     pub fn restart(&mut self) {
-        let ready = Self::ready_check(&self.bin, &self.dir().join("data"));
+        let ready = Self::ready_check(&self.bin, &self.dir().join("data"), self.tls);
         self.daemon.restart(&ready);
     }
 
@@ -689,13 +710,14 @@ impl Postgres {
     }
 }
 
-fn psql_command(bin: &Path, port: u16, database: &str) -> Command {
+/// psql as the superuser; over TLS (not verified: the harness's own client) when `tls`.
+fn psql_command(bin: &Path, port: u16, database: &str, tls: bool) -> Command {
     let mut psql = Command::new(bin.join("psql"));
     psql.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", &port.to_string()])
         .args(["-U", Postgres::USER, "-d", database, "-f", "-"])
         .env("PGPASSWORD", Postgres::PASSWORD)
         .env("PGCONNECT_TIMEOUT", "5")
-        .env("PGSSLMODE", "disable");
+        .env("PGSSLMODE", if tls { "require" } else { "disable" });
     psql
 }
 
