@@ -10,18 +10,16 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use tower_secure::config::Deployment;
 use tower_secure::identity::{
-    LdapUserStore, LdapUserStoreBuilder, PasswordCheck, Permission, Principal, QualifiedName, SqlUserStore, UserStore,
-    UserStores,
+    LdapUserStore, LdapUserStoreBuilder, PasswordCheck, Permission, QualifiedName, SqlUserStore, UserStore, UserStores,
 };
 use tower_secure::SecureLayer;
 
 use common::servers::{Slapd, SlapdOptions};
+use common::stores::{basic, password_grant, token_api, whoami};
 
 const BASE_DN: &str = "dc=example,dc=com";
 const SEED: &str = include_str!("../examples/ldap/seed.ldif");
@@ -55,16 +53,6 @@ fn store_for(url: &str) -> LdapUserStoreBuilder {
 
 async fn store(slapd: &Slapd) -> LdapUserStore {
     store_for(&slapd.url()).build().await.unwrap()
-}
-
-fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
-async fn whoami(p: Principal) -> String {
-    let mut roles: Vec<&str> = p.roles().iter().map(String::as_str).collect();
-    roles.sort_unstable();
-    format!("{}|{}|{}", p.name().domain(), p.name().user(), roles.join(","))
 }
 
 /// The API behind a layer with these Basic settings (and the rules above).
@@ -214,49 +202,13 @@ async fn g1_g3_secondary_in_ldap_primary_in_sql() {
     }
 }
 
-/// POST /oauth2/token, password grant, client `app`; status, Retry-After, JSON body.
-async fn password_grant(base: &str, user: &str, password: &str) -> (StatusCode, bool, serde_json::Value) {
-    let form = [("grant_type", "password"), ("username", user), ("password", password)];
-    let response = common::client()
-        .post(format!("{base}/oauth2/token"))
-        .header(AUTHORIZATION, basic("app", "app-secret"))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let (status, retry_after) = (response.status(), response.headers().contains_key(RETRY_AFTER));
-    (status, retry_after, response.json().await.unwrap())
-}
-
 // SPEC G3, G5: the token endpoint's password grant checks passwords by binding as the
 // user; its tokens carry the directory's roles to the API; while the directory is down
 // the grant is 503 with Retry-After, never invalid_grant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g3_password_grant_against_ldap() {
-    use tower_secure::code::{AccessRule, SigningKey, TokenServerSettings, Users};
-    use tower_secure::oauth2::TokenServer;
-
     let mut slapd = directory();
-    let deployment = Deployment::builder()
-        .rule(AccessRule::new("/admin").permission("/permission/admin"))
-        .token_server(
-            TokenServerSettings::new("https://issuer.test")
-                .signing_key(SigningKey::hs256_base64("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0=")),
-        )
-        .build()
-        .unwrap();
-    let clients = Users::builder().client("app", common::cheap_hash("app-secret"), Vec::<String>::new()).build();
-    let tokens = TokenServer::builder()
-        .deployment(&deployment)
-        .user_store(store(&slapd).await)
-        .clients(clients.unwrap().clients)
-        .build()
-        .unwrap();
-    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
-    let base = common::serve(
-        Router::new().route("/whoami", get(whoami)).route("/admin", get(whoami)).merge(tokens.router()).layer(layer),
-    )
-    .await;
+    let base = token_api(store(&slapd).await).await;
 
     let (status, _, body) = password_grant(&base, "alex", "alex123").await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -5,24 +5,14 @@ mod common;
 
 use axum::routing::get;
 use axum::Router;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, RETRY_AFTER};
 use reqwest::StatusCode;
 use tower_secure::code::Users;
 use tower_secure::config::Deployment;
-use tower_secure::identity::{Permission, Principal, QualifiedName, UserRecord, UserStore, UserStoreError, UserStores};
+use tower_secure::identity::{Permission, QualifiedName, UserRecord, UserStore, UserStoreError, UserStores};
 use tower_secure::{async_trait, SecureLayer};
 
-fn basic(user: &str, password: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
-}
-
-async fn whoami(p: Principal) -> String {
-    let mut roles: Vec<&str> = p.roles().iter().map(String::as_str).collect();
-    roles.sort_unstable();
-    format!("{}|{}|{}", p.name().domain(), p.name().user(), roles.join(","))
-}
+use common::stores::{basic, password_grant, token_api, whoami};
 
 const RULES: &str = r#"
 [[resource.access_control]]
@@ -400,6 +390,31 @@ async fn g2_postgres_over_tls() {
     }
 }
 
+// SPEC G4: changes made in the database, behind the crate's back, reach cached logins
+// within `cache_ttl_seconds`: a disabled user and a changed password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g4_database_changes_reach_cached_logins_within_the_ttl() {
+    const TTL: Duration = Duration::from_secs(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite_store(dir.path(), &seed(0), "PRIMARY").await;
+    let base = serve_with(store, "[authentication.basic]\ncache_ttl_seconds = 1").await;
+    assert_eq!(get_as(&base, "/whoami", "alex", "alex123").await.0, StatusCode::OK);
+    assert_eq!(get_as(&base, "/admin", "bob", "bob123").await.0, StatusCode::FORBIDDEN);
+    let url = format!("sqlite://{}", dir.path().join("users.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let changes = format!(
+        "UPDATE ts_user SET disabled = TRUE WHERE name = 'alex';
+         UPDATE ts_user SET password_hash = '{}' WHERE name = 'bob';",
+        common::cheap_hash("bob456")
+    );
+    sqlx::raw_sql(&changes).execute(&pool).await.unwrap();
+    pool.close().await;
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    assert_eq!(get_as(&base, "/whoami", "alex", "alex123").await.0, StatusCode::UNAUTHORIZED, "disabled");
+    assert_eq!(get_as(&base, "/whoami", "bob", "bob123").await.0, StatusCode::UNAUTHORIZED, "old password");
+    assert_eq!(get_as(&base, "/whoami", "bob", "bob456").await.0, StatusCode::OK, "new password");
+}
+
 // SPEC G5: PostgreSQL stopped: 503 with Retry-After within the timeout, never 401 (wrong
 // password, unknown user) and never 200; SIGSTOPped: the same, bounded by the store's
 // timeout; restarted: the store recovers on its own (its broken connections replaced).
@@ -670,31 +685,12 @@ async fn g1_changed_user_store_tables_need_a_restart() {
 // The token endpoint's password grant against SQL stores
 // ---------------------------------------------------------------------------------------
 
-/// POST /oauth2/token, password grant, client `app`; status, Retry-After, JSON body.
-async fn password_grant(base: &str, user: &str, password: &str) -> (StatusCode, bool, serde_json::Value) {
-    let encode = |s: &str| s.replace('%', "%25").replace('/', "%2F").replace('@', "%40");
-    let body = format!("grant_type=password&username={}&password={}", encode(user), encode(password));
-    let response = common::client()
-        .post(format!("{base}/oauth2/token"))
-        .header(AUTHORIZATION, basic("app", "app-secret"))
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let (status, retry_after) = (response.status(), response.headers().contains_key(RETRY_AFTER));
-    (status, retry_after, response.json().await.unwrap())
-}
-
 // SPEC G1, G2, G5: the password grant finds users in the SQL stores of their domains
 // (PRIMARY PostgreSQL, SECONDARY SQLite), refuses wrong passwords, disabled users and
 // unknown domains (400 invalid_grant), and answers 503 with Retry-After while PostgreSQL
 // is down, while the SQLite domain keeps issuing; its tokens work on the API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn g2_password_grant_against_sql_stores() {
-    use tower_secure::code::{AccessRule, SigningKey, TokenServerSettings};
-    use tower_secure::oauth2::TokenServer;
-
     let (mut pg, primary) = postgres_store(0).await;
     let dir = tempfile::tempdir().unwrap();
     let seed_sql = format!(
@@ -703,20 +699,7 @@ async fn g2_password_grant_against_sql_stores() {
     );
     let secondary = sqlite_store(dir.path(), &seed_sql, "SECONDARY").await;
     let stores = UserStores::builder().primary(primary).domain("SECONDARY", secondary).build().unwrap();
-    let deployment = Deployment::builder()
-        .rule(AccessRule::new("/admin").permission("/permission/admin"))
-        .token_server(
-            TokenServerSettings::new("https://issuer.test")
-                .signing_key(SigningKey::hs256_base64("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0=")),
-        )
-        .build()
-        .unwrap();
-    let clients = Users::builder().client("app", common::cheap_hash("app-secret"), Vec::<String>::new()).build();
-    let tokens =
-        TokenServer::builder().deployment(&deployment).user_store(stores).clients(clients.unwrap().clients).build();
-    let tokens = tokens.unwrap();
-    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
-    let base = common::serve(Router::new().route("/whoami", get(whoami)).merge(tokens.router()).layer(layer)).await;
+    let base = token_api(stores).await;
 
     for (user, password) in [("alex", "alex123"), ("SECONDARY/alex", "lite123")] {
         let (status, _, body) = password_grant(&base, user, password).await;

@@ -6,6 +6,8 @@ pub mod audit;
 
 pub mod servers;
 
+pub mod stores;
+
 use std::net::SocketAddr;
 
 use argon2::password_hash::{PasswordHasher, SaltString};
