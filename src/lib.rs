@@ -21,6 +21,7 @@ pub mod policy;
 mod reload;
 #[cfg(feature = "axum")]
 pub mod secure_attr;
+pub mod state;
 #[cfg(feature = "tls")]
 pub mod tls;
 

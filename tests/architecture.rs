@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     // The ground floor: imports nothing of the crate.
     ("identity", &[]),
+    ("state", &[]),
     ("error", &[]),
     // The TOML model: builds user records.
     ("config", &["identity"]),

@@ -1,0 +1,271 @@
+//! The state backends' conformance suite (SPEC H1, H3, H5): the same checks against the
+//! memory backend and against a real Redis (tests/common/servers.rs, a private
+//! redis-server on 127.0.0.1): revocations and watermarks, expiry pruning, refresh rotation
+//! and replay, 20 tasks redeeming one refresh token, 50 concurrent failures locking at
+//! exactly the threshold, snapshot plus changes for a replica; for Redis, two backends
+//! sharing one server, a password, a restart that empties it, and a paused server.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tower_secure::state::{
+    Change, FamilyRevocation, MemoryState, Redemption, RedisState, RefreshRecord, Snapshot, StateBackend,
+};
+
+use common::servers::Redis;
+
+const NOW: u64 = 1_900_000_000;
+
+fn digest(n: u8) -> [u8; 32] {
+    [n; 32]
+}
+
+fn grant(client: &str, family: u64, jti: &str) -> RefreshRecord {
+    RefreshRecord {
+        client_id: client.to_owned(),
+        user: "SECONDARY/alex@example.com".to_owned(),
+        scopes: vec!["openid".to_owned(), "internal_login".to_owned()],
+        expires: NOW + 3600,
+        family,
+        access_jti: jti.to_owned(),
+        access_exp: NOW + 600,
+    }
+}
+
+async fn redis_backend(server: &Redis, prefix: &str) -> RedisState {
+    RedisState::builder(server.url()).key_prefix(prefix).build().await.unwrap()
+}
+
+/// Every check of the suite, against one backend.
+async fn conformance(state: Arc<dyn StateBackend>, name: &str) {
+    revocations_and_watermarks(&*state, name).await;
+    refresh_rotation_and_replay(&*state, name).await;
+    concurrent_redemption(Arc::clone(&state), name).await;
+    concurrent_failures(Arc::clone(&state), name).await;
+    replica_resync(&*state, name).await;
+}
+
+// SPEC H1: a revoked jti is in the snapshot until it expires; watermarks only move forward,
+// per client and for everybody; a snapshot decides tokens as the backend would.
+async fn revocations_and_watermarks(state: &dyn StateBackend, name: &str) {
+    state.revoke("jti-1", NOW + 100).await.unwrap();
+    state.revoke("jti-old", NOW - 1).await.unwrap();
+    state.revoke_issued_before(Some("web"), NOW - 50).await.unwrap();
+    state.revoke_issued_before(Some("web"), NOW - 90).await.unwrap();
+    state.revoke_issued_before(None, NOW - 1000).await.unwrap();
+    let snapshot = state.snapshot(NOW).await.unwrap();
+    assert_eq!(snapshot.revoked.get("jti-1"), Some(&(NOW + 100)), "{name}");
+    assert!(!snapshot.revoked.contains_key("jti-old"), "{name}: expired entries are pruned");
+    assert_eq!(snapshot.client_watermarks.get("web"), Some(&(NOW - 50)), "{name}: watermarks never move back");
+    assert_eq!(snapshot.global_watermark, NOW - 1000, "{name}");
+    assert!(snapshot.is_revoked(Some("jti-1"), Some("app"), NOW), "{name}");
+    assert!(snapshot.is_revoked(Some("jti-2"), Some("web"), NOW - 60), "{name}: before web's watermark");
+    assert!(!snapshot.is_revoked(Some("jti-2"), Some("web"), NOW - 10), "{name}");
+    assert!(snapshot.is_revoked(Some("jti-3"), Some("app"), NOW - 2000), "{name}: before everybody's");
+    assert!(!snapshot.is_revoked(Some("jti-3"), Some("app"), NOW - 10), "{name}");
+    assert!(!snapshot.epoch.is_empty(), "{name}");
+}
+
+// SPEC H1: a refresh token is used once; a replay ends its family and names the family's
+// access tokens; another client's token is invalid and survives; revocation of a family
+// and of a client's tokens; introspection sees unused tokens only.
+async fn refresh_rotation_and_replay(state: &dyn StateBackend, name: &str) {
+    let family = state.new_family().await.unwrap();
+    assert_ne!(state.new_family().await.unwrap(), family, "{name}: families are unique");
+    state.put_refresh(&digest(1), &grant("web", family, "a1")).await.unwrap();
+    assert_eq!(state.peek_refresh(&digest(1), NOW).await.unwrap(), Some(grant("web", family, "a1")), "{name}");
+    assert_eq!(state.redeem_refresh(&digest(1), "other", NOW).await.unwrap(), Redemption::Invalid, "{name}");
+    assert_eq!(state.redeem_refresh(&digest(1), "web", NOW + 3600).await.unwrap(), Redemption::Invalid, "{name}");
+    assert_eq!(
+        state.redeem_refresh(&digest(1), "web", NOW).await.unwrap(),
+        Redemption::Fresh(grant("web", family, "a1")),
+        "{name}"
+    );
+    assert_eq!(state.peek_refresh(&digest(1), NOW).await.unwrap(), None, "{name}: used");
+    state.put_refresh(&digest(2), &grant("web", family, "a2")).await.unwrap();
+    match state.redeem_refresh(&digest(1), "web", NOW).await.unwrap() {
+        Redemption::Replayed(mut access) => {
+            access.sort();
+            assert_eq!(access, [("a1".to_owned(), NOW + 600), ("a2".to_owned(), NOW + 600)], "{name}");
+        }
+        other => panic!("{name}: a replay must end the family, got {other:?}"),
+    }
+    assert_eq!(state.redeem_refresh(&digest(2), "web", NOW).await.unwrap(), Redemption::Invalid, "{name}");
+
+    let family = state.new_family().await.unwrap();
+    state.put_refresh(&digest(3), &grant("web", family, "b1")).await.unwrap();
+    assert_eq!(state.revoke_refresh_family(&digest(3), "app").await.unwrap(), FamilyRevocation::OtherClient);
+    assert_eq!(
+        state.revoke_refresh_family(&digest(3), "web").await.unwrap(),
+        FamilyRevocation::Revoked(vec![("b1".to_owned(), NOW + 600)]),
+        "{name}"
+    );
+    assert_eq!(state.revoke_refresh_family(&digest(3), "web").await.unwrap(), FamilyRevocation::Unknown);
+
+    let family = state.new_family().await.unwrap();
+    state.put_refresh(&digest(4), &grant("batch", family, "c1")).await.unwrap();
+    state.put_refresh(&digest(5), &grant("web", family + 1000, "c2")).await.unwrap();
+    state.revoke_client_refresh("batch").await.unwrap();
+    assert_eq!(state.redeem_refresh(&digest(4), "batch", NOW).await.unwrap(), Redemption::Invalid, "{name}");
+    assert!(matches!(state.redeem_refresh(&digest(5), "web", NOW).await.unwrap(), Redemption::Fresh(_)), "{name}");
+}
+
+// SPEC H3: 20 tasks redeem one refresh token at once: exactly one gets the grant, the
+// others see a replay or an already ended family, never a second grant.
+async fn concurrent_redemption(state: Arc<dyn StateBackend>, name: &str) {
+    let family = state.new_family().await.unwrap();
+    state.put_refresh(&digest(9), &grant("web", family, "race")).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move { state.redeem_refresh(&digest(9), "web", NOW).await.unwrap() })
+        })
+        .collect();
+    let mut fresh = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Redemption::Fresh(_) => fresh += 1,
+            Redemption::Replayed(_) | Redemption::Invalid => {}
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    assert_eq!(fresh, 1, "{name}: exactly one redemption wins");
+}
+
+// SPEC H3: 50 concurrent failures of one user with a threshold of 5: exactly one of them
+// locks the account, and the lock is seen by every reader.
+async fn concurrent_failures(state: Arc<dyn StateBackend>, name: &str) {
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move { state.record_failure("PRIMARY/kim", 5, 300, NOW).await.unwrap() })
+        })
+        .collect();
+    let mut locks = Vec::new();
+    for task in tasks {
+        locks.extend(task.await.unwrap());
+    }
+    assert_eq!(locks, [NOW + 300], "{name}: locked once, at the threshold");
+    assert_eq!(state.locked_until("PRIMARY/kim", NOW + 1).await.unwrap(), Some(NOW + 300), "{name}");
+    assert_eq!(state.locked_until("PRIMARY/kim", NOW + 300).await.unwrap(), None, "{name}: expired");
+    assert_eq!(state.snapshot(NOW).await.unwrap().locks.get("PRIMARY/kim"), Some(&(NOW + 300)), "{name}");
+    // Four failures, a success, four more: no lock (the success forgets the count).
+    for _ in 0..4 {
+        assert_eq!(state.record_failure("sam", 5, 300, NOW).await.unwrap(), None, "{name}");
+    }
+    state.clear_failures("sam").await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(state.record_failure("sam", 5, 300, NOW).await.unwrap(), None, "{name}");
+    }
+    assert_eq!(state.locked_until("sam", NOW).await.unwrap(), None, "{name}");
+}
+
+// SPEC H1, H4: a replica built from a snapshot and moved forward by the numbered changes
+// equals a new snapshot; a replica of another epoch, or one the log no longer reaches, is
+// told to take a new snapshot.
+async fn replica_resync(state: &dyn StateBackend, name: &str) {
+    let mut replica: Snapshot = state.snapshot(NOW).await.unwrap();
+    state.revoke("late-1", NOW + 50).await.unwrap();
+    state.revoke_issued_before(Some("mobile"), NOW - 5).await.unwrap();
+    state.revoke_issued_before(None, NOW - 500).await.unwrap();
+    state.record_failure("lee", 1, 60, NOW).await.unwrap();
+    let changes = state.changes_since(&replica.epoch, replica.sequence).await.unwrap().unwrap();
+    assert_eq!(changes.len(), 4, "{name}: {changes:?}");
+    assert!(changes.windows(2).all(|w| w[0].0 < w[1].0), "{name}: numbered in order");
+    assert!(matches!(&changes[0].1, Change::Revoked { jti, .. } if jti == "late-1"), "{name}");
+    for (number, change) in &changes {
+        replica.apply(*number, change);
+    }
+    assert_eq!(replica, state.snapshot(NOW).await.unwrap(), "{name}: the replica caught up");
+    let nothing = state.changes_since(&replica.epoch, replica.sequence).await.unwrap().unwrap();
+    assert!(nothing.is_empty(), "{name}");
+    assert_eq!(state.changes_since("another-epoch", replica.sequence).await.unwrap(), None, "{name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_memory_backend_conforms() {
+    conformance(Arc::new(MemoryState::new()), "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_redis_backend_conforms() {
+    let server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    conformance(Arc::new(redis_backend(&server, "conformance").await), "redis").await;
+}
+
+// SPEC H1: with a password (`requirepass`): the right one in the URL connects, a wrong one
+// is refused when the backend is built, and the error does not show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_redis_with_a_password() {
+    let server = tokio::task::spawn_blocking(|| Redis::start_with_password("s3cret-pw")).await.unwrap();
+    let url = server.url();
+    assert!(url.contains("s3cret-pw"), "the harness's URL carries the password: {url}");
+    let state = RedisState::builder(&url).build().await.unwrap();
+    state.revoke("with-password", NOW + 10).await.unwrap();
+    let wrong = url.replace("s3cret-pw", "guessed-pw");
+    let error = RedisState::builder(&wrong).build().await.unwrap_err();
+    println!("wrong password: {error}");
+    assert!(!error.0.contains("guessed-pw") && !error.0.contains("s3cret-pw"), "{error}");
+}
+
+// SPEC H3: two backends (as two instances would have) on one Redis share everything under
+// one prefix, and nothing across prefixes: a revocation, a redemption and a lock made
+// through one are seen through the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_two_backends_on_one_redis_agree() {
+    let server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (a, b) = (redis_backend(&server, "api").await, redis_backend(&server, "api").await);
+    let other = redis_backend(&server, "other-api").await;
+    a.revoke("shared", NOW + 100).await.unwrap();
+    assert!(b.snapshot(NOW).await.unwrap().revoked.contains_key("shared"));
+    assert!(!other.snapshot(NOW).await.unwrap().revoked.contains_key("shared"), "prefixes keep APIs apart");
+    let family = a.new_family().await.unwrap();
+    a.put_refresh(&digest(7), &grant("web", family, "x1")).await.unwrap();
+    assert!(matches!(b.redeem_refresh(&digest(7), "web", NOW).await.unwrap(), Redemption::Fresh(_)));
+    assert!(matches!(a.redeem_refresh(&digest(7), "web", NOW).await.unwrap(), Redemption::Replayed(_)));
+    for instance in [&a, &b, &a, &b] {
+        assert_eq!(instance.record_failure("alex", 5, 60, NOW).await.unwrap(), None);
+    }
+    assert_eq!(b.record_failure("alex", 5, 60, NOW).await.unwrap(), Some(NOW + 60), "the fifth, wherever it lands");
+    assert_eq!(a.locked_until("alex", NOW).await.unwrap(), Some(NOW + 60));
+    assert_eq!(a.snapshot(NOW).await.unwrap().epoch, b.snapshot(NOW).await.unwrap().epoch);
+}
+
+// SPEC H5: Redis restarted empty: the epoch changes, so a replica knows everything it held
+// may be gone (`changes_since` says resync); writes work again after the restart.
+// Paused (SIGSTOP): calls fail within the timeout instead of hanging; continued: they work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h5_redis_restarted_empty_or_paused() {
+    let mut server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let state = RedisState::builder(server.url()).timeout(Duration::from_millis(500)).build().await.unwrap();
+    state.revoke("before-restart", NOW + 100).await.unwrap();
+    let before = state.snapshot(NOW).await.unwrap();
+
+    tokio::task::block_in_place(|| server.restart());
+    let recovered = Instant::now();
+    let after = loop {
+        match state.snapshot(NOW).await {
+            Ok(snapshot) => break snapshot,
+            Err(e) => assert!(recovered.elapsed() < Duration::from_secs(10), "no recovery: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_ne!(after.epoch, before.epoch, "an emptied Redis has a new epoch");
+    assert!(!after.revoked.contains_key("before-restart"), "the harness's Redis keeps nothing");
+    assert_eq!(state.changes_since(&before.epoch, before.sequence).await.unwrap(), None, "resync");
+
+    tokio::task::block_in_place(|| server.pause());
+    let started = Instant::now();
+    let error = state.revoke("while-paused", NOW + 100).await.unwrap_err();
+    println!("paused: {error} after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    tokio::task::block_in_place(|| server.resume());
+    let resumed = Instant::now();
+    while state.revoke("after-resume", NOW + 100).await.is_err() {
+        assert!(resumed.elapsed() < Duration::from_secs(10), "no recovery after SIGCONT");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(state.snapshot(NOW).await.unwrap().revoked.contains_key("after-resume"));
+}
