@@ -32,7 +32,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("authz", &["config", "error", "identity", "policy"]),
     // Beside the request path.
     ("tls", &["authn", "config"]),
-    ("oauth2", &["authn", "config", "error", "identity", "policy"]),
+    ("oauth2", &["authn", "config", "error", "identity", "policy", "state"]),
     // The request path and what assembles it.
     ("layer", &["authn", "authz", "error", "identity", "policy"]),
     ("extract", &["error", "identity", "layer"]),

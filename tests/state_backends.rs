@@ -27,6 +27,7 @@ fn grant(client: &str, family: u64, jti: &str) -> RefreshRecord {
         client_id: client.to_owned(),
         user: "SECONDARY/alex@example.com".to_owned(),
         scopes: vec!["openid".to_owned(), "internal_login".to_owned()],
+        issued_at: NOW - 10,
         expires: NOW + 3600,
         family,
         access_jti: jti.to_owned(),
@@ -50,8 +51,8 @@ async fn conformance(state: Arc<dyn StateBackend>, name: &str) {
 // SPEC H1: a revoked jti is in the snapshot until it expires; watermarks only move forward,
 // per client and for everybody; a snapshot decides tokens as the backend would.
 async fn revocations_and_watermarks(state: &dyn StateBackend, name: &str) {
-    state.revoke("jti-1", NOW + 100).await.unwrap();
-    state.revoke("jti-old", NOW - 1).await.unwrap();
+    state.revoke("jti-1", "web", NOW + 100).await.unwrap();
+    state.revoke("jti-old", "web", NOW - 1).await.unwrap();
     state.revoke_issued_before(Some("web"), NOW - 50).await.unwrap();
     state.revoke_issued_before(Some("web"), NOW - 90).await.unwrap();
     state.revoke_issued_before(None, NOW - 1000).await.unwrap();
@@ -167,7 +168,7 @@ async fn concurrent_failures(state: Arc<dyn StateBackend>, name: &str) {
 // told to take a new snapshot.
 async fn replica_resync(state: &dyn StateBackend, name: &str) {
     let mut replica: Snapshot = state.snapshot(NOW).await.unwrap();
-    state.revoke("late-1", NOW + 50).await.unwrap();
+    state.revoke("late-1", "web", NOW + 50).await.unwrap();
     state.revoke_issued_before(Some("mobile"), NOW - 5).await.unwrap();
     state.revoke_issued_before(None, NOW - 500).await.unwrap();
     state.record_failure("lee", 1, 60, NOW).await.unwrap();
@@ -203,7 +204,7 @@ async fn h1_redis_with_a_password() {
     let url = server.url();
     assert!(url.contains("s3cret-pw"), "the harness's URL carries the password: {url}");
     let state = RedisState::builder(&url).build().await.unwrap();
-    state.revoke("with-password", NOW + 10).await.unwrap();
+    state.revoke("with-password", "web", NOW + 10).await.unwrap();
     let wrong = url.replace("s3cret-pw", "guessed-pw");
     let error = RedisState::builder(&wrong).build().await.unwrap_err();
     println!("wrong password: {error}");
@@ -218,7 +219,7 @@ async fn h3_two_backends_on_one_redis_agree() {
     let server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
     let (a, b) = (redis_backend(&server, "api").await, redis_backend(&server, "api").await);
     let other = redis_backend(&server, "other-api").await;
-    a.revoke("shared", NOW + 100).await.unwrap();
+    a.revoke("shared", "web", NOW + 100).await.unwrap();
     assert!(b.snapshot(NOW).await.unwrap().revoked.contains_key("shared"));
     assert!(!other.snapshot(NOW).await.unwrap().revoked.contains_key("shared"), "prefixes keep APIs apart");
     let family = a.new_family().await.unwrap();
@@ -240,7 +241,7 @@ async fn h3_two_backends_on_one_redis_agree() {
 async fn h5_redis_restarted_empty_or_paused() {
     let mut server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
     let state = RedisState::builder(server.url()).timeout(Duration::from_millis(500)).build().await.unwrap();
-    state.revoke("before-restart", NOW + 100).await.unwrap();
+    state.revoke("before-restart", "web", NOW + 100).await.unwrap();
     let before = state.snapshot(NOW).await.unwrap();
 
     tokio::task::block_in_place(|| server.restart());
@@ -258,12 +259,12 @@ async fn h5_redis_restarted_empty_or_paused() {
 
     tokio::task::block_in_place(|| server.pause());
     let started = Instant::now();
-    let error = state.revoke("while-paused", NOW + 100).await.unwrap_err();
+    let error = state.revoke("while-paused", "web", NOW + 100).await.unwrap_err();
     println!("paused: {error} after {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
     tokio::task::block_in_place(|| server.resume());
     let resumed = Instant::now();
-    while state.revoke("after-resume", NOW + 100).await.is_err() {
+    while state.revoke("after-resume", "web", NOW + 100).await.is_err() {
         assert!(resumed.elapsed() < Duration::from_secs(10), "no recovery after SIGCONT");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

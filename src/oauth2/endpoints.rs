@@ -85,7 +85,7 @@ async fn introspect(State(server): State<TokenServer>, request: Request) -> Resp
         let (headers, form) = server.read_form(request).await?;
         server.client(&headers).await?;
         let token = form.required("token")?;
-        Ok::<_, OAuthError>(server.introspect(token))
+        server.introspect(token).await
     };
     match answer.await {
         Ok(body) => no_store(body),
@@ -98,7 +98,7 @@ async fn revoke(State(server): State<TokenServer>, request: Request) -> Response
         let (headers, form) = server.read_form(request).await?;
         let caller = server.client(&headers).await?;
         let token = form.required("token")?;
-        server.revoke(&caller.client, token)
+        server.revoke(&caller.client, token).await
     };
     match answer.await {
         Ok(()) => (StatusCode::OK, [(CACHE_CONTROL, "no-store")], Body::empty()).into_response(),

@@ -70,8 +70,8 @@ pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SC
 use crate::authn::{self, BasicAuthenticator, LocalIssuer, RevokedTokens};
 use crate::config::{ClientRecord, ConfigError, Deployment, OAuth2ServerConfig};
 use crate::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore};
+use crate::state::{FamilyRevocation, MemoryState, Redemption, RefreshRecord, StateBackend, StateError};
 use keys::SigningKeys;
-use refresh::{Redeemed, RefreshTokens};
 
 /// The token server: issues, introspects and revokes tokens. Cheap to clone (shared).
 ///
@@ -110,7 +110,10 @@ struct Inner {
     current: ArcSwap<Issuance>,
     /// The application's own validator; `None` for the configuration's role-based one.
     custom_validator: Option<Arc<dyn ScopeValidator>>,
-    refresh: RefreshTokens,
+    /// Refresh grants and revocations, written here first (shared with other instances
+    /// when the backend is).
+    state: Arc<dyn StateBackend>,
+    /// This process's view of the revocations, read by the bearer handler.
     revoked: RevokedTokens,
 }
 
@@ -157,6 +160,7 @@ pub struct TokenServerBuilder {
     clients: Vec<ClientRecord>,
     validator: Option<Arc<dyn ScopeValidator>>,
     issuer: Option<String>,
+    state: Option<Arc<dyn StateBackend>>,
 }
 
 impl std::fmt::Debug for TokenServerBuilder {
@@ -220,6 +224,22 @@ impl TokenServerBuilder {
         self
     }
 
+    /// Where refresh grants and revocations are kept. Default: a
+    /// [`MemoryState`](crate::state::MemoryState) of `max_tracked_tokens` entries, in this
+    /// process only. A write the backend refuses is 503 with `Retry-After`.
+    ///
+    /// ```
+    /// use tower_secure::oauth2::TokenServer;
+    /// use tower_secure::state::MemoryState;
+    ///
+    /// let builder = TokenServer::builder().state(MemoryState::with_capacity(10_000));
+    /// # let _ = builder;
+    /// ```
+    pub fn state(mut self, backend: impl StateBackend) -> Self {
+        self.state = Some(Arc::new(backend));
+        self
+    }
+
     /// Checks the configuration and loads the keys.
     pub fn build(self) -> Result<TokenServer, ConfigError> {
         authn::install_crypto_provider();
@@ -256,11 +276,17 @@ impl TokenServerBuilder {
             client_secrets,
             current: ArcSwap::from_pointee(Issuance { clients, rules }),
             custom_validator: self.validator,
-            refresh: RefreshTokens::new(server.max_tracked_tokens),
+            state: self.state.unwrap_or_else(|| Arc::new(MemoryState::with_capacity(server.max_tracked_tokens))),
             revoked: RevokedTokens::new(server.max_tracked_tokens),
         };
         Ok(TokenServer { inner: Arc::new(inner) })
     }
+}
+
+/// A state backend that failed: logged, and 503 with `Retry-After` to the caller.
+fn unavailable(error: StateError) -> OAuthError {
+    tracing::error!(target: crate::AUDIT_TARGET, error = %error, "state backend failed");
+    OAuthError::server_error("state backend failure")
 }
 
 /// A client as a user of the client-secret store. Client ids are plain (see
@@ -414,8 +440,10 @@ impl TokenServer {
         for (id, old) in &previous.clients {
             let shut_out = clients.get(id).is_none_or(|new| new.disabled);
             if shut_out && !old.disabled {
-                inner.refresh.revoke_client(id);
+                // Its refresh tokens were issued before this watermark: the refresh grant
+                // refuses them (and only an enabled client can present one).
                 inner.revoked.revoke_client(id, now);
+                self.forget_client_tokens(id, now);
                 tracing::info!(target: crate::AUDIT_TARGET, client = %id, "client removed or disabled: its tokens are refused");
             }
         }
@@ -519,7 +547,7 @@ impl TokenServer {
             .await
             .map_err(|e| OAuthError::from_auth(e, OAuthError::invalid_grant))?;
         let scopes = self.grant_scopes(caller, GrantType::Password, &user, &requested).await?;
-        self.issue(&caller.client, user.name(), &user.name().to_string(), scopes, None)
+        self.issue(&caller.client, user.name(), &user.name().to_string(), scopes, None).await
     }
 
     async fn client_credentials_grant(&self, caller: &Authenticated, form: &Form) -> Result<Issued, OAuthError> {
@@ -540,33 +568,68 @@ impl TokenServer {
 
     async fn refresh_grant(&self, caller: &Authenticated, form: &Form) -> Result<Issued, OAuthError> {
         let client = &*caller.client;
-        let token = form.required("refresh_token")?;
+        let digest = refresh::digest(form.required("refresh_token")?);
         let narrowed = form.scopes()?;
-        let inner = &self.inner;
+        let state = &self.inner.state;
         // Everything that can fail for other reasons than the token itself (scope, user
         // store, validator) is decided before the token is used up, so the retry a 503
         // asks for still works.
-        let decided = match inner.refresh.peek(token, crate::unix_seconds()) {
+        let peeked = state.peek_refresh(&digest, crate::unix_seconds()).await.map_err(unavailable)?;
+        let decided = match peeked {
             Some(grant) if grant.client_id == client.id => Some(self.refreshed_scopes(caller, &grant, narrowed).await?),
             _ => None,
         };
-        let grant = match inner.refresh.redeem(token, &client.id, crate::unix_seconds()) {
-            Redeemed::Fresh(grant) => grant,
-            Redeemed::Invalid => return Err(OAuthError::invalid_grant("unknown, expired or foreign refresh token")),
-            Redeemed::Replayed(access) => {
-                for (jti, exp) in access {
-                    inner.revoked.revoke(&jti, exp, &client.id, crate::unix_seconds());
-                }
+        let grant = match state.redeem_refresh(&digest, &client.id, crate::unix_seconds()).await.map_err(unavailable)? {
+            Redemption::Fresh(grant) => grant,
+            Redemption::Replayed(access) => {
+                self.revoke_access(&access, &client.id).await?;
                 tracing::warn!(target: crate::AUDIT_TARGET, client = %client.id,
                     "refresh token replayed: its grant is revoked");
                 return Err(OAuthError::invalid_grant("refresh token used twice"));
             }
+            _ => return Err(OAuthError::invalid_grant("unknown, expired or foreign refresh token")),
         };
+        if self.inner.revoked.refuses_issued_at(&client.id, grant.issued_at) {
+            return Err(OAuthError::invalid_grant("the client's tokens were revoked"));
+        }
         // A token unusable when peeked never becomes fresh again; fail closed all the same.
         let Some((user, scopes)) = decided else {
             return Err(OAuthError::invalid_grant("refresh token changed while in use"));
         };
-        self.issue(client, &user, &user.to_string(), scopes, Some(grant.family))
+        self.issue(client, &user, &user.to_string(), scopes, Some(grant.family)).await
+    }
+
+    /// Revokes access tokens (`jti`, `exp`) of `client`: in the backend first (a failure is
+    /// 503, and the caller may retry), then in this process's view.
+    async fn revoke_access(&self, access: &[(String, u64)], client: &str) -> Result<(), OAuthError> {
+        for (jti, exp) in access {
+            self.inner.state.revoke(jti, client, *exp).await.map_err(unavailable)?;
+            self.inner.revoked.revoke(jti, *exp, client, crate::unix_seconds());
+        }
+        Ok(())
+    }
+
+    /// Tells the backend that every token of a removed or disabled client issued until
+    /// `now` is revoked, and forgets its refresh grants there. A reload is not async: this
+    /// runs on the runtime when there is one; a failure is logged (this process refuses
+    /// the tokens already, and the client cannot authenticate to use them).
+    fn forget_client_tokens(&self, client: &str, now: u64) {
+        let (state, client) = (Arc::clone(&self.inner.state), client.to_owned());
+        let work = async move {
+            let done = match state.revoke_issued_before(Some(&client), now).await {
+                Ok(()) => state.revoke_client_refresh(&client).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
+                tracing::error!(target: crate::AUDIT_TARGET, client = %client, error = %e,
+                    "the state backend did not take a removed client's revocation");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(work)),
+            Err(_) => tracing::warn!(target: crate::AUDIT_TARGET,
+                "a client was removed outside a tokio runtime: the state backend was not told"),
+        }
     }
 
     /// The user of a refresh grant, looked up again (a disabled user or a lost role ends
@@ -574,14 +637,16 @@ impl TokenServer {
     async fn refreshed_scopes(
         &self,
         caller: &Authenticated,
-        grant: &refresh::RefreshGrant,
+        grant: &RefreshRecord,
         narrowed: Vec<String>,
     ) -> Result<(QualifiedName, Vec<String>), OAuthError> {
         let inner = &self.inner;
         if narrowed.iter().any(|s| !grant.scopes.contains(s)) {
             return Err(OAuthError::invalid_scope("refresh asks for a scope outside the grant"));
         }
-        let record = authn::find_user(&*inner.store, &grant.user, inner.store_timeout)
+        let user = QualifiedName::parse(&grant.user)
+            .map_err(|_| OAuthError::invalid_grant("the refresh grant names no valid user"))?;
+        let record = authn::find_user(&*inner.store, &user, inner.store_timeout)
             .await
             .map_err(|e| OAuthError::from_auth(e, OAuthError::invalid_grant))?;
         let record = match record {
@@ -619,8 +684,9 @@ impl TokenServer {
         Ok(granted)
     }
 
-    /// An access token and, for a user, a refresh token of `family` (a new one if `None`).
-    fn issue(
+    /// An access token and, for a user, a refresh token of `family` (a new one if `None`),
+    /// its grant stored in the state backend first.
+    async fn issue(
         &self,
         client: &ClientRecord,
         user: &QualifiedName,
@@ -630,12 +696,27 @@ impl TokenServer {
     ) -> Result<Issued, OAuthError> {
         let inner = &self.inner;
         let (access_token, jti, exp) = self.sign_access_token(subject, &client.id, &scopes)?;
-        let refresh_token = client.grant_types.contains(&GrantType::RefreshToken).then(|| {
-            let family = family.unwrap_or_else(|| inner.refresh.new_family());
-            let expires = crate::unix_seconds().saturating_add(inner.refresh_seconds);
-            inner.refresh.issue(&client.id, user, &scopes, expires, family, (jti, exp))
-        });
-        let refresh_token = refresh_token.flatten();
+        let mut refresh_token = None;
+        if client.grant_types.contains(&GrantType::RefreshToken) {
+            let family = match family {
+                Some(family) => family,
+                None => inner.state.new_family().await.map_err(unavailable)?,
+            };
+            let token = refresh::random_token().ok_or_else(|| OAuthError::server_error("no randomness"))?;
+            let issued_at = crate::unix_seconds();
+            let record = RefreshRecord {
+                client_id: client.id.clone(),
+                user: user.to_string(),
+                scopes: scopes.clone(),
+                issued_at,
+                expires: issued_at.saturating_add(inner.refresh_seconds),
+                family,
+                access_jti: jti,
+                access_exp: exp,
+            };
+            inner.state.put_refresh(&refresh::digest(&token), &record).await.map_err(unavailable)?;
+            refresh_token = Some(token);
+        }
         let subject = subject.to_owned();
         Ok(Issued { subject, access_token, expires_in: inner.access_seconds, scopes, refresh_token })
     }
@@ -686,7 +767,7 @@ impl TokenServer {
     }
 
     /// RFC 7662: what the server knows of a token, for any authenticated client.
-    fn introspect(&self, token: &str) -> Value {
+    async fn introspect(&self, token: &str) -> Result<Value, OAuthError> {
         if let Some(mut claims) = self.access_claims(token) {
             let sub = claims.get("sub").cloned();
             let client_token = sub.is_some() && sub == claims.get("client_id").cloned();
@@ -695,46 +776,48 @@ impl TokenServer {
             }
             claims.insert("active".into(), true.into());
             claims.insert("token_type".into(), "Bearer".into());
-            return Value::Object(claims);
+            return Ok(Value::Object(claims));
         }
-        match self.inner.refresh.peek(token, crate::unix_seconds()) {
+        let peeked = self.inner.state.peek_refresh(&refresh::digest(token), crate::unix_seconds()).await;
+        let grant =
+            peeked.map_err(unavailable)?.filter(|g| !self.inner.revoked.refuses_issued_at(&g.client_id, g.issued_at));
+        Ok(match grant {
             Some(grant) => json!({
                 "active": true,
                 "token_type": "refresh_token",
                 "client_id": grant.client_id,
-                "username": grant.user.to_string(),
-                "sub": grant.user.to_string(),
+                "username": grant.user,
+                "sub": grant.user,
                 "scope": grant.scopes.join(" "),
                 "exp": grant.expires,
                 "iss": self.inner.issuer,
             }),
             None => json!({ "active": false }),
-        }
+        })
     }
 
-    /// RFC 7009: revokes a token of the calling client; unknown tokens are no error.
-    fn revoke(&self, client: &ClientRecord, token: &str) -> Result<(), OAuthError> {
-        let inner = &self.inner;
+    /// RFC 7009: revokes a token of the calling client; unknown tokens are no error. A
+    /// backend that fails is 503 with `Retry-After` (RFC 7009 section 2.2.1).
+    async fn revoke(&self, client: &ClientRecord, token: &str) -> Result<(), OAuthError> {
         let now = crate::unix_seconds();
         let foreign = || OAuthError::invalid_grant("token issued to another client");
-        match inner.refresh.revoke(token, &client.id) {
-            Some(Ok(access)) => {
-                for (jti, exp) in access {
-                    inner.revoked.revoke(&jti, exp, &client.id, now);
-                }
+        let family = self.inner.state.revoke_refresh_family(&refresh::digest(token), &client.id).await;
+        match family.map_err(unavailable)? {
+            FamilyRevocation::Revoked(access) => {
+                self.revoke_access(&access, &client.id).await?;
                 tracing::info!(target: crate::AUDIT_TARGET, client = %client.id, "refresh token revoked");
                 return Ok(());
             }
-            Some(Err(())) => return Err(foreign()),
-            None => {}
+            FamilyRevocation::OtherClient => return Err(foreign()),
+            _ => {}
         }
         if let Some(claims) = self.access_claims(token) {
             if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
                 return Err(foreign());
             }
-            let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default();
+            let jti = claims.get("jti").and_then(Value::as_str).unwrap_or_default().to_owned();
             let exp = claims.get("exp").and_then(Value::as_u64).unwrap_or(now);
-            inner.revoked.revoke(jti, exp, &client.id, now);
+            self.revoke_access(&[(jti, exp)], &client.id).await?;
             tracing::info!(target: crate::AUDIT_TARGET, client = %client.id, "access token revoked");
         }
         Ok(())

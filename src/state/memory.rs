@@ -111,8 +111,8 @@ impl MemoryState {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Revokes `jti` of `client` (the memory backend keeps the client, for its bound).
-    pub(crate) fn revoke_for(&self, jti: &str, client: &str, exp: u64, now: u64) {
+    /// Revokes `jti` of `client` (kept for the bound: see the type's documentation).
+    fn revoke_at(&self, jti: &str, client: &str, exp: u64, now: u64) {
         let mut inner = self.inner();
         if inner.revoked.len() >= self.capacity {
             inner.revoked.retain(|_, (until, _)| *until >= now);
@@ -135,8 +135,8 @@ impl MemoryState {
 
 #[async_trait]
 impl StateBackend for MemoryState {
-    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StateError> {
-        self.revoke_for(jti, "", exp, crate::unix_seconds());
+    async fn revoke(&self, jti: &str, client: &str, exp: u64) -> Result<(), StateError> {
+        self.revoke_at(jti, client, exp, crate::unix_seconds());
         Ok(())
     }
 
@@ -257,5 +257,60 @@ impl StateBackend for MemoryState {
             return Ok(None);
         }
         Ok(Some(inner.log.iter().filter(|(n, _)| *n > sequence).cloned().collect()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(expires: u64) -> RefreshRecord {
+        RefreshRecord {
+            client_id: "c".to_owned(),
+            user: "alex".to_owned(),
+            scopes: vec![],
+            issued_at: 0,
+            expires,
+            family: expires,
+            access_jti: format!("j{expires}"),
+            access_exp: 5,
+        }
+    }
+
+    // SPEC D5, F18: a full revocation list refuses everything issued so far to the client
+    // with the most revocations (a watermark, in the log too), and nothing of anybody else's.
+    #[tokio::test]
+    async fn full_revocations_fail_closed_per_client() {
+        let state = MemoryState::with_capacity(3);
+        state.revoke_at("victim-1", "victim", 100, 10);
+        state.revoke_at("noisy-1", "noisy", 100, 10);
+        state.revoke_at("noisy-2", "noisy", 100, 10);
+        state.revoke_at("noisy-3", "noisy", 100, 20);
+        let snapshot = state.snapshot(10).await.unwrap();
+        assert!(snapshot.is_revoked(Some("noisy-any"), Some("noisy"), 20), "issued before its watermark");
+        assert!(!snapshot.is_revoked(Some("noisy-new"), Some("noisy"), 21));
+        assert!(snapshot.is_revoked(Some("noisy-3"), Some("noisy"), 21), "the new entry is kept");
+        assert!(snapshot.is_revoked(Some("victim-1"), Some("victim"), 5), "others keep their revocations");
+        assert!(!snapshot.is_revoked(Some("other"), Some("victim"), 5), "others are not logged out");
+        let changes = state.changes_since(&snapshot.epoch, 0).await.unwrap().unwrap();
+        assert!(changes
+            .iter()
+            .any(|(_, c)| matches!(c, Change::IssuedBefore { client: Some(c), before: 20 } if c == "noisy")));
+    }
+
+    // SPEC D1, F18: full refresh grants forget the one expiring first and stay bounded.
+    #[tokio::test]
+    async fn full_refresh_grants_forget_the_one_expiring_first() {
+        let state = MemoryState::with_capacity(2);
+        for (n, expires) in [(1u8, 30), (2, 10), (3, 20)] {
+            state.put_refresh(&[n; 32], &grant(expires)).await.unwrap();
+        }
+        assert_eq!(state.redeem_refresh(&[2; 32], "c", 1).await.unwrap(), Redemption::Invalid, "forgotten");
+        assert!(matches!(state.redeem_refresh(&[1; 32], "c", 1).await.unwrap(), Redemption::Fresh(_)));
+        assert!(matches!(state.redeem_refresh(&[3; 32], "c", 1).await.unwrap(), Redemption::Fresh(_)));
+        for n in 10..200u8 {
+            state.put_refresh(&[n; 32], &grant(u64::from(n) + 100)).await.unwrap();
+        }
+        assert!(state.inner().refresh.len() <= 2);
     }
 }

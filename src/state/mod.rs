@@ -38,6 +38,9 @@ pub struct RefreshRecord {
     pub user: String,
     /// The scopes granted.
     pub scopes: Vec<String>,
+    /// Unix seconds when the token was issued (a client's "issued before" watermark
+    /// refuses it too).
+    pub issued_at: u64,
     /// Unix seconds after which the token is refused (and may be forgotten).
     pub expires: u64,
     /// Tokens rotated from one grant share a family; a replay ends the family.
@@ -154,14 +157,14 @@ impl Snapshot {
 /// use tower_secure::state::{MemoryState, StateBackend};
 ///
 /// let state = MemoryState::new();
-/// state.revoke("token-id", 2_000_000_000).await?;
+/// state.revoke("token-id", "web-app", 2_000_000_000).await?;
 /// assert!(state.snapshot(1_000).await?.revoked.contains_key("token-id"));
 /// # Ok(()) }
 /// ```
 #[async_trait]
 pub trait StateBackend: Send + Sync + 'static {
-    /// Revokes the access token `jti` until it expires at `exp`.
-    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StateError>;
+    /// Revokes the access token `jti` of `client` until it expires at `exp`.
+    async fn revoke(&self, jti: &str, client: &str, exp: u64) -> Result<(), StateError>;
 
     /// Revokes every token issued at or before `before` to `client` (`None`: to anybody).
     /// A watermark only moves forward.

@@ -194,7 +194,7 @@ impl RedisState {
 
 #[async_trait]
 impl StateBackend for RedisState {
-    async fn revoke(&self, jti: &str, exp: u64) -> Result<(), StateError> {
+    async fn revoke(&self, jti: &str, _client: &str, exp: u64) -> Result<(), StateError> {
         let change = json(&Change::Revoked { jti: jti.to_owned(), exp })?;
         let script = script(
             "local old = redis.call('ZSCORE', KEYS[3], ARGV[3])
