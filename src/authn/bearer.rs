@@ -124,6 +124,9 @@ struct VerifiedToken {
     epoch: u64,
     /// The revocation generation when the token was verified; see [`RevokedTokens`].
     revocations: u64,
+    /// For tokens of this process's token server: what a revocation names (`jti`, client,
+    /// `iat`), looked up again when the generation moved instead of verifying anew.
+    revocation_key: Option<RevocationKey>,
     /// `cnf.x5t#S256`: the client certificate the token is bound to (RFC 8705).
     bound_to: Option<[u8; 32]>,
 }
@@ -256,6 +259,20 @@ pub(crate) fn install_crypto_provider() {
     let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
 }
 
+/// What a revocation of a token of this process's token server names.
+#[derive(Clone)]
+struct RevocationKey {
+    jti: Option<String>,
+    client: Option<String>,
+    iat: Option<u64>,
+}
+
+/// The shared revocations could not be confirmed recently enough: 503, try again.
+fn stale_revocations() -> AuthError {
+    tracing::error!(target: crate::AUDIT_TARGET, "the revocation replica is stale: tokens of this issuer wait");
+    AuthError::unavailable("revocations not current").with_retry_after(1)
+}
+
 fn invalid(reason: &'static str) -> AuthError {
     AuthError::invalid_credentials(reason)
 }
@@ -271,9 +288,25 @@ impl Inner {
 
     fn cached(&self, digest: &[u8; 32], request: &Parts) -> Option<Result<Principal, AuthError>> {
         let hit = self.cache.get(digest)?;
-        let current = hit.epoch == self.key_epoch.load(Ordering::Acquire) && hit.revocations == self.revocations();
-        (current && crate::unix_seconds() < hit.exp)
-            .then(|| check_binding(hit.bound_to, request).map(|()| hit.principal))
+        if hit.epoch != self.key_epoch.load(Ordering::Acquire) || crate::unix_seconds() >= hit.exp {
+            return None;
+        }
+        if let (Some(key), Some(revoked)) = (&hit.revocation_key, &self.revoked) {
+            if revoked.is_stale() {
+                return Some(Err(stale_revocations()));
+            }
+            // A revocation since this token was verified: look the token up in the set
+            // (no new signature check), and remember the generation it passed at.
+            let generation = revoked.generation();
+            if hit.revocations != generation {
+                if revoked.is_revoked(key.jti.as_deref(), key.client.as_deref(), key.iat) {
+                    self.cache.remove(digest);
+                    return Some(Err(invalid("token revoked")));
+                }
+                self.cache.insert(*digest, VerifiedToken { revocations: generation, ..hit.clone() });
+            }
+        }
+        Some(check_binding(hit.bound_to, request).map(|()| hit.principal))
     }
 
     fn revocations(&self) -> u64 {
@@ -286,13 +319,13 @@ impl Inner {
         // Read before verifying: a key retired meanwhile makes this entry stale at once.
         let epoch = self.key_epoch.load(Ordering::Acquire);
         let revocations = self.revocations();
-        let (claims, exp, rules, introspected) = if is_jws(token) {
+        let (claims, exp, rules, introspected, local) = if is_jws(token) {
             let (claims, exp, issuer) = self.verify(token).await?;
             let exp = self.introspect_verified(token, exp, issuer).await?;
-            (claims, exp, &issuer.rules, false)
+            (claims, exp, &issuer.rules, false, issuer.revoked.is_some())
         } else {
             let (answer, until, rules) = self.introspect_opaque(token).await?;
-            (answer, until, rules, true)
+            (answer, until, rules, true, false)
         };
         let bound_to = certificate_binding(&claims)?;
         check_binding(bound_to, request)?;
@@ -304,7 +337,12 @@ impl Inner {
             None => exp,
         };
         if now < exp {
-            let verified = VerifiedToken { principal: principal.clone(), exp, epoch, revocations, bound_to };
+            let revocation_key = local.then(|| {
+                let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+                RevocationKey { jti: text("jti"), client: text("client_id"), iat: claims.get("iat").and_then(seconds) }
+            });
+            let verified =
+                VerifiedToken { principal: principal.clone(), exp, epoch, revocations, revocation_key, bound_to };
             self.cache.insert(digest, verified);
         }
         Ok(principal)
@@ -387,6 +425,9 @@ impl Inner {
         }
         let exp = self.check_claims(&claims, issuer_name, issuer)?;
         if let Some(revoked) = &issuer.revoked {
+            if revoked.is_stale() {
+                return Err(stale_revocations());
+            }
             let (jti, client) =
                 (claims.get("jti").and_then(Value::as_str), claims.get("client_id").and_then(Value::as_str));
             if revoked.is_revoked(jti, client, claims.get("iat").and_then(seconds)) {

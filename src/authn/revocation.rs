@@ -1,9 +1,13 @@
 // Access tokens revoked before they expire: written by the token endpoint, read by the
 // bearer handler of the same process, so a revoked token is refused at once (SPEC D5).
+// With a shared state backend it is this process's replica of the revocations, kept
+// current by the token server's sync task, and stale once that task has not been heard
+// from for longer than the staleness bound (SPEC H4, H5).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Revoked access tokens by `jti`, each kept until its `exp`. Cheap to clone (shared).
 ///
@@ -21,9 +25,18 @@ pub(crate) struct RevokedTokens {
 struct Inner {
     state: Mutex<State>,
     capacity: usize,
-    /// Bumped on every revocation; a verification cached under an older generation is
-    /// checked again.
+    /// Bumped on every revocation; a verification cached under an older generation looks
+    /// its token up in the set again.
     generation: AtomicU64,
+    /// Set when a shared backend feeds this replica: when it last caught up.
+    freshness: Option<Freshness>,
+}
+
+/// How current a replica is: milliseconds since `start` of the last sync, and the bound.
+struct Freshness {
+    start: Instant,
+    synced_ms: AtomicU64,
+    max_staleness: Duration,
 }
 
 #[derive(Default)]
@@ -32,13 +45,53 @@ struct State {
     ids: HashMap<String, (u64, Arc<str>)>,
     /// Client id -> tokens issued to it at or before this second count as revoked.
     not_before: HashMap<Arc<str>, u64>,
+    /// Every token issued at or before this second counts as revoked (a backend that lost
+    /// its state, or a global watermark).
+    everyone_before: u64,
 }
 
 #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
 impl RevokedTokens {
     pub(crate) fn new(capacity: usize) -> Self {
-        let inner = Inner { state: Mutex::default(), capacity: capacity.max(1), generation: AtomicU64::new(0) };
+        Self::build(capacity, None)
+    }
+
+    /// A replica of a shared backend's revocations: stale (refusing with 503) until its
+    /// first sync, and again once the last sync is older than `max_staleness`.
+    pub(crate) fn replica(capacity: usize, max_staleness: Duration) -> Self {
+        let freshness = Freshness { start: Instant::now(), synced_ms: AtomicU64::new(u64::MAX), max_staleness };
+        Self::build(capacity, Some(freshness))
+    }
+
+    fn build(capacity: usize, freshness: Option<Freshness>) -> Self {
+        let inner =
+            Inner { state: Mutex::default(), capacity: capacity.max(1), generation: AtomicU64::new(0), freshness };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// The sync task caught up with the backend just now.
+    pub(crate) fn mark_synced(&self) {
+        if let Some(f) = &self.inner.freshness {
+            let now = u64::try_from(f.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            f.synced_ms.store(now, Ordering::Release);
+        }
+    }
+
+    /// True for a replica that has not caught up within its bound: decisions that depend
+    /// on it fail closed (503).
+    pub(crate) fn is_stale(&self) -> bool {
+        let Some(f) = &self.inner.freshness else { return false };
+        let synced = f.synced_ms.load(Ordering::Acquire);
+        let now = u64::try_from(f.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        synced == u64::MAX
+            || now.saturating_sub(synced) > u64::try_from(f.max_staleness.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Refuses every token issued at or before `before`, whoever it was issued to.
+    pub(crate) fn revoke_everyone(&self, before: u64) {
+        let mut state = self.state();
+        state.everyone_before = state.everyone_before.max(before);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -46,21 +99,42 @@ impl RevokedTokens {
     }
 
     /// Revokes token `jti` of `client`, which expires at `exp`; `now` is the current time.
+    /// An empty `client` is an owner not known here (a revocation another instance
+    /// made): a full list then refuses every token issued so far, not one client's.
     pub(crate) fn revoke(&self, jti: &str, exp: u64, client: &str, now: u64) {
         let mut state = self.state();
+        if client.is_empty() && state.ids.contains_key(jti) {
+            return; // known already, with its owner
+        }
         if state.ids.len() >= self.inner.capacity {
             state.ids.retain(|_, (until, _)| *until >= now);
         }
         if state.ids.len() >= self.inner.capacity {
             let heaviest = heaviest_client(&state.ids);
             state.ids.retain(|_, (_, owner)| *owner != heaviest);
-            tracing::warn!(target: crate::AUDIT_TARGET, client = %heaviest,
-                "revocation list full: every token issued so far to the client with the most revocations is refused");
-            state.not_before.insert(heaviest, now);
+            if heaviest.is_empty() {
+                tracing::warn!(target: crate::AUDIT_TARGET,
+                    "revocation list full of other instances' revocations: every token issued so far is refused");
+                state.everyone_before = state.everyone_before.max(now);
+            } else {
+                tracing::warn!(target: crate::AUDIT_TARGET, client = %heaviest,
+                    "revocation list full: every token issued so far to the client with the most revocations is refused");
+                state.not_before.insert(heaviest, now);
+            }
         }
         let client: Arc<str> =
             state.not_before.get_key_value(client).map_or_else(|| Arc::from(client), |(k, _)| k.clone());
         state.ids.insert(jti.to_owned(), (exp, client));
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Refuses every token issued to `client` at or before `before` (another instance's
+    /// watermark); unlike [`revoke_client`](Self::revoke_client) it keeps the client's
+    /// revoked ids, which may name tokens issued later.
+    pub(crate) fn raise_client_watermark(&self, client: &str, before: u64) {
+        let mut state = self.state();
+        let mark = state.not_before.entry(Arc::from(client)).or_default();
+        *mark = (*mark).max(before);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -69,21 +143,23 @@ impl RevokedTokens {
     pub(crate) fn revoke_client(&self, client: &str, now: u64) {
         let mut state = self.state();
         state.ids.retain(|_, (_, owner)| &**owner != client);
-        state.not_before.insert(Arc::from(client), now);
+        let mark = state.not_before.entry(Arc::from(client)).or_default();
+        *mark = (*mark).max(now);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// True when a token of `client` issued at `iat` would count as revoked already (issued
     /// in the second its tokens were all revoked).
     pub(crate) fn refuses_issued_at(&self, client: &str, iat: u64) -> bool {
-        self.state().not_before.get(client).is_some_and(|&before| iat <= before)
+        let state = self.state();
+        iat <= state.everyone_before || state.not_before.get(client).is_some_and(|&before| iat <= before)
     }
 
     /// True when token `jti` of `client`, issued at `iat`, has been revoked.
     pub(crate) fn is_revoked(&self, jti: Option<&str>, client: Option<&str>, iat: Option<u64>) -> bool {
         let state = self.state();
-        let watermark = client.and_then(|c| state.not_before.get(c));
-        if watermark.is_some_and(|&before| iat.is_none_or(|iat| iat <= before)) {
+        let watermark = client.and_then(|c| state.not_before.get(c)).copied().unwrap_or(0).max(state.everyone_before);
+        if watermark > 0 && iat.is_none_or(|iat| iat <= watermark) {
             return true;
         }
         jti.is_some_and(|jti| state.ids.contains_key(jti))

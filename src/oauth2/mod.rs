@@ -161,6 +161,20 @@ pub struct TokenServerBuilder {
     validator: Option<Arc<dyn ScopeValidator>>,
     issuer: Option<String>,
     state: Option<Arc<dyn StateBackend>>,
+    sync: Option<SyncSettings>,
+}
+
+/// How a replica of a shared backend keeps current.
+#[derive(Clone, Copy, Debug)]
+struct SyncSettings {
+    interval: Duration,
+    max_staleness: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self { interval: Duration::from_millis(100), max_staleness: Duration::from_secs(3) }
+    }
 }
 
 impl std::fmt::Debug for TokenServerBuilder {
@@ -240,6 +254,16 @@ impl TokenServerBuilder {
         self
     }
 
+    /// With a shared backend: how often this process catches up with the revocations
+    /// other instances made (default 100 ms: the propagation bound), and how old its copy
+    /// may grow when the backend does not answer before tokens of this server are refused
+    /// with 503 (default 3 s). Ignored for a backend of this process alone.
+    pub fn sync(mut self, interval: Duration, max_staleness: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(10));
+        self.sync = Some(SyncSettings { interval, max_staleness: max_staleness.max(interval) });
+        self
+    }
+
     /// Checks the configuration and loads the keys.
     pub fn build(self) -> Result<TokenServer, ConfigError> {
         authn::install_crypto_provider();
@@ -276,10 +300,97 @@ impl TokenServerBuilder {
             client_secrets,
             current: ArcSwap::from_pointee(Issuance { clients, rules }),
             custom_validator: self.validator,
+            revoked: match (&self.state, self.sync.unwrap_or_default()) {
+                (Some(state), sync) if state.is_shared() => {
+                    RevokedTokens::replica(server.max_tracked_tokens, sync.max_staleness)
+                }
+                _ => RevokedTokens::new(server.max_tracked_tokens),
+            },
             state: self.state.unwrap_or_else(|| Arc::new(MemoryState::with_capacity(server.max_tracked_tokens))),
-            revoked: RevokedTokens::new(server.max_tracked_tokens),
         };
-        Ok(TokenServer { inner: Arc::new(inner) })
+        let inner = Arc::new(inner);
+        if inner.state.is_shared() {
+            let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+                let message = "a shared state backend needs a tokio runtime: build the token server inside one";
+                source.error(0..0, "oauth2_server", message)
+            })?;
+            runtime.spawn(sync_revocations(Arc::downgrade(&inner), self.sync.unwrap_or_default().interval));
+        }
+        Ok(TokenServer { inner })
+    }
+}
+
+/// Keeps this process's replica of a shared backend's revocations current: the changes
+/// since the last sync every `interval`, a snapshot when the log no longer reaches back,
+/// and, when the backend's epoch changed (it lost its state), every earlier token refused.
+/// Ends when the token server is dropped.
+async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
+    let mut position: Option<(String, u64)> = None;
+    let mut failing = false;
+    loop {
+        let Some(inner) = server.upgrade() else { return };
+        let (state, revoked) = (&inner.state, &inner.revoked);
+        let now = crate::unix_seconds();
+        let changes = match &position {
+            Some((epoch, sequence)) => state.changes_since(epoch, *sequence).await,
+            None => Ok(None),
+        };
+        let synced = match changes {
+            Ok(Some(changes)) => {
+                for (number, change) in &changes {
+                    apply_change(revoked, change, now);
+                    if let Some((_, sequence)) = &mut position {
+                        *sequence = *number;
+                    }
+                }
+                Ok(())
+            }
+            Ok(None) => state.snapshot(now).await.map(|snapshot| {
+                if position.as_ref().is_some_and(|(epoch, _)| *epoch != snapshot.epoch) {
+                    tracing::error!(target: crate::AUDIT_TARGET,
+                        "the state backend lost its state (new epoch): every token issued so far is refused");
+                    revoked.revoke_everyone(now);
+                }
+                for (jti, exp) in &snapshot.revoked {
+                    revoked.revoke(jti, *exp, "", now);
+                }
+                for (client, before) in &snapshot.client_watermarks {
+                    revoked.raise_client_watermark(client, *before);
+                }
+                if snapshot.global_watermark > 0 {
+                    revoked.revoke_everyone(snapshot.global_watermark);
+                }
+                position = Some((snapshot.epoch, snapshot.sequence));
+            }),
+            Err(e) => Err(e),
+        };
+        match synced {
+            Ok(()) => {
+                revoked.mark_synced();
+                if std::mem::take(&mut failing) {
+                    tracing::info!(target: crate::AUDIT_TARGET, "the state backend answers again");
+                }
+            }
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(target: crate::AUDIT_TARGET, error = %e, "revocations cannot be synced");
+            }
+            Err(_) => {}
+        }
+        drop(inner);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// One change of a shared backend, applied to this process's replica.
+fn apply_change(revoked: &RevokedTokens, change: &crate::state::Change, now: u64) {
+    use crate::state::Change;
+    match change {
+        Change::Revoked { jti, exp } => revoked.revoke(jti, *exp, "", now),
+        Change::IssuedBefore { client: Some(client), before } => revoked.raise_client_watermark(client, *before),
+        Change::IssuedBefore { client: None, before } => revoked.revoke_everyone(*before),
+        // Locks are the basic handler's; this replica holds revocations.
+        Change::Locked { .. } => {}
     }
 }
 

@@ -212,6 +212,13 @@ pub trait StateBackend: Send + Sync + 'static {
     /// The changes after `sequence`, in order, with their numbers; `None` when the log no
     /// longer reaches back that far (or the epoch changed): take a new snapshot.
     async fn changes_since(&self, epoch: &str, sequence: u64) -> Result<Option<Vec<(u64, Change)>>, StateError>;
+
+    /// True when other processes share this backend: each process then keeps a replica of
+    /// the revocations, synced in the background, and refuses with 503 when it falls
+    /// behind. Default `false` (this process's memory is the whole truth).
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// A random epoch name: 128 bits, hex.

@@ -450,4 +450,8 @@ impl StateBackend for RedisState {
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
 }

@@ -4,6 +4,8 @@
 
 pub mod audit;
 
+pub mod examples;
+
 pub mod servers;
 
 pub mod stores;

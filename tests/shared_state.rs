@@ -1,0 +1,196 @@
+//! Several instances as several processes (SPEC H2, H3, H5): examples/shared_state.rs,
+//! the quickstart's API with its token server on a Redis state backend, started as
+//! separate processes on 127.0.0.1 against one private redis-server
+//! (tests/common/servers.rs); every request over real HTTP.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use common::examples::{start_example_with, Server};
+use common::servers::Redis;
+
+const API: &str = "/api/users/v1/42/challenges";
+
+fn instance(redis: &Redis) -> (Server, String) {
+    start_example_with("shared_state", &[], &[("REDIS_URL", &redis.url()), ("RUST_LOG", "warn")])
+}
+
+/// POSTs a form to the token server with the quickstart's client.
+async fn post(http: &reqwest::Client, base: &str, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
+    let response = http
+        .post(format!("{base}{path}"))
+        .basic_auth("quickstart-client", Some("quickstart-secret"))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// alex's tokens (password grant): (access token, refresh token).
+async fn login(http: &reqwest::Client, base: &str) -> (String, String) {
+    let form = [
+        ("grant_type", "password"),
+        ("username", "alex"),
+        ("password", "alex123"),
+        ("scope", "internal_identity_mgt_view"),
+    ];
+    let (status, body) = post(http, base, "/oauth2/token", &form).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (body["access_token"].as_str().unwrap().to_owned(), body["refresh_token"].as_str().unwrap().to_owned())
+}
+
+async fn refresh(http: &reqwest::Client, base: &str, token: &str) -> (StatusCode, Value) {
+    post(http, base, "/oauth2/token", &[("grant_type", "refresh_token"), ("refresh_token", token)]).await
+}
+
+async fn revoke(http: &reqwest::Client, base: &str, token: &str) -> StatusCode {
+    post(http, base, "/oauth2/revoke", &[("token", token)]).await.0
+}
+
+async fn api(http: &reqwest::Client, base: &str, token: &str) -> StatusCode {
+    http.get(format!("{base}{API}")).bearer_auth(token).send().await.unwrap().status()
+}
+
+/// Polls `api` on `base` until it answers `wanted`; how long that took. Fails after `limit`.
+async fn until_status(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    wanted: StatusCode,
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = api(http, base, token).await;
+        if status == wanted {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "still {status} after {limit:?}, waiting for {wanted}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn start_redis() -> Redis {
+    Redis::start()
+}
+
+// SPEC H3: a token revoked on instance A is refused by instance B, which had it cached,
+// within the stated bound (B catches up every 100 ms); A refuses it at once. The measured
+// propagation is printed (p50, p99 of 20 rounds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_revocation_on_one_instance_reaches_the_others() {
+    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
+    let ((_a, a), (_b, b)) = (instance(&redis), instance(&redis));
+    let http = common::client();
+    let mut propagation = Vec::new();
+    for _ in 0..20 {
+        let (token, _) = login(&http, &a).await;
+        assert_eq!(api(&http, &b, &token).await, StatusCode::OK, "B accepts A's token (and caches it)");
+        assert_eq!(revoke(&http, &a, &token).await, StatusCode::OK);
+        let revoked_at = Instant::now();
+        assert_eq!(api(&http, &a, &token).await, StatusCode::UNAUTHORIZED, "A refuses at once");
+        until_status(&http, &b, &token, StatusCode::UNAUTHORIZED, Duration::from_secs(3)).await;
+        propagation.push(revoked_at.elapsed());
+    }
+    propagation.sort();
+    let (p50, p99) = (propagation[10], propagation[19]);
+    println!("revocation A -> B: p50 {p50:?}, p99 {p99:?} (20 rounds, sync every 100 ms)");
+    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+}
+
+// SPEC H3: a refresh token redeemed on A and replayed on B is refused (invalid_grant), and
+// the replay ends the family: its newest tokens are refused on both instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_a_refresh_token_is_redeemed_once_across_instances() {
+    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
+    let ((_a, a), (_b, b)) = (instance(&redis), instance(&redis));
+    let http = common::client();
+    let (_, first) = login(&http, &a).await;
+    let (status, rotated) = refresh(&http, &a, &first).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let (access, second) = (rotated["access_token"].as_str().unwrap(), rotated["refresh_token"].as_str().unwrap());
+    assert_eq!(api(&http, &b, access).await, StatusCode::OK);
+    let (status, body) = refresh(&http, &b, &first).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+    for base in [&a, &b] {
+        until_status(&http, base, access, StatusCode::UNAUTHORIZED, Duration::from_secs(3)).await;
+        let (status, body) = refresh(&http, base, second).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "the family is gone: {body}");
+    }
+}
+
+// SPEC H2: an instance killed and started again forgets nothing: a token revoked before
+// stays refused, another stays valid, and a refresh token issued before still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_a_restarted_instance_forgets_nothing() {
+    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
+    let http = common::client();
+    let (first, a) = instance(&redis);
+    let (revoked, _) = login(&http, &a).await;
+    let (kept, refresh_token) = login(&http, &a).await;
+    assert_eq!(revoke(&http, &a, &revoked).await, StatusCode::OK);
+    drop(first); // killed
+    let (_again, a) = instance(&redis);
+    assert_eq!(api(&http, &a, &revoked).await, StatusCode::UNAUTHORIZED, "revoked before the restart");
+    assert_eq!(api(&http, &a, &kept).await, StatusCode::OK);
+    let (status, body) = refresh(&http, &a, &refresh_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+// SPEC H5: Redis paused (SIGSTOP): the token endpoint answers 503 within the backend's
+// timeout (0.5 s) instead of hanging, and cached decisions on tokens of this issuer turn
+// 503 once the replica is older than its bound (3 s); continued, everything answers
+// again. Redis restarted empty (a new epoch): tokens issued before are refused, new
+// logins work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h5_a_paused_or_emptied_backend_fails_closed() {
+    let mut redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
+    let (_a, a) = instance(&redis);
+    let http = common::client();
+    let (token, _) = login(&http, &a).await;
+    assert_eq!(api(&http, &a, &token).await, StatusCode::OK);
+
+    tokio::task::block_in_place(|| redis.pause());
+    let paused_at = Instant::now();
+    assert_eq!(revoke(&http, &a, &token).await, StatusCode::SERVICE_UNAVAILABLE, "a revocation cannot be stored");
+    assert!(paused_at.elapsed() < Duration::from_millis(2500), "{:?}", paused_at.elapsed());
+    let form = [("grant_type", "password"), ("username", "alex"), ("password", "alex123")];
+    let (status, _) = post(&http, &a, "/oauth2/token", &form).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a refresh grant cannot be stored");
+    until_status(&http, &a, &token, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(8)).await;
+    let stale_after = paused_at.elapsed();
+    println!("cached decision 503 after {stale_after:?} without the backend (bound 3 s)");
+    // The last sync was at most 100 ms before the pause.
+    assert!(stale_after > Duration::from_millis(2800), "{stale_after:?}: not before the bound");
+
+    tokio::task::block_in_place(|| redis.resume());
+    until_status(&http, &a, &token, StatusCode::OK, Duration::from_secs(10)).await;
+
+    tokio::task::block_in_place(|| redis.restart());
+    until_status(&http, &a, &token, StatusCode::UNAUTHORIZED, Duration::from_secs(10)).await;
+    // New logins work once the second of the restart has passed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let fresh = loop {
+        let form = [
+            ("grant_type", "password"),
+            ("username", "alex"),
+            ("password", "alex123"),
+            ("scope", "internal_identity_mgt_view"),
+        ];
+        let (status, body) = post(&http, &a, "/oauth2/token", &form).await;
+        if status == StatusCode::OK {
+            break body["access_token"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no new login after the restart: {status} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(api(&http, &a, &fresh).await, StatusCode::OK);
+    assert_eq!(api(&http, &a, &token).await, StatusCode::UNAUTHORIZED, "nothing from before comes back");
+}
