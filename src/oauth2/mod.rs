@@ -239,7 +239,7 @@ impl TokenServerBuilder {
     }
 
     /// Where refresh grants and revocations are kept. Default: a
-    /// [`MemoryState`](crate::state::MemoryState) of `max_tracked_tokens` entries, in this
+    /// [`MemoryState`] of `max_tracked_tokens` entries, in this
     /// process only. A write the backend refuses is 503 with `Retry-After`.
     ///
     /// ```
