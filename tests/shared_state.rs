@@ -126,6 +126,49 @@ async fn h3_a_refresh_token_is_redeemed_once_across_instances() {
     }
 }
 
+async fn basic(http: &reqwest::Client, base: &str, password: &str) -> StatusCode {
+    http.get(format!("{base}{API}")).basic_auth("alex", Some(password)).send().await.unwrap().status()
+}
+
+/// `count` wrong passwords for alex, sent at once, alternating between `a` and `b`.
+async fn wrong_passwords(http: &reqwest::Client, a: &str, b: &str, count: usize) {
+    let attempts = (0..count).map(|i| basic(http, if i % 2 == 0 { a } else { b }, "wrong"));
+    for status in futures_util::future::join_all(attempts).await {
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+}
+
+// SPEC H3: failed logins are counted across instances and concurrent requests: with
+// max_failed_attempts = 5 (the quickstart's), 4 concurrent failures spread over A and B
+// lock nothing, and a success starts the count again; then 5 lock the account on both,
+// including the logins A and B have cached (B's within the sync bound). Counted per
+// process (A 3, B 2 + 2), nothing would be locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_a_lockout_counts_failures_on_every_instance() {
+    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
+    let ((_a, a), (_b, b)) = (instance(&redis), instance(&redis));
+    let http = common::client();
+    assert_eq!(basic(&http, &b, "alex123").await, StatusCode::OK, "B caches alex's login");
+    wrong_passwords(&http, &a, &b, 4).await;
+    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::OK, "4 failures: not locked (and now forgotten)");
+    wrong_passwords(&http, &a, &b, 5).await;
+    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::UNAUTHORIZED, "the 5th failure locked alex");
+    let started = Instant::now();
+    loop {
+        let status = basic(&http, &b, "alex123").await;
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(started.elapsed() < Duration::from_secs(3), "B's cached login still works");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    println!("lock A -> B's cached login: {:?}", started.elapsed());
+    let form = [("grant_type", "password"), ("username", "alex"), ("password", "alex123")];
+    let (status, body) = post(&http, &b, "/oauth2/token", &form).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
+}
+
 // SPEC H2: an instance killed and started again forgets nothing: a token revoked before
 // stays refused, another stays valid, and a refresh token issued before still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,8 +188,9 @@ async fn h2_a_restarted_instance_forgets_nothing() {
 }
 
 // SPEC H5: Redis paused (SIGSTOP): the token endpoint answers 503 within the backend's
-// timeout (0.5 s) instead of hanging, and cached decisions on tokens of this issuer turn
-// 503 once the replica is older than its bound (3 s); continued, everything answers
+// timeout (0.5 s) instead of hanging, and so does an uncached Basic login (its failure
+// could not be counted); cached decisions on tokens of this issuer and cached Basic logins
+// turn 503 once the replica is older than its bound (3 s); continued, everything answers
 // again. Redis restarted empty (a new epoch): tokens issued before are refused, new
 // logins work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,6 +200,7 @@ async fn h5_a_paused_or_emptied_backend_fails_closed() {
     let http = common::client();
     let (token, _) = login(&http, &a).await;
     assert_eq!(api(&http, &a, &token).await, StatusCode::OK);
+    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::OK, "a cached Basic login");
 
     tokio::task::block_in_place(|| redis.pause());
     let paused_at = Instant::now();
@@ -164,11 +209,13 @@ async fn h5_a_paused_or_emptied_backend_fails_closed() {
     let form = [("grant_type", "password"), ("username", "alex"), ("password", "alex123")];
     let (status, _) = post(&http, &a, "/oauth2/token", &form).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a refresh grant cannot be stored");
+    assert_eq!(basic(&http, &a, "wrong").await, StatusCode::SERVICE_UNAVAILABLE, "a failure cannot be counted");
     until_status(&http, &a, &token, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(8)).await;
     let stale_after = paused_at.elapsed();
     println!("cached decision 503 after {stale_after:?} without the backend (bound 3 s)");
     // The last sync was at most 100 ms before the pause.
     assert!(stale_after > Duration::from_millis(2800), "{stale_after:?}: not before the bound");
+    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::SERVICE_UNAVAILABLE, "cached login, stale locks");
 
     tokio::task::block_in_place(|| redis.resume());
     until_status(&http, &a, &token, StatusCode::OK, Duration::from_secs(10)).await;

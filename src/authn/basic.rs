@@ -18,11 +18,12 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::header::{basic_credentials, has_scheme};
-use super::AuthenticationHandler;
+use super::{AuthenticationHandler, RevokedTokens};
 use crate::config::BasicConfig;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{PasswordCheck, Principal, QualifiedName, UserRecord, UserStore};
 use crate::policy::BASIC_HANDLER;
+use crate::state::{StateBackend, StateError};
 
 /// Base64 of a 255-byte user and a 512-byte password, rounded up.
 pub(crate) const MAX_BASIC_TOKEN: usize = 1024;
@@ -74,6 +75,19 @@ struct Inner {
     throttle: Mutex<Throttle>,
     proof_key: [u8; 32],
     dummy_hash: String,
+    /// Failed-login counts and locks kept in a state backend, so that instances sharing it
+    /// lock an account after exactly `max_failed_attempts` failures among them.
+    shared: Option<SharedLockout>,
+}
+
+/// Lockouts in a state backend. The uncached path asks the backend; cached logins read
+/// the local lock table, which the token server's sync task feeds with the locks other
+/// instances set, and fail closed (503) while that replica is stale.
+struct SharedLockout {
+    backend: Arc<dyn StateBackend>,
+    /// The token server's replica: its freshness stamp says whether the local lock table
+    /// is current.
+    replica: RevokedTokens,
 }
 
 #[derive(Clone)]
@@ -124,6 +138,24 @@ impl BasicAuthenticator {
     }
 
     pub(crate) fn from_arc(store: Arc<dyn UserStore>, config: &BasicConfig) -> Self {
+        Self::build(store, config, None)
+    }
+
+    /// A handler whose failed-login counts and locks live in `backend` (the token
+    /// server's, see [`crate::oauth2::TokenServerBuilder::state`]); `replica` is the token
+    /// server's copy of the shared state, whose sync also brings other instances' locks
+    /// here ([`BasicAuthenticator::apply_lock`]).
+    #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
+    pub(crate) fn with_shared_lockout(
+        store: Arc<dyn UserStore>,
+        config: &BasicConfig,
+        backend: Arc<dyn StateBackend>,
+        replica: RevokedTokens,
+    ) -> Self {
+        Self::build(store, config, Some(SharedLockout { backend, replica }))
+    }
+
+    fn build(store: Arc<dyn UserStore>, config: &BasicConfig, shared: Option<SharedLockout>) -> Self {
         let mut proof_key = [0u8; 32];
         // Without OS randomness the key stays zero: proofs are still per-password hashes,
         // only less resistant to offline guessing from a memory dump; log it loudly.
@@ -149,8 +181,19 @@ impl BasicAuthenticator {
             }),
             proof_key,
             dummy_hash,
+            shared,
         };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// A lock another instance set (the state backend's change log): cached logins of
+    /// `user` stop working here too, until `until` (Unix seconds).
+    #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
+    pub(crate) fn apply_lock(&self, user: &str, until: u64) {
+        let Ok(name) = QualifiedName::parse(user) else { return };
+        if until > crate::unix_seconds() {
+            self.inner.lock_locally(name, instant_of(until, Instant::now()));
+        }
     }
 
     /// Forgets the cached verifications of one user (after a password or role change).
@@ -186,7 +229,7 @@ impl BasicAuthenticator {
         let proof = self.inner.proof(user, password);
         let now = Instant::now();
         match self.inner.cached(user, &proof, now) {
-            Some(principal) => Ok(principal),
+            Some(decided) => decided,
             None => self.inner.authenticate(user, password, proof, now).await,
         }
     }
@@ -206,30 +249,77 @@ impl Inner {
     }
 
     /// A cached verification of this user string and password that has not expired and
-    /// whose account has not been locked since.
-    fn cached(&self, user: &str, proof: &[u8; 32], now: Instant) -> Option<Principal> {
+    /// whose account has not been locked since; 503 instead when the locks are shared and
+    /// this process's copy of them is stale.
+    fn cached(&self, user: &str, proof: &[u8; 32], now: Instant) -> Option<Result<Principal, AuthError>> {
         let hit = self.cache.get(user)?;
         let same_password: bool = hit.proof.ct_eq(proof).into();
         let lock_unchanged = hit.epoch == self.lock_epoch.load(Ordering::Acquire);
         let usable = same_password && hit.expires > now && (lock_unchanged || !self.locked(hit.principal.name(), now));
-        usable.then_some(hit.principal)
+        if usable && self.shared.as_ref().is_some_and(|s| s.replica.is_stale()) {
+            tracing::warn!(target: crate::AUDIT_TARGET, "cached login refused: the shared lockout state is stale");
+            return Some(Err(AuthError::unavailable("shared state is stale").with_retry_after(1)));
+        }
+        usable.then_some(Ok(hit.principal))
     }
 
     fn locked(&self, name: &QualifiedName, now: Instant) -> bool {
         self.failures.get(name).and_then(|f| f.locked_until).is_some_and(|until| until > now)
     }
 
-    fn record_failure(&self, name: &QualifiedName, now: Instant) {
-        if self.max_failed_attempts == 0 {
-            return;
+    /// Locks `name` in this process until `until`; cached logins of it stop working.
+    fn lock_locally(&self, name: QualifiedName, until: Instant) {
+        let count = self.max_failed_attempts;
+        self.failures.insert(name, Failures { count, locked_until: Some(until) });
+        self.lock_epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// True while `name` is locked: in the state backend when lockouts are shared (a
+    /// backend failure is 503), else in this process.
+    async fn is_locked(&self, name: &QualifiedName, now: Instant) -> Result<bool, AuthError> {
+        let Some(shared) = &self.shared else { return Ok(self.locked(name, now)) };
+        let until = state_call(shared.backend.locked_until(&name.to_string(), crate::unix_seconds())).await?;
+        if let Some(until) = until {
+            self.lock_locally(name.clone(), instant_of(until, now));
         }
-        let previous = self.failures.get(name).filter(|f| f.locked_until.is_none_or(|u| u > now));
-        let count = previous.map_or(0, |f| f.count) + 1;
-        let locked_until = (count >= self.max_failed_attempts).then(|| now + self.lockout);
-        self.failures.insert(name.clone(), Failures { count, locked_until });
-        if locked_until.is_some() {
-            self.lock_epoch.fetch_add(1, Ordering::AcqRel);
+        Ok(until.is_some())
+    }
+
+    /// Counts a failed login; the `max_failed_attempts`-th locks the account. With shared
+    /// lockouts the backend counts (across instances and concurrent requests) and a
+    /// failure to count is 503.
+    async fn record_failure(&self, name: &QualifiedName, now: Instant) -> Result<(), AuthError> {
+        if self.max_failed_attempts == 0 {
+            return Ok(());
+        }
+        let locked_until = match &self.shared {
+            Some(shared) => {
+                let (user, seconds) = (name.to_string(), self.lockout.as_secs().max(1));
+                let counted =
+                    shared.backend.record_failure(&user, self.max_failed_attempts, seconds, crate::unix_seconds());
+                state_call(counted).await?.map(|until| instant_of(until, now))
+            }
+            None => {
+                let previous = self.failures.get(name).filter(|f| f.locked_until.is_none_or(|u| u > now));
+                let count = previous.map_or(0, |f| f.count) + 1;
+                let locked_until = (count >= self.max_failed_attempts).then(|| now + self.lockout);
+                self.failures.insert(name.clone(), Failures { count, locked_until: None });
+                locked_until
+            }
+        };
+        if let Some(until) = locked_until {
+            self.lock_locally(name.clone(), until);
             tracing::warn!(target: crate::AUDIT_TARGET, user = %name, "account locked after failed attempts");
+        }
+        Ok(())
+    }
+
+    /// Forgets the failures of `name` after a successful login.
+    async fn clear_failures(&self, name: &QualifiedName) -> Result<(), AuthError> {
+        self.failures.remove(name);
+        match &self.shared {
+            Some(shared) => state_call(shared.backend.clear_failures(&name.to_string())).await,
+            None => Ok(()),
         }
     }
 
@@ -296,7 +386,7 @@ impl Inner {
         let name =
             QualifiedName::parse(user).map_err(|_| AuthError::invalid_credentials("user name is not a valid name"))?;
         self.throttle().await?;
-        if self.locked(&name, now) {
+        if self.is_locked(&name, now).await? {
             // Same cost as a wrong password, so the lock is not visible in timing (SPEC F7).
             self.verify(password, None).await?;
             return Err(AuthError::invalid_credentials("account locked"));
@@ -304,7 +394,7 @@ impl Inner {
         let record = match self.check(&name, password).await? {
             Ok(record) => record,
             Err(why) => {
-                self.record_failure(&name, Instant::now());
+                self.record_failure(&name, Instant::now()).await?;
                 return Err(AuthError::invalid_credentials(why));
             }
         };
@@ -315,10 +405,10 @@ impl Inner {
         // account meanwhile: the lock wins, and is not cleared.
         // Read before the check: a lock set after it bumps the epoch past this one.
         let epoch = self.lock_epoch.load(Ordering::Acquire);
-        if self.locked(&name, Instant::now()) {
+        if self.is_locked(&name, Instant::now()).await? {
             return Err(AuthError::invalid_credentials("account locked"));
         }
-        self.failures.remove(&name);
+        self.clear_failures(&name).await?;
         let principal =
             Principal::builder(record.name, BASIC_HANDLER).roles(record.roles).permissions(record.permissions).build();
         let expires = Instant::now() + self.cache_ttl;
@@ -327,8 +417,20 @@ impl Inner {
     }
 }
 
-/// A hash of a random password with the parameters the store's users have, so that an
-/// unknown user costs the same as a wrong password.
+/// The instant `now` plus what is left until `until` (Unix seconds).
+fn instant_of(until: u64, now: Instant) -> Instant {
+    now + Duration::from_secs(until.saturating_sub(crate::unix_seconds()))
+}
+
+/// A call into the state backend: its failure is logged and answered 503 with
+/// `Retry-After` (the backend bounds its own calls in time).
+async fn state_call<T>(call: impl std::future::Future<Output = Result<T, StateError>>) -> Result<T, AuthError> {
+    call.await.map_err(|e| {
+        tracing::error!(target: crate::AUDIT_TARGET, error = %e, "state backend failed: login refused");
+        AuthError::unavailable("state backend failure").with_retry_after(1)
+    })
+}
+
 /// argon2's working memory (`m` KiB per hash: 19 MiB at the default cost), kept and reused.
 /// Allocating it afresh for every verification let the allocator keep one such block per
 /// blocking thread that ever hashed: a wrong-password flood grew the process by hundreds
@@ -368,6 +470,8 @@ impl HashMemory {
     }
 }
 
+/// A hash of a random password with the parameters the store's users have, so that an
+/// unknown user costs the same as a wrong password.
 fn dummy_hash(reference: Option<&str>) -> String {
     let params = reference
         .and_then(|r| PasswordHash::new(r).ok())
@@ -427,7 +531,7 @@ impl AuthenticationHandler for BasicAuthenticator {
         };
         let (user, password) = (&text[..colon], &text[colon + 1..]);
         let proof = self.inner.proof(user, password);
-        self.inner.cached(user, &proof, Instant::now()).map(Ok)
+        self.inner.cached(user, &proof, Instant::now())
     }
 
     fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {

@@ -238,9 +238,13 @@ impl TokenServerBuilder {
         self
     }
 
-    /// Where refresh grants and revocations are kept. Default: a
-    /// [`MemoryState`] of `max_tracked_tokens` entries, in this
-    /// process only. A write the backend refuses is 503 with `Retry-After`.
+    /// Where refresh grants and revocations are kept, and the failed logins and locks of
+    /// the users' `basic` handler ([`TokenServer::basic_authenticator`], the one a layer
+    /// built with [`crate::SecureLayerBuilder::token_server`] uses). Default: a
+    /// [`MemoryState`] of `max_tracked_tokens` entries for the tokens, and the handler's
+    /// own lock table, in this process only. A write the backend refuses is 503 with
+    /// `Retry-After`; so is an uncached login while the backend cannot say whether the
+    /// account is locked.
     ///
     /// ```
     /// use tower_secure::oauth2::TokenServer;
@@ -284,6 +288,21 @@ impl TokenServerBuilder {
         let client_store = InMemoryUserStore::new(self.clients.iter().filter_map(client_as_user));
         let client_secrets = BasicAuthenticator::new(client_store.clone(), basic);
         let clients = self.clients.into_iter().map(|c| (c.id.clone(), Arc::new(c))).collect();
+        let revoked = match (&self.state, self.sync.unwrap_or_default()) {
+            (Some(state), sync) if state.is_shared() => {
+                RevokedTokens::replica(server.max_tracked_tokens, sync.max_staleness)
+            }
+            _ => RevokedTokens::new(server.max_tracked_tokens),
+        };
+        // A backend chosen for this server keeps the users' failed logins and locks too
+        // (durable, and counted across instances); the default keeps them in the handler.
+        let users = match &self.state {
+            Some(state) => {
+                BasicAuthenticator::with_shared_lockout(store.clone(), basic, state.clone(), revoked.clone())
+            }
+            None => BasicAuthenticator::from_arc(store.clone(), basic),
+        };
+        let state = self.state.unwrap_or_else(|| Arc::new(MemoryState::with_capacity(server.max_tracked_tokens)));
         let inner = Inner {
             config: server.clone(),
             issuer,
@@ -292,7 +311,7 @@ impl TokenServerBuilder {
             refresh_seconds: server.refresh_token_seconds.max(1),
             max_form_bytes: server.max_form_bytes.max(256),
             keys,
-            users: BasicAuthenticator::from_arc(store.clone(), basic),
+            users,
             store,
             users_in_memory: self.users_in_memory,
             store_timeout: Duration::from_secs(basic.store_timeout_seconds.max(1)),
@@ -300,13 +319,8 @@ impl TokenServerBuilder {
             client_secrets,
             current: ArcSwap::from_pointee(Issuance { clients, rules }),
             custom_validator: self.validator,
-            revoked: match (&self.state, self.sync.unwrap_or_default()) {
-                (Some(state), sync) if state.is_shared() => {
-                    RevokedTokens::replica(server.max_tracked_tokens, sync.max_staleness)
-                }
-                _ => RevokedTokens::new(server.max_tracked_tokens),
-            },
-            state: self.state.unwrap_or_else(|| Arc::new(MemoryState::with_capacity(server.max_tracked_tokens))),
+            revoked,
+            state,
         };
         let inner = Arc::new(inner);
         if inner.state.is_shared() {
@@ -338,7 +352,7 @@ async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
         let synced = match changes {
             Ok(Some(changes)) => {
                 for (number, change) in &changes {
-                    apply_change(revoked, change, now);
+                    apply_change(&inner, change, now);
                     if let Some((_, sequence)) = &mut position {
                         *sequence = *number;
                     }
@@ -359,6 +373,9 @@ async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
                 }
                 if snapshot.global_watermark > 0 {
                     revoked.revoke_everyone(snapshot.global_watermark);
+                }
+                for (user, until) in &snapshot.locks {
+                    inner.users.apply_lock(user, *until);
                 }
                 position = Some((snapshot.epoch, snapshot.sequence));
             }),
@@ -382,15 +399,16 @@ async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
     }
 }
 
-/// One change of a shared backend, applied to this process's replica.
-fn apply_change(revoked: &RevokedTokens, change: &crate::state::Change, now: u64) {
+/// One change of a shared backend, applied to this process's replica: revocations to the
+/// revoked set, locks to the users' `basic` handler.
+fn apply_change(inner: &Inner, change: &crate::state::Change, now: u64) {
     use crate::state::Change;
+    let revoked = &inner.revoked;
     match change {
         Change::Revoked { jti, exp } => revoked.revoke(jti, *exp, "", now),
         Change::IssuedBefore { client: Some(client), before } => revoked.raise_client_watermark(client, *before),
         Change::IssuedBefore { client: None, before } => revoked.revoke_everyone(*before),
-        // Locks are the basic handler's; this replica holds revocations.
-        Change::Locked { .. } => {}
+        Change::Locked { user, until } => inner.users.apply_lock(user, *until),
     }
 }
 
