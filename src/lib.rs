@@ -21,6 +21,8 @@ pub mod policy;
 mod reload;
 #[cfg(feature = "axum")]
 pub mod secure_attr;
+#[cfg(feature = "sql")]
+mod sql_pool;
 pub mod state;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 /// "Which way imports point" section.
 const ALLOWED: &[(&str, &[&str])] = &[
     // The ground floor: imports nothing of the crate.
-    ("identity", &[]),
-    ("state", &[]),
+    ("sql_pool", &[]),
+    ("identity", &["sql_pool"]),
+    ("state", &["sql_pool"]),
     ("error", &[]),
     // The TOML model: builds user records.
     ("config", &["identity"]),

@@ -1,9 +1,10 @@
-//! The state backends' conformance suite (SPEC H1, H3, H5): the same checks against the
-//! memory backend and against a real Redis (tests/common/servers.rs, a private
-//! redis-server on 127.0.0.1): revocations and watermarks, expiry pruning, refresh rotation
-//! and replay, 20 tasks redeeming one refresh token, 50 concurrent failures locking at
-//! exactly the threshold, snapshot plus changes for a replica; for Redis, two backends
-//! sharing one server, a password, a restart that empties it, and a paused server.
+//! The state backends' conformance suite (SPEC H1, H2, H3, H5): the same checks against
+//! the memory backend, a SQLite file, and real servers (tests/common/servers.rs, private
+//! processes on 127.0.0.1): PostgreSQL and Redis. Revocations and watermarks, expiry
+//! pruning, refresh rotation and replay, 20 tasks redeeming one refresh token, 50
+//! concurrent failures locking at exactly the threshold, snapshot plus changes for a
+//! replica; then two backends sharing one server, passwords, restarts (Redis forgets,
+//! PostgreSQL and SQLite do not), and paused servers.
 
 mod common;
 
@@ -11,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tower_secure::state::{
-    Change, FamilyRevocation, MemoryState, Redemption, RedisState, RefreshRecord, Snapshot, StateBackend,
+    Change, FamilyRevocation, MemoryState, Redemption, RedisState, RefreshRecord, Snapshot, SqlState, StateBackend,
 };
 
-use common::servers::Redis;
+use common::servers::{Postgres, Redis};
 
 const NOW: u64 = 1_900_000_000;
 
@@ -211,17 +212,37 @@ async fn h1_redis_with_a_password() {
     assert!(!error.0.contains("guessed-pw") && !error.0.contains("s3cret-pw"), "{error}");
 }
 
-// SPEC H3: two backends (as two instances would have) on one Redis share everything under
-// one prefix, and nothing across prefixes: a revocation, a redemption and a lock made
-// through one are seen through the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h3_two_backends_on_one_redis_agree() {
-    let server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
-    let (a, b) = (redis_backend(&server, "api").await, redis_backend(&server, "api").await);
-    let other = redis_backend(&server, "other-api").await;
+async fn h1_sqlite_backend_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    conformance(Arc::new(SqlState::builder(url).build().await.unwrap()), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_postgres_backend_conforms() {
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    conformance(Arc::new(SqlState::builder(server.url()).build().await.unwrap()), "postgres").await;
+}
+
+// SPEC H1: a wrong PostgreSQL password is refused when the backend is built, and the error
+// does not show it; a URL of no known database is refused with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_sql_backend_refuses_bad_urls() {
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let wrong = server.url().replace(Postgres::PASSWORD, "guessed-pw");
+    let error = SqlState::builder(&wrong).build().await.unwrap_err();
+    println!("wrong password: {error}");
+    assert!(!error.0.contains("guessed-pw") && !error.0.contains(Postgres::PASSWORD), "{error}");
+    let error = SqlState::builder("mysql://db/x").build().await.unwrap_err();
+    assert!(error.0.contains("postgres:// or sqlite:"), "{error}");
+}
+
+/// What two backends on one server under one name share: a revocation, a redemption and
+/// a lock made through one are seen through the other.
+async fn two_backends_agree(a: &dyn StateBackend, b: &dyn StateBackend) {
     a.revoke("shared", "web", NOW + 100).await.unwrap();
     assert!(b.snapshot(NOW).await.unwrap().revoked.contains_key("shared"));
-    assert!(!other.snapshot(NOW).await.unwrap().revoked.contains_key("shared"), "prefixes keep APIs apart");
     let family = a.new_family().await.unwrap();
     a.put_refresh(&digest(7), &grant("web", family, "x1")).await.unwrap();
     assert!(matches!(b.redeem_refresh(&digest(7), "web", NOW).await.unwrap(), Redemption::Fresh(_)));
@@ -232,6 +253,95 @@ async fn h3_two_backends_on_one_redis_agree() {
     assert_eq!(b.record_failure("alex", 5, 60, NOW).await.unwrap(), Some(NOW + 60), "the fifth, wherever it lands");
     assert_eq!(a.locked_until("alex", NOW).await.unwrap(), Some(NOW + 60));
     assert_eq!(a.snapshot(NOW).await.unwrap().epoch, b.snapshot(NOW).await.unwrap().epoch);
+}
+
+// SPEC H3: two backends (as two instances would have) on one Redis share everything under
+// one prefix, and nothing across prefixes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_two_backends_on_one_redis_agree() {
+    let server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (a, b) = (redis_backend(&server, "api").await, redis_backend(&server, "api").await);
+    two_backends_agree(&a, &b).await;
+    let other = redis_backend(&server, "other-api").await;
+    assert!(!other.snapshot(NOW).await.unwrap().revoked.contains_key("shared"), "prefixes keep APIs apart");
+}
+
+// SPEC H3: two backends on one PostgreSQL database share everything; another database on
+// the same server shares nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_two_backends_on_one_postgres_agree() {
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let a = SqlState::builder(server.url()).build().await.unwrap();
+    let b = SqlState::builder(server.url()).build().await.unwrap();
+    two_backends_agree(&a, &b).await;
+    server.psql("CREATE DATABASE other_api");
+    let other_url = server.url().replace(Postgres::DATABASE, "other_api");
+    let other = SqlState::builder(other_url).build().await.unwrap();
+    assert!(!other.snapshot(NOW).await.unwrap().revoked.contains_key("shared"), "databases keep APIs apart");
+}
+
+// SPEC H2: a SQLite file opened again (a restarted instance) has everything: revocations,
+// watermarks, locks, unused refresh tokens, the family counter and the epoch, so a replica
+// of the earlier process may go on from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_a_sqlite_file_keeps_everything_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("state.db").display());
+    let (before, family) = {
+        let state = SqlState::builder(&url).build().await.unwrap();
+        state.revoke("revoked-before", "web", NOW + 100).await.unwrap();
+        state.revoke_issued_before(Some("mobile"), NOW - 5).await.unwrap();
+        assert_eq!(state.record_failure("alex", 1, 600, NOW).await.unwrap(), Some(NOW + 600));
+        let family = state.new_family().await.unwrap();
+        state.put_refresh(&digest(1), &grant("web", family, "a1")).await.unwrap();
+        (state.snapshot(NOW).await.unwrap(), family)
+    };
+    let state = SqlState::builder(&url).build().await.unwrap();
+    let after = state.snapshot(NOW).await.unwrap();
+    assert_eq!(after, before, "the same epoch, sequence, revocations, watermarks and locks");
+    assert_eq!(state.changes_since(&before.epoch, before.sequence).await.unwrap(), Some(vec![]));
+    assert_eq!(state.locked_until("alex", NOW).await.unwrap(), Some(NOW + 600));
+    assert!(state.new_family().await.unwrap() > family, "family numbers are never reused");
+    assert_eq!(
+        state.redeem_refresh(&digest(1), "web", NOW).await.unwrap(),
+        Redemption::Fresh(grant("web", family, "a1"))
+    );
+}
+
+// SPEC H2, H5: PostgreSQL restarted keeps everything (the epoch too: replicas go on);
+// the pool reconnects. Paused (SIGSTOP): calls fail within the timeout instead of
+// hanging; continued: they work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_h5_postgres_restarted_or_paused() {
+    let mut server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let state = SqlState::builder(server.url()).timeout(Duration::from_millis(500)).build().await.unwrap();
+    state.revoke("before-restart", "web", NOW + 100).await.unwrap();
+    let before = state.snapshot(NOW).await.unwrap();
+
+    tokio::task::block_in_place(|| server.restart());
+    let recovered = Instant::now();
+    let after = loop {
+        match state.snapshot(NOW).await {
+            Ok(snapshot) => break snapshot,
+            Err(e) => assert!(recovered.elapsed() < Duration::from_secs(10), "no recovery: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(after, before, "PostgreSQL keeps the state and its epoch");
+
+    tokio::task::block_in_place(|| server.pause());
+    let started = Instant::now();
+    let error = state.revoke("while-paused", "web", NOW + 100).await.unwrap_err();
+    println!("paused: {error} after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    tokio::task::block_in_place(|| server.resume());
+    let resumed = Instant::now();
+    while state.revoke("after-resume", "web", NOW + 100).await.is_err() {
+        assert!(resumed.elapsed() < Duration::from_secs(10), "no recovery after SIGCONT");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let snapshot = state.snapshot(NOW).await.unwrap();
+    assert!(snapshot.revoked.contains_key("after-resume") && snapshot.revoked.contains_key("before-restart"));
 }
 
 // SPEC H5: Redis restarted empty: the epoch changes, so a replica knows everything it held

@@ -2,15 +2,13 @@
 // PostgreSQL or a SQLite file, through sqlx, with overridable queries as WSO2's JDBC user
 // store has them. The store hands out PHC hashes; the crate verifies passwords.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 
 use super::{Permission, PermissionSet, QualifiedName, UserRecord, UserStore, UserStoreError};
+use crate::sql_pool::{run_on, SqlPool};
 
 /// The schema [`SqlUserStoreBuilder::create_schema`] creates (`CREATE TABLE IF NOT EXISTS`,
 /// the same text on PostgreSQL and SQLite). Every row belongs to a tenant (`carbon.super`
@@ -118,12 +116,6 @@ impl SqlQueries {
     }
 }
 
-#[derive(Clone)]
-enum Pool {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
-}
-
 /// Users, roles and permissions in PostgreSQL or a SQLite file (feature `sql`).
 ///
 /// The store reads a user's PHC hash, disabled flag, roles and the permissions of those
@@ -148,7 +140,7 @@ enum Pool {
 /// ```
 #[derive(Clone)]
 pub struct SqlUserStore {
-    pool: Pool,
+    pool: SqlPool,
     queries: Arc<SqlQueries>,
     timeout: Duration,
     reference: Option<String>,
@@ -157,11 +149,7 @@ pub struct SqlUserStore {
 
 impl std::fmt::Debug for SqlUserStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let backend = match self.pool {
-            Pool::Postgres(_) => "postgres",
-            Pool::Sqlite(_) => "sqlite",
-        };
-        f.debug_struct("SqlUserStore").field("backend", &backend).finish_non_exhaustive()
+        f.debug_struct("SqlUserStore").field("backend", &self.pool.kind()).finish_non_exhaustive()
     }
 }
 
@@ -208,22 +196,16 @@ impl SqlUserStore {
     async fn lookup(&self, name: &QualifiedName) -> Result<Option<UserRecord>, sqlx::Error> {
         let (q, tenant, user) = (&*self.queries, name.tenant(), name.user());
         // The same three queries for known and unknown users alike, on one connection.
-        macro_rules! run {
-            ($pool:expr) => {{
-                let mut conn = $pool.acquire().await?;
-                let found: Vec<(Option<String>, bool)> =
-                    sqlx::query_as(&q.find_user).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
-                let roles: Vec<(String,)> =
-                    sqlx::query_as(&q.user_roles).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
-                let permissions: Vec<(String,)> =
-                    sqlx::query_as(&q.user_permissions).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
-                (found, roles, permissions)
-            }};
-        }
-        let (mut found, roles, permissions) = match &self.pool {
-            Pool::Postgres(pool) => run!(pool),
-            Pool::Sqlite(pool) => run!(pool),
-        };
+        let (mut found, roles, permissions) = run_on!(&self.pool, |pool| {
+            let mut conn = pool.acquire().await?;
+            let found: Vec<(Option<String>, bool)> =
+                sqlx::query_as(&q.find_user).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
+            let roles: Vec<(String,)> =
+                sqlx::query_as(&q.user_roles).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
+            let permissions: Vec<(String,)> =
+                sqlx::query_as(&q.user_permissions).bind(tenant).bind(user).fetch_all(&mut *conn).await?;
+            (found, roles, permissions)
+        });
         // A name that matches several users (a replaced query) is refused, never guessed.
         if found.len() > 1 {
             return Err(sqlx::Error::Protocol(format!("find_user returned {} rows for one user", found.len())));
@@ -304,50 +286,19 @@ impl SqlUserStoreBuilder {
         if !super::domains::is_plain_domain(&self.domain) {
             return Err(UserStoreError(format!("SQL user store: {:?} is not a userstore domain", self.domain)));
         }
-        let url = self.url.trim();
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url).map_err(|e| fail("bad PostgreSQL URL", e))?;
-            let pool = PgPoolOptions::new()
-                .max_connections(self.max_connections)
-                .acquire_timeout(self.timeout)
-                .connect_with(options)
-                .await
-                .map_err(|e| fail("cannot connect", e))?;
-            Pool::Postgres(pool)
-        } else if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| fail("bad SQLite URL", e))?
-                .create_if_missing(self.create_schema)
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(self.max_connections)
-                .acquire_timeout(self.timeout)
-                .connect_with(options)
-                .await
-                .map_err(|e| fail("cannot open", e))?;
-            Pool::Sqlite(pool)
-        } else {
-            return Err(UserStoreError("SQL user store: the URL must start with postgres:// or sqlite:".to_owned()));
-        };
+        let pool = SqlPool::connect(&self.url, self.max_connections, self.timeout, self.create_schema, false)
+            .await
+            .map_err(|e| UserStoreError(format!("SQL user store: {e}")))?;
         if self.create_schema {
-            // One statement at a time: both drivers run them alike.
-            for statement in SQL_SCHEMA.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                let done = match &pool {
-                    Pool::Postgres(p) => sqlx::query(statement).execute(p).await.map(drop),
-                    Pool::Sqlite(p) => sqlx::query(statement).execute(p).await.map(drop),
-                };
-                done.map_err(|e| fail("cannot create the schema", e))?;
-            }
+            pool.execute_script(SQL_SCHEMA).await.map_err(|e| fail("cannot create the schema", e))?;
         }
         let reference = match self.reference {
             Some(reference) => Some(reference),
             None => {
                 let sql = "SELECT password_hash FROM ts_user WHERE password_hash IS NOT NULL LIMIT 1";
                 // Tables of your own may not have `ts_user`: then argon2's defaults.
-                let found: Result<Option<(String,)>, _> = match &pool {
-                    Pool::Postgres(p) => sqlx::query_as(sql).fetch_optional(p).await,
-                    Pool::Sqlite(p) => sqlx::query_as(sql).fetch_optional(p).await,
-                };
+                let found: Result<Option<(String,)>, _> =
+                    run_on!(&pool, |pool| sqlx::query_as(sql).fetch_optional(pool).await);
                 found.ok().flatten().map(|(hash,)| hash)
             }
         };

@@ -1,8 +1,9 @@
 //! Security state that must outlive a process and agree across instances: revoked access
 //! tokens and "issued before" watermarks, refresh-token grants with atomic single-use
 //! redemption, failed-login counts and account locks. One trait, [`StateBackend`], with
-//! [`MemoryState`] (one process, the default) and `RedisState` (feature `redis`: shared
-//! by every instance that points at the same Redis).
+//! [`MemoryState`] (one process, the default), `RedisState` (feature `redis`: shared by
+//! every instance that points at the same Redis) and `SqlState` (feature `sql`: shared
+//! in PostgreSQL, or durable in a SQLite file).
 //!
 //! A backend also keeps a numbered log of the changes a replica needs (revocations,
 //! watermarks, locks) and an *epoch*, a random name it keeps for as long as it keeps its
@@ -12,6 +13,8 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "sql")]
+mod sql;
 
 use std::collections::HashMap;
 
@@ -21,6 +24,8 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryState;
 #[cfg(feature = "redis")]
 pub use redis::{RedisState, RedisStateBuilder};
+#[cfg(feature = "sql")]
+pub use sql::{SqlState, SqlStateBuilder, SQL_STATE_SCHEMA};
 
 /// A backend could not be reached, timed out or answered nonsense: the request fails
 /// closed (503 with `Retry-After`); the message goes to the log, never to the caller.
