@@ -29,7 +29,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Code first: fills the model the files fill, and checks it as they are checked.
     ("code", &["config", "identity", "policy"]),
     // Who is calling, and what they may do: never each other.
-    ("authn", &["config", "error", "identity", "policy"]),
+    ("authn", &["config", "error", "identity", "policy", "state"]),
     ("authz", &["config", "error", "identity", "policy"]),
     // Beside the request path.
     ("tls", &["authn", "config"]),
