@@ -261,6 +261,7 @@ struct RestartOnly {
     oauth2: Option<OAuth2Config>,
     user_store: Vec<crate::config::UserStoreTable>,
     role: Vec<crate::config::RoleEntry>,
+    state: Option<crate::config::StateTable>,
 }
 
 impl RestartOnly {
@@ -270,6 +271,7 @@ impl RestartOnly {
             oauth2: fixed_bearer.then(|| deployment.oauth2.clone()),
             user_store: deployment.user_store.iter().map(|t| t.get_ref().clone()).collect(),
             role: deployment.role.clone(),
+            state: deployment.state.as_ref().map(|t| t.get_ref().clone()),
         }
     }
 
@@ -283,6 +285,8 @@ impl RestartOnly {
             Some("[[user_store]]")
         } else if self.role != other.role {
             Some("[[role]]")
+        } else if self.state != other.state {
+            Some("[state]")
         } else {
             None
         }
@@ -298,8 +302,9 @@ impl RestartOnly {
 /// logged, and the old version keeps serving. A changed `[oauth2]`, `[client_cert]` or
 /// `[intermediate_cert_validation]` rebuilds its handler (the others keep their caches).
 /// `[authentication.basic]` (its handler keeps the failed-login counts and locks),
-/// `[[user_store]]` and `[[role]]` (the stores are built once, by the application) and `[oauth2_server]`
-/// (the token server's keys and issued tokens) need a restart, as does `[oauth2]` when the
+/// `[[user_store]]` and `[[role]]` (the stores are built once, by the application),
+/// `[state]` (the token server's state backend) and `[oauth2_server]` (the token
+/// server's keys and issued tokens) need a restart, as does `[oauth2]` when the
 /// builder was given its own `oauth2` handler: a reload that changes them is refused. The
 /// token server takes the new
 /// `[[scope]]` and `[scope_validation]` tables before the layer takes the new rules, so a

@@ -1,6 +1,7 @@
 //! Several instances as several processes (SPEC H2, H3, H5): examples/shared_state.rs,
-//! the quickstart's API with its token server on a Redis state backend, started as
-//! separate processes on 127.0.0.1 against one private redis-server
+//! the quickstart's API with its token server on a shared state backend (its `[state]`
+//! table, the URL from the environment), started as separate processes on 127.0.0.1
+//! against one private redis-server, and again against one private PostgreSQL
 //! (tests/common/servers.rs); every request over real HTTP.
 
 mod common;
@@ -11,12 +12,58 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use common::examples::{start_example_with, Server};
-use common::servers::Redis;
+use common::servers::{Postgres, Redis};
 
 const API: &str = "/api/users/v1/42/challenges";
 
-fn instance(redis: &Redis) -> (Server, String) {
-    start_example_with("shared_state", &[], &[("REDIS_URL", &redis.url()), ("RUST_LOG", "warn")])
+/// The server the instances share.
+enum Backend {
+    Redis(Redis),
+    Postgres(Postgres),
+    /// A SQLite file in this directory.
+    Sqlite(tempfile::TempDir),
+}
+
+impl Backend {
+    async fn redis() -> Backend {
+        Backend::Redis(tokio::task::spawn_blocking(Redis::start).await.unwrap())
+    }
+
+    async fn postgres() -> Backend {
+        Backend::Postgres(tokio::task::spawn_blocking(Postgres::start).await.unwrap())
+    }
+
+    fn sqlite() -> Backend {
+        Backend::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Backend::Redis(redis) => redis.url(),
+            Backend::Postgres(postgres) => postgres.url(),
+            Backend::Sqlite(dir) => format!("sqlite://{}", dir.path().join("state.db").display()),
+        }
+    }
+
+    fn pause(&mut self) {
+        match self {
+            Backend::Redis(redis) => tokio::task::block_in_place(|| redis.pause()),
+            Backend::Postgres(postgres) => tokio::task::block_in_place(|| postgres.pause()),
+            Backend::Sqlite(_) => unreachable!("a file cannot be paused"),
+        }
+    }
+
+    fn resume(&mut self) {
+        match self {
+            Backend::Redis(redis) => tokio::task::block_in_place(|| redis.resume()),
+            Backend::Postgres(postgres) => tokio::task::block_in_place(|| postgres.resume()),
+            Backend::Sqlite(_) => unreachable!("a file cannot be paused"),
+        }
+    }
+}
+
+fn instance(backend: &Backend) -> (Server, String) {
+    start_example_with("shared_state", &[], &[("STATE_URL", &backend.url()), ("RUST_LOG", "warn")])
 }
 
 /// POSTs a form to the token server with the quickstart's client.
@@ -77,17 +124,11 @@ async fn until_status(
     }
 }
 
-fn start_redis() -> Redis {
-    Redis::start()
-}
-
 // SPEC H3: a token revoked on instance A is refused by instance B, which had it cached,
 // within the stated bound (B catches up every 100 ms); A refuses it at once. The measured
 // propagation is printed (p50, p99 of 20 rounds).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h3_revocation_on_one_instance_reaches_the_others() {
-    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
-    let ((_a, a), (_b, b)) = (instance(&redis), instance(&redis));
+async fn revocation_reaches_the_others(backend: Backend, name: &str) {
+    let ((_a, a), (_b, b)) = (instance(&backend), instance(&backend));
     let http = common::client();
     let mut propagation = Vec::new();
     for _ in 0..20 {
@@ -101,16 +142,24 @@ async fn h3_revocation_on_one_instance_reaches_the_others() {
     }
     propagation.sort();
     let (p50, p99) = (propagation[10], propagation[19]);
-    println!("revocation A -> B: p50 {p50:?}, p99 {p99:?} (20 rounds, sync every 100 ms)");
-    assert!(p99 < Duration::from_secs(1), "p99 {p99:?}");
+    println!("{name}: revocation A -> B: p50 {p50:?}, p99 {p99:?} (20 rounds, sync every 100 ms)");
+    assert!(p99 < Duration::from_secs(1), "{name}: p99 {p99:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_revocation_on_one_instance_reaches_the_others_redis() {
+    revocation_reaches_the_others(Backend::redis().await, "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_revocation_on_one_instance_reaches_the_others_postgres() {
+    revocation_reaches_the_others(Backend::postgres().await, "postgres").await;
 }
 
 // SPEC H3: a refresh token redeemed on A and replayed on B is refused (invalid_grant), and
 // the replay ends the family: its newest tokens are refused on both instances.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h3_a_refresh_token_is_redeemed_once_across_instances() {
-    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
-    let ((_a, a), (_b, b)) = (instance(&redis), instance(&redis));
+async fn refresh_token_redeemed_once(backend: Backend) {
+    let ((_a, a), (_b, b)) = (instance(&backend), instance(&backend));
     let http = common::client();
     let (_, first) = login(&http, &a).await;
     let (status, rotated) = refresh(&http, &a, &first).await;
@@ -126,6 +175,16 @@ async fn h3_a_refresh_token_is_redeemed_once_across_instances() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_a_refresh_token_is_redeemed_once_across_instances_redis() {
+    refresh_token_redeemed_once(Backend::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_a_refresh_token_is_redeemed_once_across_instances_postgres() {
+    refresh_token_redeemed_once(Backend::postgres().await).await;
+}
+
 async fn basic(http: &reqwest::Client, base: &str, password: &str) -> StatusCode {
     http.get(format!("{base}{API}")).basic_auth("alex", Some(password)).send().await.unwrap().status()
 }
@@ -138,88 +197,136 @@ async fn wrong_passwords(http: &reqwest::Client, a: &str, b: &str, count: usize)
     }
 }
 
+/// Polls alex's cached Basic login on `base` (200) until it is refused (401); how long
+/// that took. The instance that counted the 5th failure refuses at once, the other once
+/// it synced (every 100 ms). Fails after 3 s.
+async fn until_locked(http: &reqwest::Client, base: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let status = basic(http, base, "alex123").await;
+        if status == StatusCode::UNAUTHORIZED {
+            return started.elapsed();
+        }
+        assert_eq!(status, StatusCode::OK);
+        assert!(started.elapsed() < Duration::from_secs(3), "{base}: alex's cached login still works");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 // SPEC H3: failed logins are counted across instances and concurrent requests: with
 // max_failed_attempts = 5 (the quickstart's), 4 concurrent failures spread over A and B
 // lock nothing, and a success starts the count again; then 5 lock the account on both,
-// including the logins A and B have cached (B's within the sync bound). Counted per
-// process (A 3, B 2 + 2), nothing would be locked.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h3_a_lockout_counts_failures_on_every_instance() {
-    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
-    let ((_a, a), (_b, b)) = (instance(&redis), instance(&redis));
+// including the logins A and B have cached (within the sync bound), and the password
+// grant. Counted per process (A 3, B 2 + 2), nothing would be locked.
+async fn lockout_counts_failures_everywhere(backend: Backend) {
+    let ((_a, a), (_b, b)) = (instance(&backend), instance(&backend));
     let http = common::client();
     assert_eq!(basic(&http, &b, "alex123").await, StatusCode::OK, "B caches alex's login");
     wrong_passwords(&http, &a, &b, 4).await;
     assert_eq!(basic(&http, &a, "alex123").await, StatusCode::OK, "4 failures: not locked (and now forgotten)");
     wrong_passwords(&http, &a, &b, 5).await;
-    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::UNAUTHORIZED, "the 5th failure locked alex");
-    let started = Instant::now();
-    loop {
-        let status = basic(&http, &b, "alex123").await;
-        if status == StatusCode::UNAUTHORIZED {
-            break;
-        }
-        assert_eq!(status, StatusCode::OK);
-        assert!(started.elapsed() < Duration::from_secs(3), "B's cached login still works");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    for (instance, base) in [("A", &a), ("B", &b)] {
+        let locked_after = until_locked(&http, base).await;
+        println!("lock -> {instance} refuses alex's cached login after {locked_after:?} (an uncached check: argon2 and the throttle)");
     }
-    println!("lock A -> B's cached login: {:?}", started.elapsed());
     let form = [("grant_type", "password"), ("username", "alex"), ("password", "alex123")];
     let (status, body) = post(&http, &b, "/oauth2/token", &form).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")), "{body}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_a_lockout_counts_failures_on_every_instance_redis() {
+    lockout_counts_failures_everywhere(Backend::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_a_lockout_counts_failures_on_every_instance_postgres() {
+    lockout_counts_failures_everywhere(Backend::postgres().await).await;
+}
+
 // SPEC H2: an instance killed and started again forgets nothing: a token revoked before
 // stays refused, another stays valid, and a refresh token issued before still works.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h2_a_restarted_instance_forgets_nothing() {
-    let redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
+async fn restarted_instance_forgets_nothing(backend: Backend) {
     let http = common::client();
-    let (first, a) = instance(&redis);
+    let (first, a) = instance(&backend);
     let (revoked, _) = login(&http, &a).await;
     let (kept, refresh_token) = login(&http, &a).await;
     assert_eq!(revoke(&http, &a, &revoked).await, StatusCode::OK);
     drop(first); // killed
-    let (_again, a) = instance(&redis);
+    let (_again, a) = instance(&backend);
     assert_eq!(api(&http, &a, &revoked).await, StatusCode::UNAUTHORIZED, "revoked before the restart");
     assert_eq!(api(&http, &a, &kept).await, StatusCode::OK);
     let (status, body) = refresh(&http, &a, &refresh_token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-// SPEC H5: Redis paused (SIGSTOP): the token endpoint answers 503 within the backend's
-// timeout (0.5 s) instead of hanging, and so does an uncached Basic login (its failure
-// could not be counted); cached decisions on tokens of this issuer and cached Basic logins
-// turn 503 once the replica is older than its bound (3 s); continued, everything answers
-// again. Redis restarted empty (a new epoch): tokens issued before are refused, new
-// logins work.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h5_a_paused_or_emptied_backend_fails_closed() {
-    let mut redis = tokio::task::spawn_blocking(start_redis).await.unwrap();
-    let (_a, a) = instance(&redis);
+async fn h2_a_restarted_instance_forgets_nothing_redis() {
+    restarted_instance_forgets_nothing(Backend::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_a_restarted_instance_forgets_nothing_postgres() {
+    restarted_instance_forgets_nothing(Backend::postgres().await).await;
+}
+
+// SPEC H2: one durable node: the instance restarted on its SQLite file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_a_restarted_instance_forgets_nothing_sqlite() {
+    restarted_instance_forgets_nothing(Backend::sqlite()).await;
+}
+
+// SPEC H5: the backend paused (SIGSTOP): the token endpoint answers 503 within the
+// backend's timeout (0.5 s) instead of hanging, and so does an uncached Basic login (its
+// failure could not be counted); cached decisions on tokens of this issuer and cached
+// Basic logins turn 503 once the replica is older than its bound (3 s); continued,
+// everything answers again. Returns the instance, its URL and a token issued before.
+async fn paused_backend_fails_closed(backend: &mut Backend, name: &str) -> (Server, String, String) {
+    let (instance_a, a) = instance(backend);
     let http = common::client();
     let (token, _) = login(&http, &a).await;
     assert_eq!(api(&http, &a, &token).await, StatusCode::OK);
     assert_eq!(basic(&http, &a, "alex123").await, StatusCode::OK, "a cached Basic login");
 
-    tokio::task::block_in_place(|| redis.pause());
+    backend.pause();
     let paused_at = Instant::now();
-    assert_eq!(revoke(&http, &a, &token).await, StatusCode::SERVICE_UNAVAILABLE, "a revocation cannot be stored");
-    assert!(paused_at.elapsed() < Duration::from_millis(2500), "{:?}", paused_at.elapsed());
+    assert_eq!(
+        revoke(&http, &a, &token).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{name}: a revocation cannot be stored"
+    );
+    assert!(paused_at.elapsed() < Duration::from_millis(2500), "{name}: {:?}", paused_at.elapsed());
     let form = [("grant_type", "password"), ("username", "alex"), ("password", "alex123")];
     let (status, _) = post(&http, &a, "/oauth2/token", &form).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a refresh grant cannot be stored");
-    assert_eq!(basic(&http, &a, "wrong").await, StatusCode::SERVICE_UNAVAILABLE, "a failure cannot be counted");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{name}: a refresh grant cannot be stored");
+    assert_eq!(basic(&http, &a, "wrong").await, StatusCode::SERVICE_UNAVAILABLE, "{name}: a failure cannot be counted");
     until_status(&http, &a, &token, StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(8)).await;
     let stale_after = paused_at.elapsed();
-    println!("cached decision 503 after {stale_after:?} without the backend (bound 3 s)");
+    println!("{name}: cached decision 503 after {stale_after:?} without the backend (bound 3 s)");
     // The last sync was at most 100 ms before the pause.
-    assert!(stale_after > Duration::from_millis(2800), "{stale_after:?}: not before the bound");
-    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::SERVICE_UNAVAILABLE, "cached login, stale locks");
+    assert!(stale_after > Duration::from_millis(2800), "{name}: {stale_after:?}: not before the bound");
+    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::SERVICE_UNAVAILABLE, "{name}: cached login, stale locks");
 
-    tokio::task::block_in_place(|| redis.resume());
+    backend.resume();
     until_status(&http, &a, &token, StatusCode::OK, Duration::from_secs(10)).await;
+    (instance_a, a, token)
+}
 
+// SPEC H5: PostgreSQL paused, then continued (see `paused_backend_fails_closed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h5_a_paused_backend_fails_closed_postgres() {
+    let mut backend = Backend::postgres().await;
+    paused_backend_fails_closed(&mut backend, "postgres").await;
+}
+
+// SPEC H5: Redis paused, then continued; then restarted empty (a new epoch): tokens issued
+// before are refused, new logins work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h5_a_paused_or_emptied_backend_fails_closed_redis() {
+    let mut backend = Backend::redis().await;
+    let (_a, a, token) = paused_backend_fails_closed(&mut backend, "redis").await;
+    let http = common::client();
+    let Backend::Redis(redis) = &mut backend else { unreachable!() };
     tokio::task::block_in_place(|| redis.restart());
     until_status(&http, &a, &token, StatusCode::UNAUTHORIZED, Duration::from_secs(10)).await;
     // New logins work once the second of the restart has passed.

@@ -15,6 +15,9 @@ use tower_secure::state::{
     Change, FamilyRevocation, MemoryState, Redemption, RedisState, RefreshRecord, Snapshot, SqlState, StateBackend,
 };
 
+use tower_secure::config::Deployment;
+use tower_secure::oauth2::TokenServer;
+
 use common::servers::{Postgres, Redis};
 
 const NOW: u64 = 1_900_000_000;
@@ -379,4 +382,111 @@ async fn h5_redis_restarted_empty_or_paused() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(state.snapshot(NOW).await.unwrap().revoked.contains_key("after-resume"));
+}
+
+/// The error of a rule file holding `table` (after the quickstart's rules, so that the
+/// token server could be built): from loading the file, or else from connecting.
+async fn state_table_error(table: &str) -> tower_secure::config::ConfigError {
+    let text = format!("{table}\n{QUICKSTART}");
+    let deployment = match Deployment::from_toml_str("deployment.toml", &text) {
+        Ok(deployment) => deployment,
+        Err(error) => return error,
+    };
+    match TokenServer::builder().deployment(&deployment).state_from(&deployment).await {
+        Ok(_) => panic!("{table}: accepted"),
+        Err(error) => error,
+    }
+}
+
+const QUICKSTART: &str = include_str!("../examples/quickstart/deployment.toml");
+
+// SPEC H1: `[state]` tables are checked when the file loads, and a URL read from a file
+// when the token server connects; each error names the file, the line and the key, and
+// none shows a password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_state_tables_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = |url: &str| {
+        let path = dir.path().join(format!("url-{}", url.len()));
+        std::fs::write(&path, url).unwrap();
+        path.display().to_string()
+    };
+    let cases: Vec<(String, &str, usize, &str)> = vec![
+        ("[state]\nbackend = \"etcd\"\n".into(), "backend", 2, "the backend is"),
+        ("[state]\ntimeout_ms = 5\n".into(), "backend", 1, "name the backend"),
+        ("[state]\nbackend = \"memory\"\nurl = \"redis://c\"\n".into(), "backend", 1, "takes no URL"),
+        ("[state]\nurl = \"redis://:hunter2@cache/0\"\n".into(), "url", 2, "holds a password"),
+        ("[state]\nbackend = \"postgres\"\nurl = \"redis://cache\"\n".into(), "url", 3, "not the backend's"),
+        ("[state]\nurl = \"mysql://db/state\"\n".into(), "url", 2, "starts with redis://"),
+        ("[state]\nurl = \"redis://c\"\nurl_env = \"X\"\n".into(), "url", 1, "exactly one of"),
+        ("[state]\nurl = \"sqlite://s.db\"\nkey_prefix = \"api\"\n".into(), "key_prefix", 3, "redis backend"),
+        ("[state]\nurl = \"redis://c\"\nmax_connections = 3\n".into(), "max_connections", 3, "SQL backends"),
+        ("[state]\nurl = \"redis://c\"\ntimeout_ms = 0\n".into(), "timeout_ms", 3, "greater than 0"),
+        (
+            "[state]\nurl = \"redis://c\"\nsync_interval_ms = 5000\nmax_staleness_seconds = 2\n".into(),
+            "sync_interval_ms",
+            3,
+            "always be stale",
+        ),
+        ("[state]\nurl_env = \"TOWER_SECURE_TEST_UNSET_VARIABLE\"\n".into(), "url_env", 2, "is not set"),
+        (
+            format!("[state]\nbackend = \"sqlite\"\nurl_file = \"{}\"\n", url_file("redis://:hunter2@cache")),
+            "url_file",
+            3,
+            "not the backend's",
+        ),
+        (
+            format!("[state]\nurl_file = \"{}\"\nkey_prefix = \"api\"\n", url_file("postgres://app:hunter2@db/state")),
+            "key_prefix",
+            3,
+            "redis backend",
+        ),
+        (
+            format!("[state]\nurl_file = \"{}\"\n", url_file("redis://:hunter2@127.0.0.1:1")),
+            "state",
+            1,
+            "cannot use the state backend",
+        ),
+    ];
+    for (table, key, line, message) in &cases {
+        let error = state_table_error(table).await;
+        println!("{error}");
+        assert_eq!(error.key.as_deref(), Some(*key), "{table}: {error}");
+        assert_eq!(error.line, *line, "{table}: {error}");
+        assert!(error.message.contains(message), "{table}: {error}");
+        assert!(!error.to_string().contains("hunter2"), "{table}: {error}");
+    }
+}
+
+// SPEC H1: a `[state]` table names a SQLite file (its URL in a file): the token server
+// keeps its state there, and is ready once its replica has read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_h2_a_state_table_makes_the_token_server_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let url_path = dir.path().join("state-url");
+    std::fs::write(&url_path, format!("sqlite://{}", db.display())).unwrap();
+    let table = format!("[state]\nurl_file = \"{}\"\nsync_interval_ms = 20\n", url_path.display());
+    let deployment = Deployment::from_toml_str("deployment.toml", &format!("{table}\n{QUICKSTART}")).unwrap();
+    let tokens = TokenServer::builder().deployment(&deployment).state_from(&deployment).await.unwrap().build().unwrap();
+    assert!(tokens.ready(Duration::from_secs(5)).await);
+    let state = SqlState::builder(format!("sqlite://{}", db.display())).build().await.unwrap();
+    assert!(!state.snapshot(NOW).await.unwrap().epoch.is_empty(), "the token server created the tables");
+}
+
+// SPEC H1, H5: the backend is connected once; a reload that changes `[state]` is refused
+// (restart to apply it) and the old configuration keeps serving; one that keeps it goes
+// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_a_changed_state_table_needs_a_restart() {
+    let table = "[state]\nbackend = \"memory\"\n";
+    let deployment = Deployment::from_toml_str("deployment.toml", &format!("{table}\n{QUICKSTART}")).unwrap();
+    let tokens = TokenServer::builder().deployment(&deployment).state_from(&deployment).await.unwrap().build().unwrap();
+    let layer = tower_secure::SecureLayer::builder().deployment(deployment).token_server(&tokens).build().unwrap();
+    let reloader = layer.reloader();
+    let same = Deployment::from_toml_str("deployment.toml", &format!("{QUICKSTART}\n{table}")).unwrap();
+    reloader.reload(same).unwrap();
+    let changed = format!("[state]\nurl = \"redis://127.0.0.1:1\"\n\n{QUICKSTART}");
+    let error = reloader.reload(Deployment::from_toml_str("deployment.toml", &changed).unwrap()).unwrap_err();
+    assert!(error.message.contains("[state] changed"), "{error}");
 }

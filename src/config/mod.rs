@@ -5,6 +5,7 @@
 //! lookup index, and the layer builder turns the rest into handlers.
 
 mod error;
+mod state;
 mod stores;
 mod users;
 
@@ -17,6 +18,9 @@ use serde::{Deserialize, Deserializer};
 pub(crate) use toml::Spanned;
 
 pub use error::{ConfigError, SourceMap};
+pub(crate) use state::StateTable;
+#[cfg(feature = "oauth2-server")]
+pub(crate) use state::{StateKind, StateSettings};
 pub(crate) use stores::UserStoreTable;
 pub(crate) use users::{clients_from, users_from, ClientEntry, RoleEntry, UserEntry, UsersFile};
 pub use users::{
@@ -64,6 +68,8 @@ pub struct Deployment {
     pub(crate) user_store: Vec<Spanned<stores::UserStoreTable>>,
     /// `[[role]]`: the permissions of the roles an LDAP user store's groups name.
     pub(crate) role: Vec<users::RoleEntry>,
+    /// `[state]`: where the token server keeps its state ([`Deployment::state_settings`]).
+    pub(crate) state: Option<Spanned<state::StateTable>>,
     /// Where the text came from, for error positions.
     pub(crate) source: SourceMap,
 }
@@ -93,6 +99,8 @@ struct DeploymentFile {
     user_store: Vec<Spanned<stores::UserStoreTable>>,
     #[serde(default)]
     role: Vec<users::RoleEntry>,
+    #[serde(default)]
+    state: Option<Spanned<state::StateTable>>,
 }
 
 impl Deployment {
@@ -103,6 +111,7 @@ impl Deployment {
         parsed.cors.check(&source)?;
         stores::check_tables(&parsed.user_store, &source)?;
         users::role_permissions(&parsed.role, &source)?;
+        state::check_table(parsed.state.as_ref(), &source)?;
         Ok(Self {
             resource: parsed.resource,
             authentication: parsed.authentication,
@@ -114,6 +123,7 @@ impl Deployment {
             intermediate_cert_validation: parsed.intermediate_cert_validation,
             user_store: parsed.user_store,
             role: parsed.role,
+            state: parsed.state,
             source,
         })
     }
@@ -193,6 +203,7 @@ impl Default for Deployment {
             intermediate_cert_validation: IntermediateCertValidation::default(),
             user_store: Vec::new(),
             role: Vec::new(),
+            state: None,
             source: SourceMap::new("<default>", ""),
         }
     }

@@ -97,9 +97,8 @@ const LDAP_KEYS: &[&str] = &[
     "disabled_filter",
 ];
 
-/// Where a secret (a SQL URL, an LDAP password) comes from.
-#[cfg_attr(not(any(feature = "sql", feature = "ldap")), allow(dead_code))]
-enum SecretSource<'a> {
+/// Where a secret (a SQL URL, an LDAP password, a state backend's URL) comes from.
+pub(super) enum SecretSource<'a> {
     Inline(&'a Spanned<String>),
     File(&'a Spanned<String>),
     Env(&'a Spanned<String>),
@@ -107,8 +106,11 @@ enum SecretSource<'a> {
 
 impl SecretSource<'_> {
     /// The secret, trimmed, with the key it came from and its position.
-    #[cfg_attr(not(any(feature = "sql", feature = "ldap")), allow(dead_code))]
-    fn read(&self, source: &SourceMap, keys: [&'static str; 3]) -> Result<(String, Range<usize>), ConfigError> {
+    pub(super) fn read(
+        &self,
+        source: &SourceMap,
+        keys: [&'static str; 3],
+    ) -> Result<(String, Range<usize>), ConfigError> {
         match self {
             SecretSource::Inline(value) => Ok((value.get_ref().trim().to_owned(), value.span())),
             SecretSource::File(file) => {
@@ -129,7 +131,7 @@ impl SecretSource<'_> {
 }
 
 /// True when a URL carries a password (`scheme://user:password@host` or `password=`).
-fn has_password(url: &str) -> bool {
+pub(super) fn has_password(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let userinfo_password = authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'));

@@ -68,7 +68,7 @@ pub use error::{OAuthError, OAuthErrorCode};
 pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
 
 use crate::authn::{self, BasicAuthenticator, LocalIssuer, RevokedTokens};
-use crate::config::{ClientRecord, ConfigError, Deployment, OAuth2ServerConfig};
+use crate::config::{ClientRecord, ConfigError, Deployment, OAuth2ServerConfig, StateKind, StateSettings};
 use crate::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore};
 use crate::state::{FamilyRevocation, MemoryState, Redemption, RefreshRecord, StateBackend, StateError};
 use keys::SigningKeys;
@@ -258,6 +258,37 @@ impl TokenServerBuilder {
         self
     }
 
+    /// Connects to the state backend the rule file's `[state]` table names, with its
+    /// sync settings (nothing changes without the table). The backend must answer now;
+    /// an error names the file, the table and what failed, never the URL's password.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tower_secure::config::Deployment;
+    /// use tower_secure::oauth2::TokenServer;
+    ///
+    /// // deployment.toml:
+    /// //   [state]
+    /// //   backend = "redis"
+    /// //   url_env = "REDIS_URL"
+    /// //   key_prefix = "orders-api"
+    /// let deployment = Deployment::from_file("deployment.toml")?;
+    /// let tokens = TokenServer::builder().deployment(&deployment).state_from(&deployment).await?.build()?;
+    /// # let _ = tokens; Ok(()) }
+    /// ```
+    pub async fn state_from(mut self, deployment: &Deployment) -> Result<Self, ConfigError> {
+        let Some(settings) = deployment.state_settings()? else { return Ok(self) };
+        self.state = Some(connect_state(&settings).await.map_err(|e| {
+            deployment.source.error(settings.span.clone(), "state", format!("cannot use the state backend: {e}"))
+        })?);
+        if settings.sync_interval.is_some() || settings.max_staleness.is_some() {
+            let defaults = SyncSettings::default();
+            let interval = settings.sync_interval.unwrap_or(defaults.interval);
+            self = self.sync(interval, settings.max_staleness.unwrap_or(defaults.max_staleness));
+        }
+        Ok(self)
+    }
+
     /// With a shared backend: how often this process catches up with the revocations
     /// other instances made (default 100 ms: the propagation bound), and how old its copy
     /// may grow when the backend does not answer before tokens of this server are refused
@@ -331,6 +362,38 @@ impl TokenServerBuilder {
             runtime.spawn(sync_revocations(Arc::downgrade(&inner), self.sync.unwrap_or_default().interval));
         }
         Ok(TokenServer { inner })
+    }
+}
+
+/// The backend a checked `[state]` table names, connected.
+async fn connect_state(settings: &StateSettings) -> Result<Arc<dyn StateBackend>, StateError> {
+    match settings.kind {
+        StateKind::Memory => Ok(Arc::new(MemoryState::new())),
+        #[cfg(feature = "redis")]
+        StateKind::Redis => {
+            let mut builder = crate::state::RedisState::builder(settings.url.clone().unwrap_or_default());
+            if let Some(prefix) = &settings.key_prefix {
+                builder = builder.key_prefix(prefix);
+            }
+            if let Some(timeout) = settings.timeout {
+                builder = builder.timeout(timeout);
+            }
+            Ok(Arc::new(builder.build().await?))
+        }
+        #[cfg(feature = "sql")]
+        StateKind::Postgres | StateKind::Sqlite => {
+            let mut builder = crate::state::SqlState::builder(settings.url.clone().unwrap_or_default());
+            if let Some(max) = settings.max_connections {
+                builder = builder.max_connections(max);
+            }
+            if let Some(timeout) = settings.timeout {
+                builder = builder.timeout(timeout);
+            }
+            Ok(Arc::new(builder.build().await?))
+        }
+        // The file's check refused backends this build lacks; a second line of defence.
+        #[allow(unreachable_patterns)]
+        _ => Err(StateError("this build has no such backend".to_owned())),
     }
 }
 
@@ -513,6 +576,29 @@ impl TokenServer {
         header.typ = Some("at+jwt".to_owned());
         jsonwebtoken::encode(&header, claims, &key.encoding)
             .map_err(|e| OAuthError::server_error(format!("signing failed: {e}")))
+    }
+
+    /// Waits until this process's copy of a shared state backend has caught up once, at
+    /// most `within`; `true` when it has (at once for a backend of this process alone).
+    /// Until then the tokens of this server, and cached logins of its users, are answered
+    /// 503: call it before taking traffic.
+    ///
+    /// ```
+    /// # async fn run(tokens: tower_secure::oauth2::TokenServer) {
+    /// use std::time::Duration;
+    ///
+    /// assert!(tokens.ready(Duration::from_secs(5)).await, "the state backend does not answer");
+    /// # }
+    /// ```
+    pub async fn ready(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.inner.revoked.is_stale() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// The `basic` handler that verifies the password grant's users; a
