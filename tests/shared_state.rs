@@ -124,9 +124,10 @@ async fn until_status(
     }
 }
 
-// SPEC H3: a token revoked on instance A is refused by instance B, which had it cached,
-// within the stated bound (B catches up every 100 ms); A refuses it at once. The measured
-// propagation is printed (p50, p99 of 20 rounds).
+// SPEC H3, H4: a token revoked on instance A is refused by instance B, which had it
+// cached, within the stated bound (the backend announces the change; B also polls every
+// 100 ms); A refuses it at once. The measured propagation is printed (p50, p99 of 20
+// rounds).
 async fn revocation_reaches_the_others(backend: Backend, name: &str) {
     let ((_a, a), (_b, b)) = (instance(&backend), instance(&backend));
     let http = common::client();
@@ -142,7 +143,9 @@ async fn revocation_reaches_the_others(backend: Backend, name: &str) {
     }
     propagation.sort();
     let (p50, p99) = (propagation[10], propagation[19]);
-    println!("{name}: revocation A -> B: p50 {p50:?}, p99 {p99:?} (20 rounds, sync every 100 ms)");
+    println!("{name}: revocation A -> B: p50 {p50:?}, p99 {p99:?} (20 rounds, announced; polled every 100 ms)");
+    // Polling alone would give a median near 50-100 ms: the change is announced.
+    assert!(p50 < Duration::from_millis(50), "{name}: p50 {p50:?}");
     assert!(p99 < Duration::from_secs(1), "{name}: p99 {p99:?}");
 }
 

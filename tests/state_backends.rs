@@ -490,3 +490,41 @@ async fn h1_a_changed_state_table_needs_a_restart() {
     let error = reloader.reload(Deployment::from_toml_str("deployment.toml", &changed).unwrap()).unwrap_err();
     assert!(error.message.contains("[state] changed"), "{error}");
 }
+
+/// A change made through `writer` raises the notifier of `reader` (another connection, as
+/// another instance would have), well before any poll would have found it.
+async fn changes_are_announced(reader: &dyn StateBackend, writer: &dyn StateBackend, name: &str) {
+    let notify = reader.change_notifier().unwrap_or_else(|| panic!("{name}: no change notifier"));
+    // The first signal says the listener is subscribed (and catching up).
+    tokio::time::timeout(Duration::from_secs(5), notify.notified()).await.expect("subscribed");
+    for round in 0..3 {
+        let started = Instant::now();
+        writer.revoke(&format!("announced-{round}"), "web", NOW + 100).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), notify.notified())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: round {round}: no announcement"));
+        println!("{name}: announced after {:?}", started.elapsed());
+    }
+}
+
+// SPEC H4: Redis announces every change (pub/sub) to the replicas of other instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h4_redis_announces_changes() {
+    let server = tokio::task::spawn_blocking(Redis::start).await.unwrap();
+    let (a, b) = (redis_backend(&server, "api").await, redis_backend(&server, "api").await);
+    changes_are_announced(&a, &b, "redis").await;
+}
+
+// SPEC H4: PostgreSQL announces every change (LISTEN/NOTIFY) to other instances; a SQLite
+// file, and memory, announce nothing (replicas poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h4_postgres_announces_changes() {
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let a = SqlState::builder(server.url()).build().await.unwrap();
+    let b = SqlState::builder(server.url()).build().await.unwrap();
+    changes_are_announced(&a, &b, "postgres").await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqlState::builder(format!("sqlite://{}", dir.path().join("s.db").display())).build().await.unwrap();
+    assert!(sqlite.change_notifier().is_none());
+    assert!(MemoryState::new().change_notifier().is_none());
+}

@@ -289,8 +289,10 @@ impl TokenServerBuilder {
         Ok(self)
     }
 
-    /// With a shared backend: how often this process catches up with the revocations
-    /// other instances made (default 100 ms: the propagation bound), and how old its copy
+    /// With a shared backend: how often this process polls for the revocations and locks
+    /// other instances made (default 100 ms; a backend that announces changes, such as
+    /// Redis or PostgreSQL, brings them sooner, and the poll bounds a lost announcement),
+    /// and how old its copy
     /// may grow when the backend does not answer before tokens of this server are refused
     /// with 503 (default 3 s). Ignored for a backend of this process alone.
     pub fn sync(mut self, interval: Duration, max_staleness: Duration) -> Self {
@@ -404,6 +406,10 @@ async fn connect_state(settings: &StateSettings) -> Result<Arc<dyn StateBackend>
 async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
     let mut position: Option<(String, u64)> = None;
     let mut failing = false;
+    let notifier = match server.upgrade() {
+        Some(inner) => inner.state.change_notifier(),
+        None => return,
+    };
     loop {
         let Some(inner) = server.upgrade() else { return };
         let (state, revoked) = (&inner.state, &inner.revoked);
@@ -458,7 +464,15 @@ async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
             Err(_) => {}
         }
         drop(inner);
-        tokio::time::sleep(interval).await;
+        // The next poll, or earlier when the backend announces a change.
+        match &notifier {
+            Some(notify) => {
+                let announced = std::pin::pin!(notify.notified());
+                let poll = std::pin::pin!(tokio::time::sleep(interval));
+                futures_util::future::select(announced, poll).await;
+            }
+            None => tokio::time::sleep(interval).await,
+        }
     }
 }
 

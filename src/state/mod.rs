@@ -218,6 +218,16 @@ pub trait StateBackend: Send + Sync + 'static {
     /// longer reaches back that far (or the epoch changed): take a new snapshot.
     async fn changes_since(&self, epoch: &str, sequence: u64) -> Result<Option<Vec<(u64, Change)>>, StateError>;
 
+    /// A signal raised whenever the change log may have grown (Redis pub/sub, PostgreSQL
+    /// `LISTEN`/`NOTIFY`), so a replica catches up at once instead of at its next poll;
+    /// also raised after the backend reconnected its listener (changes may have been
+    /// missed meanwhile). The backend listens in a task of its own for as long as the
+    /// returned signal is held. Default `None`: replicas poll only. Polling stays on either
+    /// way: a lost announcement delays a change by one interval, never longer.
+    fn change_notifier(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// True when other processes share this backend: each process then keeps a replica of
     /// the revocations, synced in the background, and refuses with 503 when it falls
     /// behind. Default `false` (this process's memory is the whole truth).

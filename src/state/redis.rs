@@ -2,11 +2,14 @@
 // scripts that make each step atomic also run on Redis Cluster; a connection manager that
 // reconnects; every call bounded by a timeout.
 
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
+use tokio::sync::Notify;
 
 use super::{new_epoch, Change, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend, StateError};
 
@@ -46,6 +49,8 @@ end
 /// ```
 #[derive(Clone)]
 pub struct RedisState {
+    /// For the change listener's own connection.
+    client: redis::Client,
     connection: ConnectionManager,
     keys: Keys,
     timeout: Duration,
@@ -117,14 +122,14 @@ impl RedisStateBuilder {
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))
             .set_number_of_retries(1);
-        let connect = ConnectionManager::new_with_config(client, config);
+        let connect = ConnectionManager::new_with_config(client.clone(), config);
         let connection = match tokio::time::timeout(self.timeout, connect).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => return Err(fail("cannot connect", e)),
             Err(_) => return Err(StateError("Redis: cannot connect: timed out".to_owned())),
         };
-        let state =
-            RedisState { connection, keys: Keys { tag: format!("{{{}}}", self.prefix) }, timeout: self.timeout };
+        let keys = Keys { tag: format!("{{{}}}", self.prefix) };
+        let state = RedisState { client, connection, keys, timeout: self.timeout };
         state.epoch().await?;
         Ok(state)
     }
@@ -451,7 +456,48 @@ impl StateBackend for RedisState {
             .map(Some)
     }
 
+    fn change_notifier(&self) -> Option<Arc<Notify>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let notify = Arc::new(Notify::new());
+        let listener = listen(self.client.clone(), self.keys.key("changes"), Arc::downgrade(&notify), self.timeout);
+        runtime.spawn(listener);
+        Some(notify)
+    }
+
     fn is_shared(&self) -> bool {
         true
+    }
+}
+
+/// Subscribes to the channel every appended change is announced on, and raises `notify`
+/// for each announcement, and once after each (re)subscription. Reconnects after a second
+/// when the connection fails; ends once nobody holds `notify`.
+async fn listen(client: redis::Client, channel: String, notify: Weak<Notify>, timeout: Duration) {
+    while notify.strong_count() > 0 {
+        let subscribed = tokio::time::timeout(timeout, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        let Ok(Ok(mut pubsub)) = subscribed else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut messages = pubsub.on_message();
+        let mut announced = true; // subscribed: catch up with what was missed
+        loop {
+            if announced {
+                let Some(strong) = notify.upgrade() else { return };
+                strong.notify_one();
+            }
+            // Wake now and then to notice that nobody listens any more.
+            match tokio::time::timeout(Duration::from_secs(1), messages.next()).await {
+                Ok(Some(_)) => announced = true,
+                Ok(None) => break,
+                Err(_) if notify.strong_count() == 0 => return,
+                Err(_) => announced = false,
+            }
+        }
     }
 }

@@ -3,9 +3,11 @@
 // numbered under the meta row's lock, so its numbers commit in order.
 
 use std::future::Future;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 use super::{new_epoch, Change, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend, StateError};
 use crate::sql_pool::{run_on, SqlPool};
@@ -76,6 +78,9 @@ const EVERY_CLIENT: &str = "";
 const NEXT_SEQUENCE: &str = "UPDATE ts_state_meta SET sequence = sequence + 1 WHERE id = 1 RETURNING sequence";
 const APPEND: &str = "INSERT INTO ts_state_log (sequence, change) VALUES ($1, $2)";
 const TRIM: &str = "DELETE FROM ts_state_log WHERE sequence <= $1";
+/// The PostgreSQL channel changes are announced on.
+const CHANNEL: &str = "ts_state_changes";
+const ANNOUNCE: &str = "SELECT pg_notify('ts_state_changes', '')";
 
 const REVOKE: &str = "INSERT INTO ts_state_revoked (jti, client_id, exp) VALUES ($1, $2, $3) \
     ON CONFLICT (jti) DO UPDATE SET exp = excluded.exp";
@@ -250,11 +255,15 @@ fn access_tokens(rows: Vec<(String, i64)>) -> Vec<(String, u64)> {
 /// Appends `change` to the log inside the transaction `$tx` (its first write, see
 /// [`NEXT_SEQUENCE`]) and trims the log.
 macro_rules! append {
-    ($tx:expr, $change:expr) => {{
+    ($self:expr, $tx:expr, $change:expr) => {{
         let (sequence,): (i64,) = sqlx::query_as(NEXT_SEQUENCE).fetch_one(&mut *$tx).await?;
         let change = serde_json::to_string($change).map_err(json_error)?;
         sqlx::query(APPEND).bind(sequence).bind(change).execute(&mut *$tx).await?;
         sqlx::query(TRIM).bind(sequence - LOG_LENGTH).execute(&mut *$tx).await?;
+        if matches!($self.pool, SqlPool::Postgres(_)) {
+            // Delivered to every listener when the transaction commits.
+            sqlx::query(ANNOUNCE).execute(&mut *$tx).await?;
+        }
     }};
 }
 
@@ -265,7 +274,7 @@ impl StateBackend for SqlState {
         self.step("revoke", async move {
             run_on!(&self.pool, |pool| {
                 let mut tx = pool.begin().await?;
-                append!(tx, &change);
+                append!(self, tx, &change);
                 sqlx::query(REVOKE).bind(jti).bind(client).bind(db(exp)).execute(&mut *tx).await?;
                 tx.commit().await
             })
@@ -279,7 +288,7 @@ impl StateBackend for SqlState {
         self.step("watermark", async move {
             run_on!(&self.pool, |pool| {
                 let mut tx = pool.begin().await?;
-                append!(tx, &change);
+                append!(self, tx, &change);
                 sqlx::query(WATERMARK).bind(row).bind(db(before)).execute(&mut *tx).await?;
                 tx.commit().await
             })
@@ -421,7 +430,7 @@ impl StateBackend for SqlState {
                 let locked = num(failures) == u64::from(max_failures.max(1));
                 if locked {
                     sqlx::query(LOCK).bind(user).bind(db(until)).execute(&mut *tx).await?;
-                    append!(tx, &change);
+                    append!(self, tx, &change);
                 }
                 tx.commit().await?;
                 Ok(locked.then_some(until))
@@ -530,10 +539,56 @@ impl StateBackend for SqlState {
         Ok(Some(changes))
     }
 
+    fn change_notifier(&self) -> Option<Arc<Notify>> {
+        let SqlPool::Postgres(pool) = &self.pool else { return None };
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let notify = Arc::new(Notify::new());
+        // A pool of its own: the listener holds its connection for good, and must not take
+        // one of the steps' connections (with `max_connections(1)`, the only one).
+        let options = (*pool.connect_options()).clone();
+        let listening = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_lazy_with(options);
+        runtime.spawn(listen(listening, Arc::downgrade(&notify), self.timeout));
+        Some(notify)
+    }
+
     fn is_shared(&self) -> bool {
         // PostgreSQL is shared by design; a SQLite file may be opened by several processes
         // on one host. Either way this process keeps a replica, loaded from the tables at
         // start, so a restart forgets nothing.
         true
+    }
+}
+
+/// `LISTEN`s on [`CHANNEL`] on a connection of its own and raises `notify` for each
+/// notification, and once after each (re)connection (what was announced meanwhile is
+/// lost). Retries after a second when PostgreSQL fails; ends once nobody holds `notify`.
+async fn listen(pool: sqlx::PgPool, notify: Weak<Notify>, timeout: Duration) {
+    while notify.strong_count() > 0 {
+        let connected = tokio::time::timeout(timeout, async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        })
+        .await;
+        let Ok(Ok(mut listener)) = connected else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        let mut announced = true; // listening: catch up with what was missed
+        loop {
+            if announced {
+                let Some(strong) = notify.upgrade() else { return };
+                strong.notify_one();
+            }
+            // Wake now and then to notice that nobody listens any more.
+            match tokio::time::timeout(Duration::from_secs(1), listener.try_recv()).await {
+                // A notification; or the connection was lost and the next call reconnects
+                // (and listens again): either way, catch up.
+                Ok(Ok(_)) => announced = true,
+                Ok(Err(_)) => break,
+                Err(_) if notify.strong_count() == 0 => return,
+                Err(_) => announced = false,
+            }
+        }
     }
 }
