@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tower_secure::state::{
-    Change, FamilyRevocation, MemoryState, Redemption, RedisState, RefreshRecord, Snapshot, SqlState, StateBackend,
+    Change, CodeRecord, CodeRedemption, FamilyRevocation, MemoryState, Redemption, RedisState, RefreshRecord, Snapshot,
+    SqlState, StateBackend,
 };
 
 use tower_secure::config::Deployment;
@@ -48,6 +49,7 @@ async fn conformance(state: Arc<dyn StateBackend>, name: &str) {
     revocations_and_watermarks(&*state, name).await;
     refresh_rotation_and_replay(&*state, name).await;
     concurrent_redemption(Arc::clone(&state), name).await;
+    authorization_codes(Arc::clone(&state), name).await;
     concurrent_failures(Arc::clone(&state), name).await;
     replica_resync(&*state, name).await;
 }
@@ -137,6 +139,50 @@ async fn concurrent_redemption(state: Arc<dyn StateBackend>, name: &str) {
         }
     }
     assert_eq!(fresh, 1, "{name}: exactly one redemption wins");
+}
+
+fn code(client: &str, family: u64) -> CodeRecord {
+    CodeRecord {
+        client_id: client.to_owned(),
+        redirect_uri: "https://app.example.com/callback".to_owned(),
+        user: "alex".to_owned(),
+        scopes: vec!["openid".to_owned()],
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".to_owned(),
+        expires: NOW + 60,
+        family,
+    }
+}
+
+// SPEC H1, H3: an authorization code is redeemed once, by its client, before it expires;
+// of 20 concurrent redemptions exactly one wins; a second use ends the refresh family
+// the first started and names its access tokens, even after the code expired.
+async fn authorization_codes(state: Arc<dyn StateBackend>, name: &str) {
+    let family = state.new_family().await.unwrap();
+    state.put_code(&digest(20), &code("spa", family)).await.unwrap();
+    assert_eq!(state.redeem_code(&digest(21), "spa", NOW).await.unwrap(), CodeRedemption::Invalid, "{name}");
+    assert_eq!(state.redeem_code(&digest(20), "other", NOW).await.unwrap(), CodeRedemption::Invalid, "{name}");
+    assert_eq!(state.redeem_code(&digest(20), "spa", NOW + 60).await.unwrap(), CodeRedemption::Invalid, "{name}");
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move { state.redeem_code(&digest(20), "spa", NOW).await.unwrap() })
+        })
+        .collect();
+    let mut fresh = Vec::new();
+    for task in tasks {
+        if let CodeRedemption::Fresh(record) = task.await.unwrap() {
+            fresh.push(record);
+        }
+    }
+    assert_eq!(fresh, [code("spa", family)], "{name}: exactly one redemption wins");
+    // The exchange issued a refresh token in the code's family; a late replay ends it.
+    state.put_refresh(&digest(22), &grant("spa", family, "from-code")).await.unwrap();
+    assert_eq!(
+        state.redeem_code(&digest(20), "spa", NOW + 600).await.unwrap(),
+        CodeRedemption::Replayed(vec![("from-code".to_owned(), NOW + 600)]),
+        "{name}"
+    );
+    assert_eq!(state.redeem_refresh(&digest(22), "spa", NOW).await.unwrap(), Redemption::Invalid, "{name}");
 }
 
 // SPEC H3: 50 concurrent failures of one user with a threshold of 5: exactly one of them

@@ -5,7 +5,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{new_epoch, Change, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend, StateError};
+use super::{
+    new_epoch, Change, CodeRecord, CodeRedemption, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend,
+    StateError, CODE_REPLAY_SECONDS,
+};
 
 /// How many changes the log keeps for replicas that fell behind (older ones resync).
 const LOG_CAPACITY: usize = 10_000;
@@ -53,6 +56,8 @@ struct Inner {
     global_watermark: u64,
     /// digest -> (grant, used).
     refresh: HashMap<[u8; 32], (RefreshRecord, bool)>,
+    /// digest -> (code, used).
+    codes: HashMap<[u8; 32], (CodeRecord, bool)>,
     families: u64,
     /// user -> (failures, when the first of them happened).
     failures: HashMap<String, (u32, u64)>,
@@ -197,6 +202,39 @@ impl StateBackend for MemoryState {
     async fn revoke_client_refresh(&self, client_id: &str) -> Result<(), StateError> {
         self.inner().refresh.retain(|_, (grant, _)| grant.client_id != client_id);
         Ok(())
+    }
+
+    async fn put_code(&self, digest: &[u8; 32], record: &CodeRecord) -> Result<(), StateError> {
+        let mut inner = self.inner();
+        if inner.codes.len() >= self.capacity {
+            let now = crate::unix_seconds();
+            inner.codes.retain(|_, (code, _)| code.expires.saturating_add(CODE_REPLAY_SECONDS) > now);
+        }
+        if inner.codes.len() >= self.capacity {
+            let first = inner.codes.iter().min_by_key(|(_, (code, _))| code.expires).map(|(digest, _)| *digest);
+            if let Some(first) = first {
+                inner.codes.remove(&first);
+            }
+        }
+        inner.codes.insert(*digest, (record.clone(), false));
+        Ok(())
+    }
+
+    async fn redeem_code(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<CodeRedemption, StateError> {
+        let mut inner = self.inner();
+        let Some((code, used)) = inner.codes.get_mut(digest) else { return Ok(CodeRedemption::Invalid) };
+        if code.client_id != client_id {
+            return Ok(CodeRedemption::Invalid);
+        }
+        if *used {
+            let family = code.family;
+            return Ok(CodeRedemption::Replayed(inner.remove_family(family)));
+        }
+        if code.expires <= now {
+            return Ok(CodeRedemption::Invalid);
+        }
+        *used = true;
+        Ok(CodeRedemption::Fresh(code.clone()))
     }
 
     async fn record_failure(

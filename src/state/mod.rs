@@ -1,6 +1,6 @@
 //! Security state that must outlive a process and agree across instances: revoked access
-//! tokens and "issued before" watermarks, refresh-token grants with atomic single-use
-//! redemption, failed-login counts and account locks. One trait, [`StateBackend`], with
+//! tokens and "issued before" watermarks, refresh-token grants and authorization codes
+//! with atomic single-use redemption, failed-login counts and account locks. One trait, [`StateBackend`], with
 //! [`MemoryState`] (one process, the default), `RedisState` (feature `redis`: shared by
 //! every instance that points at the same Redis) and `SqlState` (feature `sql`: shared
 //! in PostgreSQL, or durable in a SQLite file).
@@ -80,6 +80,42 @@ pub enum FamilyRevocation {
     /// The family is gone; these access tokens (`jti`, `exp`) were issued with it.
     Revoked(Vec<(String, u64)>),
 }
+
+/// An authorization code as a backend stores it, under the SHA-256 digest of the code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    /// The client the code was issued to; only it may redeem the code.
+    pub client_id: String,
+    /// The redirect URI of the authorization request (the token request must repeat it).
+    pub redirect_uri: String,
+    /// The user's qualified name.
+    pub user: String,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+    /// The PKCE challenge (S256) the token request's verifier must match.
+    pub code_challenge: String,
+    /// Unix seconds after which the code is refused.
+    pub expires: u64,
+    /// The refresh-token family the exchange starts: a second use of the code ends it.
+    pub family: u64,
+}
+
+/// The outcome of presenting an authorization code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CodeRedemption {
+    /// Unused until now, and now used.
+    Fresh(CodeRecord),
+    /// Unknown, expired, or issued to another client.
+    Invalid,
+    /// Used before: the family its exchange started is gone, and the access tokens issued
+    /// in it (`jti`, `exp`) must be revoked.
+    Replayed(Vec<(String, u64)>),
+}
+
+/// How long a used code is remembered past its expiry, so that a late second use still
+/// ends what the first one issued.
+pub const CODE_REPLAY_SECONDS: u64 = 3600;
 
 /// A change a replica applies, numbered by the backend's sequence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +229,15 @@ pub trait StateBackend: Send + Sync + 'static {
 
     /// Forgets every refresh token of a client (removed or disabled).
     async fn revoke_client_refresh(&self, client_id: &str) -> Result<(), StateError>;
+
+    /// Stores an authorization code under its digest.
+    async fn put_code(&self, digest: &[u8; 32], record: &CodeRecord) -> Result<(), StateError>;
+
+    /// Redeems an authorization code for `client_id` at `now`, atomically: of any number
+    /// of concurrent redemptions of one code, one is [`CodeRedemption::Fresh`]; a code
+    /// used before ends the refresh family its exchange started
+    /// ([`CodeRedemption::Replayed`], for [`CODE_REPLAY_SECONDS`] past its expiry).
+    async fn redeem_code(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<CodeRedemption, StateError>;
 
     /// Counts a failed login of `user` at `now`; the `max_failures`-th failure within
     /// `lockout_seconds` locks the user for `lockout_seconds` and returns until when. Exactly

@@ -11,7 +11,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::sync::Notify;
 
-use super::{new_epoch, Change, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend, StateError};
+use super::{
+    new_epoch, Change, CodeRecord, CodeRedemption, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend,
+    StateError, CODE_REPLAY_SECONDS,
+};
 
 /// How many changes the log keeps (approximately) for replicas that fell behind.
 const LOG_LENGTH: u32 = 10_000;
@@ -24,6 +27,22 @@ local function append(change)
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV_LOG_LENGTH, seq .. '-1', 'c', change)
   redis.call('PUBLISH', ARGV[2], seq)
   return seq
+end
+";
+
+/// Removes refresh family `number` (every grant in its set, then the set) and returns the
+/// removed grants (JSON); `prefix` is `{tag}:`.
+const REMOVE_FAMILY: &str = r"
+local function remove_family(prefix, number)
+  local family = prefix .. 'family:' .. number
+  local grants = {}
+  for _, digest in ipairs(redis.call('SMEMBERS', family)) do
+    local grant = redis.call('HGET', prefix .. 'refresh:' .. digest, 'grant')
+    if grant then table.insert(grants, grant) end
+    redis.call('DEL', prefix .. 'refresh:' .. digest)
+  end
+  redis.call('DEL', family)
+  return grants
 end
 ";
 
@@ -135,9 +154,9 @@ impl RedisStateBuilder {
     }
 }
 
-/// A script with the log appender, its length put in.
+/// A script with the log appender (its length put in) and the family remover.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{}{body}", APPEND.replace("ARGV_LOG_LENGTH", &LOG_LENGTH.to_string())))
+    Script::new(&format!("{}{REMOVE_FAMILY}{body}", APPEND.replace("ARGV_LOG_LENGTH", &LOG_LENGTH.to_string())))
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<String, StateError> {
@@ -257,14 +276,8 @@ impl StateBackend for RedisState {
             "local h = redis.call('HMGET', KEYS[3], 'grant', 'used', 'client', 'expires', 'family')
              if not h[1] or h[3] ~= ARGV[3] or tonumber(h[4]) <= tonumber(ARGV[4]) then return {'invalid'} end
              if h[2] == '1' then
-               local family = ARGV[5] .. 'family:' .. h[5]
-               local out = {'replayed'}
-               for _, digest in ipairs(redis.call('SMEMBERS', family)) do
-                 local grant = redis.call('HGET', ARGV[5] .. 'refresh:' .. digest, 'grant')
-                 if grant then table.insert(out, grant) end
-                 redis.call('DEL', ARGV[5] .. 'refresh:' .. digest)
-               end
-               redis.call('DEL', family)
+               local out = remove_family(ARGV[5], h[5])
+               table.insert(out, 1, 'replayed')
                return out
              end
              redis.call('HSET', KEYS[3], 'used', '1')
@@ -303,14 +316,8 @@ impl StateBackend for RedisState {
             "local h = redis.call('HMGET', KEYS[3], 'client', 'family')
              if not h[1] then return {'unknown'} end
              if h[1] ~= ARGV[3] then return {'other'} end
-             local family = ARGV[4] .. 'family:' .. h[2]
-             local out = {'revoked'}
-             for _, digest in ipairs(redis.call('SMEMBERS', family)) do
-               local grant = redis.call('HGET', ARGV[4] .. 'refresh:' .. digest, 'grant')
-               if grant then table.insert(out, grant) end
-               redis.call('DEL', ARGV[4] .. 'refresh:' .. digest)
-             end
-             redis.call('DEL', family)
+             local out = remove_family(ARGV[4], h[2])
+             table.insert(out, 1, 'revoked')
              return out",
         );
         let keys = [self.keys.key(&format!("refresh:{}", hex(digest)))];
@@ -332,6 +339,51 @@ impl StateBackend for RedisState {
         );
         let keys = [self.keys.key(&format!("client:{client_id}"))];
         self.run(&script, &keys, &[format!("{}:", self.keys.tag)]).await.map(drop)
+    }
+
+    async fn put_code(&self, digest: &[u8; 32], record: &CodeRecord) -> Result<(), StateError> {
+        let script = script(
+            "redis.call('HSET', KEYS[3], 'code', ARGV[3], 'used', '0', 'client', ARGV[4], 'expires', ARGV[5], 'family', ARGV[6])
+             redis.call('EXPIREAT', KEYS[3], ARGV[7])
+             return {'1'}",
+        );
+        let keys = [self.keys.key(&format!("code:{}", hex(digest)))];
+        let forget = record.expires.saturating_add(CODE_REPLAY_SECONDS);
+        let args = [
+            json(record)?,
+            record.client_id.clone(),
+            record.expires.to_string(),
+            record.family.to_string(),
+            forget.to_string(),
+        ];
+        self.run(&script, &keys, &args).await.map(drop)
+    }
+
+    async fn redeem_code(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<CodeRedemption, StateError> {
+        let script = script(
+            "local h = redis.call('HMGET', KEYS[3], 'code', 'used', 'client', 'expires', 'family')
+             if not h[1] or h[3] ~= ARGV[3] then return {'invalid'} end
+             if h[2] == '1' then
+               local out = remove_family(ARGV[5], h[5])
+               table.insert(out, 1, 'replayed')
+               return out
+             end
+             if tonumber(h[4]) <= tonumber(ARGV[4]) then return {'invalid'} end
+             redis.call('HSET', KEYS[3], 'used', '1')
+             return {'fresh', h[1]}",
+        );
+        let keys = [self.keys.key(&format!("code:{}", hex(digest)))];
+        let args = [client_id.to_owned(), now.to_string(), format!("{}:", self.keys.tag)];
+        let answer = self.run(&script, &keys, &args).await?;
+        match answer.split_first() {
+            Some((kind, rest)) if kind == "fresh" => {
+                let code = rest.first().ok_or_else(|| StateError("Redis: redeem without a code".to_owned()))?;
+                let code = serde_json::from_str(code).map_err(|e| StateError(format!("Redis: bad code: {e}")))?;
+                Ok(CodeRedemption::Fresh(code))
+            }
+            Some((kind, rest)) if kind == "replayed" => Ok(CodeRedemption::Replayed(access_of(rest)?)),
+            _ => Ok(CodeRedemption::Invalid),
+        }
     }
 
     async fn record_failure(

@@ -9,7 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{new_epoch, Change, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend, StateError};
+use super::{
+    new_epoch, Change, CodeRecord, CodeRedemption, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend,
+    StateError, CODE_REPLAY_SECONDS,
+};
 use crate::sql_pool::{run_on, SqlPool};
 
 /// How many changes the log keeps for replicas that fell behind (older ones resync).
@@ -20,7 +23,7 @@ const FAILURE_RETENTION_SECONDS: u64 = 86_400;
 
 /// The tables of [`SqlState`] (`CREATE TABLE IF NOT EXISTS`, the same text on PostgreSQL
 /// and SQLite), created when the backend is built. Refresh tokens are stored under the
-/// hex SHA-256 of the token, never the token. One row of `ts_state_meta` holds the
+/// hex SHA-256 of the token, never the token, and authorization codes likewise. One row of `ts_state_meta` holds the
 /// epoch, the last change number and the last refresh-family number.
 ///
 /// ```
@@ -60,6 +63,17 @@ CREATE TABLE IF NOT EXISTS ts_state_refresh (
 );
 CREATE INDEX IF NOT EXISTS ts_state_refresh_family ON ts_state_refresh (family);
 CREATE INDEX IF NOT EXISTS ts_state_refresh_client ON ts_state_refresh (client_id);
+CREATE TABLE IF NOT EXISTS ts_state_code (
+    digest         TEXT PRIMARY KEY,
+    client_id      TEXT NOT NULL,
+    redirect_uri   TEXT NOT NULL,
+    user_name      TEXT NOT NULL,
+    scopes         TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    expires        BIGINT NOT NULL,
+    family         BIGINT NOT NULL,
+    used           BIGINT NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS ts_state_failure (
     user_name TEXT PRIMARY KEY,
     failures  BIGINT NOT NULL,
@@ -99,6 +113,13 @@ const REDEEM: &str = "UPDATE ts_state_refresh SET used = 1 \
     WHERE digest = $1 AND client_id = $2 AND expires > $3 AND used = 0 RETURNING ";
 const FIND_REFRESH: &str = "SELECT client_id, expires, used, family FROM ts_state_refresh WHERE digest = $1";
 const REMOVE_FAMILY: &str = "DELETE FROM ts_state_refresh WHERE family = $1 RETURNING access_jti, access_exp";
+const PUT_CODE: &str = "INSERT INTO ts_state_code \
+    (digest, client_id, redirect_uri, user_name, scopes, code_challenge, expires, family, used) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0) ON CONFLICT (digest) DO NOTHING";
+/// Marks an unused, unexpired code of the client used and returns it (one atomic step).
+const REDEEM_CODE: &str = "UPDATE ts_state_code SET used = 1 \
+    WHERE digest = $1 AND client_id = $2 AND expires > $3 AND used = 0 \
+    RETURNING client_id, redirect_uri, user_name, scopes, code_challenge, expires, family";
 const COUNT_FAILURE: &str = "INSERT INTO ts_state_failure (user_name, failures, first_at) VALUES ($1, 1, $2) \
     ON CONFLICT (user_name) DO UPDATE SET \
     failures = CASE WHEN ts_state_failure.first_at + $3 <= $2 THEN 1 ELSE ts_state_failure.failures + 1 END, \
@@ -229,6 +250,22 @@ fn hex(digest: &[u8; 32]) -> String {
 
 fn json_error(e: serde_json::Error) -> sqlx::Error {
     sqlx::Error::Decode(Box::new(e))
+}
+
+/// A code row in [`REDEEM_CODE`]'s order.
+type CodeRow = (String, String, String, String, String, i64, i64);
+
+fn code_of(row: CodeRow) -> Result<CodeRecord, sqlx::Error> {
+    let (client_id, redirect_uri, user, scopes, code_challenge, expires, family) = row;
+    Ok(CodeRecord {
+        client_id,
+        redirect_uri,
+        user,
+        scopes: serde_json::from_str(&scopes).map_err(json_error)?,
+        code_challenge,
+        expires: num(expires),
+        family: num(family),
+    })
 }
 
 /// A grant row in [`GRANT_COLUMNS`] order.
@@ -407,6 +444,58 @@ impl StateBackend for SqlState {
         .map(drop)
     }
 
+    async fn put_code(&self, digest: &[u8; 32], record: &CodeRecord) -> Result<(), StateError> {
+        let scopes = serde_json::to_string(&record.scopes).map_err(|e| StateError(format!("SQL state: {e}")))?;
+        let digest = hex(digest);
+        self.step("store code", async {
+            run_on!(&self.pool, |pool| sqlx::query(PUT_CODE)
+                .bind(&digest)
+                .bind(&record.client_id)
+                .bind(&record.redirect_uri)
+                .bind(&record.user)
+                .bind(&scopes)
+                .bind(&record.code_challenge)
+                .bind(db(record.expires))
+                .bind(db(record.family))
+                .execute(pool)
+                .await
+                .map(drop))
+        })
+        .await
+    }
+
+    async fn redeem_code(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<CodeRedemption, StateError> {
+        let digest = hex(digest);
+        let find = "SELECT client_id, used, family FROM ts_state_code WHERE digest = $1";
+        self.step("redeem code", async move {
+            run_on!(&self.pool, |pool| {
+                let mut tx = pool.begin().await?;
+                let fresh: Option<CodeRow> = sqlx::query_as(REDEEM_CODE)
+                    .bind(&digest)
+                    .bind(client_id)
+                    .bind(db(now))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = fresh {
+                    tx.commit().await?;
+                    return Ok(CodeRedemption::Fresh(code_of(row)?));
+                }
+                let found: Option<(String, i64, i64)> =
+                    sqlx::query_as(find).bind(&digest).fetch_optional(&mut *tx).await?;
+                let outcome = match found {
+                    Some((owner, used, family)) if owner == client_id && used != 0 => {
+                        let rows = sqlx::query_as(REMOVE_FAMILY).bind(family).fetch_all(&mut *tx).await?;
+                        CodeRedemption::Replayed(access_tokens(rows))
+                    }
+                    _ => CodeRedemption::Invalid,
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            })
+        })
+        .await
+    }
+
     async fn record_failure(
         &self,
         user: &str,
@@ -462,13 +551,15 @@ impl StateBackend for SqlState {
         let prune = "DELETE FROM ts_state_revoked WHERE exp < $1; \
             DELETE FROM ts_state_refresh WHERE expires <= $1; \
             DELETE FROM ts_state_lock WHERE locked_until <= $1; \
-            DELETE FROM ts_state_failure WHERE first_at <= $2";
+            DELETE FROM ts_state_failure WHERE first_at <= $2; \
+            DELETE FROM ts_state_code WHERE expires + $3 <= $1";
         let postgres = matches!(self.pool, SqlPool::Postgres(_));
         let failures_before = db(now.saturating_sub(FAILURE_RETENTION_SECONDS));
         self.step("snapshot", async move {
             run_on!(&self.pool, |pool| {
                 for statement in prune.split("; ") {
-                    sqlx::query(statement).bind(db(now)).bind(failures_before).execute(pool).await?;
+                    let query = sqlx::query(statement).bind(db(now)).bind(failures_before);
+                    query.bind(db(CODE_REPLAY_SECONDS)).execute(pool).await?;
                 }
                 // One consistent view: the log position and the sets it produced.
                 let mut tx = pool.begin().await?;
