@@ -5,7 +5,7 @@
 // from for longer than the staleness bound (SPEC H4, H5).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,11 +32,20 @@ struct Inner {
     freshness: Option<Freshness>,
 }
 
-/// How current a replica is: milliseconds since `start` of the last sync, and the bound.
+/// How current a replica is: milliseconds since `start` of the last sync, the bound, and
+/// the verdict the hot path reads (one atomic load: no clock read per request, which costs
+/// a system call on some machines), kept by the sync task and a watchdog.
 struct Freshness {
     start: Instant,
     synced_ms: AtomicU64,
     max_staleness: Duration,
+    stale: AtomicBool,
+}
+
+impl Freshness {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
 }
 
 #[derive(Default)]
@@ -59,7 +68,12 @@ impl RevokedTokens {
     /// A replica of a shared backend's revocations: stale (refusing with 503) until its
     /// first sync, and again once the last sync is older than `max_staleness`.
     pub(crate) fn replica(capacity: usize, max_staleness: Duration) -> Self {
-        let freshness = Freshness { start: Instant::now(), synced_ms: AtomicU64::new(u64::MAX), max_staleness };
+        let freshness = Freshness {
+            start: Instant::now(),
+            synced_ms: AtomicU64::new(u64::MAX),
+            max_staleness,
+            stale: AtomicBool::new(true),
+        };
         Self::build(capacity, Some(freshness))
     }
 
@@ -72,19 +86,31 @@ impl RevokedTokens {
     /// The sync task caught up with the backend just now.
     pub(crate) fn mark_synced(&self) {
         if let Some(f) = &self.inner.freshness {
-            let now = u64::try_from(f.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-            f.synced_ms.store(now, Ordering::Release);
+            f.synced_ms.store(f.now_ms(), Ordering::Release);
+            f.stale.store(false, Ordering::Release);
+        }
+    }
+
+    /// The watchdog's check: stale once the last sync is older than the bound (or before
+    /// the first). Called every tick, so a replica turns stale at most a tick late.
+    pub(crate) fn check_freshness(&self) {
+        let Some(f) = &self.inner.freshness else { return };
+        let bound = u64::try_from(f.max_staleness.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let synced = f.synced_ms.load(Ordering::Acquire);
+            let stale = synced == u64::MAX || f.now_ms().saturating_sub(synced) > bound;
+            f.stale.store(stale, Ordering::Release);
+            // A sync in between may have been overwritten by this verdict: judge again.
+            if f.synced_ms.load(Ordering::Acquire) == synced {
+                return;
+            }
         }
     }
 
     /// True for a replica that has not caught up within its bound: decisions that depend
     /// on it fail closed (503).
     pub(crate) fn is_stale(&self) -> bool {
-        let Some(f) = &self.inner.freshness else { return false };
-        let synced = f.synced_ms.load(Ordering::Acquire);
-        let now = u64::try_from(f.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        synced == u64::MAX
-            || now.saturating_sub(synced) > u64::try_from(f.max_staleness.as_millis()).unwrap_or(u64::MAX)
+        self.inner.freshness.as_ref().is_some_and(|f| f.stale.load(Ordering::Acquire))
     }
 
     /// Refuses every token issued at or before `before`, whoever it was issued to.
@@ -182,6 +208,25 @@ fn heaviest_client(ids: &HashMap<String, (u64, Arc<str>)>) -> Arc<str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // SPEC H4, H5: the hot path reads a verdict (no clock): stale before the first sync,
+    // fresh once synced, stale again when the watchdog finds the last sync too old.
+    #[test]
+    fn a_replica_turns_stale_only_through_its_verdict() {
+        let replica = RevokedTokens::replica(10, Duration::from_millis(30));
+        assert!(replica.is_stale(), "nothing synced yet");
+        replica.mark_synced();
+        assert!(!replica.is_stale());
+        replica.check_freshness();
+        assert!(!replica.is_stale(), "synced just now");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!replica.is_stale(), "no verdict yet: the hot path reads no clock");
+        replica.check_freshness();
+        assert!(replica.is_stale(), "older than the bound");
+        replica.mark_synced();
+        assert!(!replica.is_stale());
+        assert!(!RevokedTokens::new(10).is_stale(), "this process's own set is never stale");
+    }
 
     // SPEC D5: a revoked jti is refused; a full list refuses everything issued so far to
     // the client with the most revocations, and nothing of anybody else's.

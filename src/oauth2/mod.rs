@@ -361,9 +361,22 @@ impl TokenServerBuilder {
                 let message = "a shared state backend needs a tokio runtime: build the token server inside one";
                 source.error(0..0, "oauth2_server", message)
             })?;
-            runtime.spawn(sync_revocations(Arc::downgrade(&inner), self.sync.unwrap_or_default().interval));
+            let interval = self.sync.unwrap_or_default().interval;
+            runtime.spawn(sync_revocations(Arc::downgrade(&inner), interval));
+            runtime.spawn(watch_freshness(Arc::downgrade(&inner), interval.min(Duration::from_millis(100))));
         }
         Ok(TokenServer { inner })
+    }
+}
+
+/// Turns the replica stale once its last sync is older than the bound, checking every
+/// `tick` (the sync task may be waiting on a slow backend meanwhile). Ends when the token
+/// server is dropped.
+async fn watch_freshness(server: std::sync::Weak<Inner>, tick: Duration) {
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(inner) = server.upgrade() else { return };
+        inner.revoked.check_freshness();
     }
 }
 
