@@ -279,7 +279,8 @@ async fn h2_a_restarted_instance_forgets_nothing_sqlite() {
     restarted_instance_forgets_nothing(Backend::sqlite()).await;
 }
 
-// SPEC H5: the backend paused (SIGSTOP): the token endpoint answers 503 within the
+// SPEC H4, H5: the backend paused (SIGSTOP): cached decisions still answer at once (they
+// read the local replica); the token endpoint answers 503 within the
 // backend's timeout (0.5 s) instead of hanging, and so does an uncached Basic login (its
 // failure could not be counted); cached decisions on tokens of this issuer and cached
 // Basic logins turn 503 once the replica is older than its bound (3 s); continued,
@@ -293,6 +294,10 @@ async fn paused_backend_fails_closed(backend: &mut Backend, name: &str) -> (Serv
 
     backend.pause();
     let paused_at = Instant::now();
+    // Cached decisions read this process's replica: no round trip, so they still answer.
+    assert_eq!(api(&http, &a, &token).await, StatusCode::OK, "{name}: a cached token needs no backend");
+    assert_eq!(basic(&http, &a, "alex123").await, StatusCode::OK, "{name}: a cached login needs no backend");
+    assert!(paused_at.elapsed() < Duration::from_millis(500), "{name}: {:?}", paused_at.elapsed());
     assert_eq!(
         revoke(&http, &a, &token).await,
         StatusCode::SERVICE_UNAVAILABLE,
