@@ -178,12 +178,22 @@ async fn oneshot(app: &Router, uri: &Uri, auth: Option<&HeaderValue>) -> (Status
 /// `iters` requests in one `block_on`: a single runtime entry per criterion sample
 /// instead of one per request, so the timing holds the service and nothing of the
 /// runtime's enter/park machinery (`b.iter(|| rt.block_on(..))` would add that to every
-/// request, and with it to the baseline the ratio is taken against).
-fn oneshot_batch(rt: &Runtime, app: &Router, uri: &Uri, auth: Option<&HeaderValue>, iters: u64) -> Duration {
+/// request, and with it to the baseline the ratio is taken against). Every answer must
+/// have the `expected` status: a refusal must not pass for a fast decision.
+fn oneshot_batch(
+    rt: &Runtime,
+    app: &Router,
+    uri: &Uri,
+    auth: Option<&HeaderValue>,
+    expected: StatusCode,
+    iters: u64,
+) -> Duration {
     rt.block_on(async {
         let start = Instant::now();
         for _ in 0..iters {
-            black_box(oneshot(app, uri, auth).await);
+            let (status, body) = oneshot(app, uri, auth).await;
+            assert_eq!(status, expected, "{}", String::from_utf8_lossy(&body));
+            black_box(body);
         }
         start.elapsed()
     })
@@ -208,14 +218,17 @@ fn in_process(c: &mut Criterion) {
     let mut group = c.benchmark_group("in_process");
     tune(&mut group, Duration::from_secs(1), Duration::from_secs(3), 30);
     group.throughput(Throughput::Elements(1));
-    group.bench_function("no_layer", |b| b.iter_custom(|iters| oneshot_batch(&rt, &plain, &uri, None, iters)));
-    group.bench_function("basic_cached_authorized", |b| {
-        b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, Some(&alex), iters))
+    group.bench_function("no_layer", |b| {
+        b.iter_custom(|iters| oneshot_batch(&rt, &plain, &uri, None, StatusCode::OK, iters))
     });
-    group
-        .bench_function("open_rule_anonymous", |b| b.iter_custom(|iters| oneshot_batch(&rt, &open, &uri, None, iters)));
+    group.bench_function("basic_cached_authorized", |b| {
+        b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, Some(&alex), StatusCode::OK, iters))
+    });
+    group.bench_function("open_rule_anonymous", |b| {
+        b.iter_custom(|iters| oneshot_batch(&rt, &open, &uri, None, StatusCode::OK, iters))
+    });
     group.bench_function("no_credential_401", |b| {
-        b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, None, iters))
+        b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, None, StatusCode::UNAUTHORIZED, iters))
     });
     // The variants above run without a tracing subscriber, so the audit events (one per
     // decision, SPEC E4) cost nearly nothing. A deployment that keeps the audit log pays
@@ -227,7 +240,7 @@ fn in_process(c: &mut Criterion) {
         assert_eq!(status(&secured, Some(&alex)), StatusCode::OK);
         assert!(AUDIT_BYTES.load(Ordering::Relaxed) > before, "the audit event was not formatted");
         group.bench_function("basic_cached_authorized_audit_logged", |b| {
-            b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, Some(&alex), iters))
+            b.iter_custom(|iters| oneshot_batch(&rt, &secured, &uri, Some(&alex), StatusCode::OK, iters))
         });
     });
     group.finish();
@@ -795,7 +808,9 @@ fn bearer(c: &mut Criterion) {
     let uncached = router().layer(bearer_layer(&keys, 1));
     let mut group = c.benchmark_group("bearer");
     tune(&mut group, Duration::from_millis(500), Duration::from_secs(2), 20);
-    group.bench_function("no_layer", |b| b.iter_custom(|iters| oneshot_batch(&rt, &plain, &uri, None, iters)));
+    group.bench_function("no_layer", |b| {
+        b.iter_custom(|iters| oneshot_batch(&rt, &plain, &uri, None, StatusCode::OK, iters))
+    });
     for (key, kid) in keys.iter().zip(kids) {
         let repeated = mint(key, kid, 0);
         // A pool of distinct tokens; with a one-entry cache each request is first-seen.
@@ -812,7 +827,7 @@ fn bearer(c: &mut Criterion) {
             })
         });
         group.bench_function(BenchmarkId::new("repeated_token", key.label), |b| {
-            b.iter_custom(|iters| oneshot_batch(&rt, &cached, &uri, Some(&repeated), iters))
+            b.iter_custom(|iters| oneshot_batch(&rt, &cached, &uri, Some(&repeated), StatusCode::OK, iters))
         });
         group.bench_function(BenchmarkId::new("first_seen_token", key.label), |b| {
             b.iter_custom(|iters| oneshot_cycle(&rt, &uncached, &uri, &fresh, iters))

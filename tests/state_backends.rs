@@ -574,3 +574,21 @@ async fn h4_postgres_announces_changes() {
     assert!(sqlite.change_notifier().is_none());
     assert!(MemoryState::new().change_notifier().is_none());
 }
+
+// SPEC H1: the SQL tables stay bounded by what is alive without any replica resyncing:
+// every 1000th stored refresh grant first removes the expired ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_sql_tables_are_pruned_as_grants_are_stored() {
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    let state = SqlState::builder(server.url()).build().await.unwrap();
+    let expired = |n: u32| RefreshRecord { expires: 1, ..grant("web", 1, &format!("old-{n}")) };
+    for n in 0..999u32 {
+        let mut digest = [0u8; 32];
+        digest[..4].copy_from_slice(&n.to_be_bytes());
+        state.put_refresh(&digest, &expired(n)).await.unwrap();
+    }
+    let count = || server.psql("SELECT count(*) FROM ts_state_refresh");
+    assert_eq!(count(), "999", "nothing pruned before the 1000th");
+    state.put_refresh(&digest(200), &grant("web", 2, "alive")).await.unwrap();
+    assert_eq!(count(), "1", "the 1000th store removed the 999 expired grants first");
+}

@@ -3,6 +3,7 @@
 // numbered under the meta row's lock, so its numbers commit in order.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ use crate::sql_pool::{run_on, SqlPool};
 
 /// How many changes the log keeps for replicas that fell behind (older ones resync).
 const LOG_LENGTH: i64 = 10_000;
+
+/// How often (in stored refresh grants and codes) expired rows are removed, besides each
+/// snapshot: the tables stay bounded by what is alive even when no replica resyncs.
+const PRUNE_EVERY: u64 = 1000;
 
 /// Failure counts older than this are forgotten whatever the lockout window.
 const FAILURE_RETENTION_SECONDS: u64 = 86_400;
@@ -155,6 +160,9 @@ const LOCK: &str = "INSERT INTO ts_state_lock (user_name, locked_until) VALUES (
 pub struct SqlState {
     pool: SqlPool,
     timeout: Duration,
+    /// Refresh grants and codes stored through this handle: every [`PRUNE_EVERY`]-th write
+    /// first removes what has expired.
+    writes: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for SqlState {
@@ -199,6 +207,37 @@ impl SqlState {
     }
 }
 
+impl SqlState {
+    /// Removes what has expired: revocations, refresh grants, locks, old failure counts,
+    /// and codes past their replay window.
+    async fn prune(&self, now: u64) -> Result<(), StateError> {
+        let prune = "DELETE FROM ts_state_revoked WHERE exp < $1; \
+            DELETE FROM ts_state_refresh WHERE expires <= $1; \
+            DELETE FROM ts_state_lock WHERE locked_until <= $1; \
+            DELETE FROM ts_state_failure WHERE first_at <= $2; \
+            DELETE FROM ts_state_code WHERE expires + $3 <= $1";
+        let failures_before = db(now.saturating_sub(FAILURE_RETENTION_SECONDS));
+        self.step("prune", async move {
+            run_on!(&self.pool, |pool| {
+                for statement in prune.split("; ") {
+                    let query = sqlx::query(statement).bind(db(now)).bind(failures_before);
+                    query.bind(db(CODE_REPLAY_SECONDS)).execute(pool).await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })
+        })
+        .await
+    }
+
+    /// Counts a stored grant or code; every [`PRUNE_EVERY`]-th prunes first.
+    async fn count_write(&self) -> Result<(), StateError> {
+        if self.writes.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
+            self.prune(crate::unix_seconds()).await?;
+        }
+        Ok(())
+    }
+}
+
 impl SqlStateBuilder {
     /// At most this many connections (default 5).
     pub fn max_connections(mut self, max: u32) -> Self {
@@ -221,7 +260,7 @@ impl SqlStateBuilder {
             Ok(connected) => connected.map_err(|e| StateError(format!("SQL state: {e}")))?,
             Err(_) => return Err(StateError("SQL state: cannot connect: timed out".to_owned())),
         };
-        let state = SqlState { pool, timeout: self.timeout };
+        let state = SqlState { pool, timeout: self.timeout, writes: Arc::default() };
         let epoch = new_epoch()?;
         let create = async {
             state.pool.execute_script(SQL_STATE_SCHEMA).await?;
@@ -342,6 +381,7 @@ impl StateBackend for SqlState {
     }
 
     async fn put_refresh(&self, digest: &[u8; 32], record: &RefreshRecord) -> Result<(), StateError> {
+        self.count_write().await?;
         let scopes = serde_json::to_string(&record.scopes).map_err(|e| StateError(format!("SQL state: {e}")))?;
         let digest = hex(digest);
         self.step("store refresh", async {
@@ -445,6 +485,7 @@ impl StateBackend for SqlState {
     }
 
     async fn put_code(&self, digest: &[u8; 32], record: &CodeRecord) -> Result<(), StateError> {
+        self.count_write().await?;
         let scopes = serde_json::to_string(&record.scopes).map_err(|e| StateError(format!("SQL state: {e}")))?;
         let digest = hex(digest);
         self.step("store code", async {
@@ -548,19 +589,10 @@ impl StateBackend for SqlState {
     }
 
     async fn snapshot(&self, now: u64) -> Result<Snapshot, StateError> {
-        let prune = "DELETE FROM ts_state_revoked WHERE exp < $1; \
-            DELETE FROM ts_state_refresh WHERE expires <= $1; \
-            DELETE FROM ts_state_lock WHERE locked_until <= $1; \
-            DELETE FROM ts_state_failure WHERE first_at <= $2; \
-            DELETE FROM ts_state_code WHERE expires + $3 <= $1";
+        self.prune(now).await?;
         let postgres = matches!(self.pool, SqlPool::Postgres(_));
-        let failures_before = db(now.saturating_sub(FAILURE_RETENTION_SECONDS));
         self.step("snapshot", async move {
             run_on!(&self.pool, |pool| {
-                for statement in prune.split("; ") {
-                    let query = sqlx::query(statement).bind(db(now)).bind(failures_before);
-                    query.bind(db(CODE_REPLAY_SECONDS)).execute(pool).await?;
-                }
                 // One consistent view: the log position and the sets it produced.
                 let mut tx = pool.begin().await?;
                 if postgres {
