@@ -21,9 +21,7 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_A
 use reqwest::StatusCode;
 use tower_secure::authn::AuthenticationHandler;
 use tower_secure::config::{load_users, Deployment};
-use tower_secure::identity::{
-    InMemoryUserStore, PermissionSet, Principal, QualifiedName, UserRecord, UserStore, UserStoreError,
-};
+use tower_secure::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore, UserStoreError};
 use tower_secure::{AuthError, SecureLayer};
 
 // ---------------------------------------------------------------------------------------
@@ -156,13 +154,7 @@ fn hash_with(password: &str, m_kib: u32, t: u32) -> String {
 }
 
 fn record(name: &str, password: &str) -> UserRecord {
-    UserRecord {
-        name: QualifiedName::parse(name).unwrap(),
-        password_hash: Some(common::cheap_hash(password)),
-        roles: Vec::new(),
-        permissions: PermissionSet::default(),
-        disabled: false,
-    }
+    UserRecord::new(QualifiedName::parse(name).unwrap()).password_hash(common::cheap_hash(password))
 }
 
 /// A user store whose users can be added while the server runs.

@@ -104,14 +104,10 @@ impl UserStore for Broken {
             return Err(UserStoreError("backend down".into()));
         }
         let admin = QualifiedName::parse("alex").unwrap();
-        let permissions = [Permission::parse("/permission/admin").unwrap()].into_iter().collect();
-        Ok(Some(UserRecord {
-            name: admin,
-            password_hash: Some(common::cheap_hash("x")),
-            roles: vec!["admin".into()],
-            permissions,
-            disabled: false,
-        }))
+        let permissions = [Permission::parse("/permission/admin").unwrap()];
+        Ok(Some(
+            UserRecord::new(admin).password_hash(common::cheap_hash("x")).roles(["admin"]).permissions(permissions),
+        ))
     }
 }
 

@@ -111,8 +111,20 @@ impl std::str::FromStr for GrantType {
     }
 }
 
-/// An OAuth2 client of the token endpoint, from a `[[client]]` table of the users file.
+/// An OAuth2 client of the token endpoint, from a `[[client]]` table of the users file,
+/// or built with [`ClientRecord::new`] and its setters (the fields stay public to read and
+/// change; more may come).
+///
+/// ```
+/// use tower_secure::config::{ClientRecord, GrantType};
+///
+/// let batch = ClientRecord::new("nightly-batch", "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$LwR0gKiubpFYBdXhy9LIdt8OMLdqFvTfuyD4TQVjBFk")
+///     .roles(["reporting"])
+///     .grant_types([GrantType::ClientCredentials]);
+/// assert_eq!(batch.grant_types, [GrantType::ClientCredentials]);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClientRecord {
     /// The client id: 1 to 128 of `A-Z a-z 0-9 . _ ~ -`.
     pub id: String,
@@ -126,6 +138,45 @@ pub struct ClientRecord {
     pub grant_types: Vec<GrantType>,
     /// A disabled client gets no tokens.
     pub disabled: bool,
+}
+
+impl ClientRecord {
+    /// An enabled client with this id and secret hash (argon2id PHC), no roles, and every
+    /// grant type.
+    pub fn new(id: impl Into<String>, secret_hash: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            secret_hash: secret_hash.into(),
+            roles: Vec::new(),
+            permissions: PermissionSet::default(),
+            grant_types: GrantType::ALL.to_vec(),
+            disabled: false,
+        }
+    }
+
+    /// The roles that stand in for a user's in the `client_credentials` grant.
+    pub fn roles(mut self, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The permissions those roles grant.
+    pub fn permissions(mut self, permissions: impl IntoIterator<Item = crate::identity::Permission>) -> Self {
+        self.permissions = permissions.into_iter().collect();
+        self
+    }
+
+    /// The grants this client may use.
+    pub fn grant_types(mut self, grants: impl IntoIterator<Item = GrantType>) -> Self {
+        self.grant_types = grants.into_iter().collect();
+        self
+    }
+
+    /// Disables (or enables) the client.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.disabled = disabled;
+        self
+    }
 }
 
 /// Loads a users file from text; `file` names it in errors.

@@ -8,8 +8,21 @@ use async_trait::async_trait;
 
 use super::{PermissionSet, QualifiedName};
 
-/// A user as a store knows it.
+/// A user as a store knows it. Build one with [`UserRecord::new`] and its setters (the
+/// fields stay public to read and change; more may come).
+///
+/// ```
+/// use tower_secure::identity::{Permission, QualifiedName, UserRecord};
+///
+/// let alex = UserRecord::new(QualifiedName::parse("alex")?)
+///     .password_hash("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$LwR0gKiubpFYBdXhy9LIdt8OMLdqFvTfuyD4TQVjBFk")
+///     .roles(["viewer"])
+///     .permissions([Permission::parse("/permission/admin/manage/identity/identitymgt/view")?]);
+/// assert!(!alex.disabled);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UserRecord {
     /// The user's qualified name.
     pub name: QualifiedName,
@@ -22,6 +35,37 @@ pub struct UserRecord {
     pub permissions: PermissionSet,
     /// A disabled user cannot authenticate by any means.
     pub disabled: bool,
+}
+
+impl UserRecord {
+    /// An enabled user with no password, roles or permissions.
+    pub fn new(name: QualifiedName) -> Self {
+        Self { name, password_hash: None, roles: Vec::new(), permissions: PermissionSet::default(), disabled: false }
+    }
+
+    /// The password as an argon2 PHC string.
+    pub fn password_hash(mut self, phc: impl Into<String>) -> Self {
+        self.password_hash = Some(phc.into());
+        self
+    }
+
+    /// The role names.
+    pub fn roles(mut self, roles: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The permissions the roles grant.
+    pub fn permissions(mut self, permissions: impl IntoIterator<Item = super::Permission>) -> Self {
+        self.permissions = permissions.into_iter().collect();
+        self
+    }
+
+    /// Disables (or enables) the user.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.disabled = disabled;
+        self
+    }
 }
 
 /// A user store failed (the backend is down, timed out, answered nonsense). The request
@@ -100,13 +144,7 @@ pub enum PasswordCheck {
 /// ```
 /// use tower_secure::identity::{InMemoryUserStore, QualifiedName, UserRecord};
 ///
-/// let alex = UserRecord {
-///     name: QualifiedName::parse("alex")?,
-///     password_hash: None,
-///     roles: vec![],
-///     permissions: Default::default(),
-///     disabled: false,
-/// };
+/// let alex = UserRecord::new(QualifiedName::parse("alex")?);
 /// let store = InMemoryUserStore::new([alex]);
 /// assert_eq!(store.len(), 1);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
