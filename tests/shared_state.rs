@@ -279,11 +279,11 @@ async fn h2_a_restarted_instance_forgets_nothing_sqlite() {
     restarted_instance_forgets_nothing(Backend::sqlite()).await;
 }
 
-// SPEC H4, H5: the backend paused (SIGSTOP): cached decisions still answer at once (they
-// read the local replica); the token endpoint answers 503 within the
+// SPEC H4, H5: the backend paused (SIGSTOP): cached decisions and the introspection of an
+// access token still answer at once (they read the local replica); the token endpoint answers 503 within the
 // backend's timeout (0.5 s) instead of hanging, and so does an uncached Basic login (its
-// failure could not be counted); cached decisions on tokens of this issuer and cached
-// Basic logins turn 503 once the replica is older than its bound (3 s); continued,
+// failure could not be counted); cached decisions on tokens of this issuer, cached Basic
+// logins and introspection turn 503 once the replica is older than its bound (3 s); continued,
 // everything answers again. Returns the instance, its URL and a token issued before.
 async fn paused_backend_fails_closed(backend: &mut Backend, name: &str) -> (Server, String, String) {
     let (instance_a, a) = instance(backend);
@@ -296,6 +296,8 @@ async fn paused_backend_fails_closed(backend: &mut Backend, name: &str) -> (Serv
     let paused_at = Instant::now();
     // Cached decisions read this process's replica: no round trip, so they still answer.
     assert_eq!(api(&http, &a, &token).await, StatusCode::OK, "{name}: a cached token needs no backend");
+    let (status, body) = post(&http, &a, "/oauth2/introspect", &[("token", &token)]).await;
+    assert_eq!((status, &body["active"]), (StatusCode::OK, &serde_json::json!(true)), "{name}: {body}");
     assert_eq!(basic(&http, &a, "alex123").await, StatusCode::OK, "{name}: a cached login needs no backend");
     assert!(paused_at.elapsed() < Duration::from_millis(500), "{name}: {:?}", paused_at.elapsed());
     assert_eq!(
@@ -314,6 +316,8 @@ async fn paused_backend_fails_closed(backend: &mut Backend, name: &str) -> (Serv
     // The last sync was at most 100 ms before the pause.
     assert!(stale_after > Duration::from_millis(2800), "{name}: {stale_after:?}: not before the bound");
     assert_eq!(basic(&http, &a, "alex123").await, StatusCode::SERVICE_UNAVAILABLE, "{name}: cached login, stale locks");
+    let (status, body) = post(&http, &a, "/oauth2/introspect", &[("token", &token)]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{name}: introspection cannot say 'active': {body}");
 
     backend.resume();
     until_status(&http, &a, &token, StatusCode::OK, Duration::from_secs(10)).await;

@@ -1010,6 +1010,10 @@ impl TokenServer {
 
     /// RFC 7662: what the server knows of a token, for any authenticated client.
     async fn introspect(&self, token: &str) -> Result<Value, OAuthError> {
+        // Whether a token is active depends on revocations: a stale copy cannot say.
+        if self.inner.revoked.is_stale() {
+            return Err(unavailable(StateError("this process's copy of the shared state is stale".to_owned())));
+        }
         if let Some(mut claims) = self.access_claims(token) {
             let sub = claims.get("sub").cloned();
             let client_token = sub.is_some() && sub == claims.get("client_id").cloned();
