@@ -592,3 +592,163 @@ async fn h1_sql_tables_are_pruned_as_grants_are_stored() {
     state.put_refresh(&digest(200), &grant("web", 2, "alive")).await.unwrap();
     assert_eq!(count(), "1", "the 1000th store removed the 999 expired grants first");
 }
+
+/// A real `MemoryState` whose change log can be made to fail while everything else keeps
+/// working: the one fault a paused server cannot produce (a replica that cannot catch up
+/// while writes still succeed).
+#[derive(Clone, Default)]
+struct LogFails {
+    state: MemoryState,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl LogFails {
+    fn check(&self) -> Result<(), tower_secure::state::StateError> {
+        match self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            true => Err(tower_secure::state::StateError("change log unreadable".to_owned())),
+            false => Ok(()),
+        }
+    }
+}
+
+#[tower_secure::async_trait]
+impl StateBackend for LogFails {
+    async fn revoke(&self, jti: &str, client: &str, exp: u64) -> Result<(), tower_secure::state::StateError> {
+        self.state.revoke(jti, client, exp).await
+    }
+    async fn revoke_issued_before(
+        &self,
+        client: Option<&str>,
+        before: u64,
+    ) -> Result<(), tower_secure::state::StateError> {
+        self.state.revoke_issued_before(client, before).await
+    }
+    async fn new_family(&self) -> Result<u64, tower_secure::state::StateError> {
+        self.state.new_family().await
+    }
+    async fn put_refresh(
+        &self,
+        digest: &[u8; 32],
+        record: &RefreshRecord,
+    ) -> Result<(), tower_secure::state::StateError> {
+        self.state.put_refresh(digest, record).await
+    }
+    async fn redeem_refresh(
+        &self,
+        digest: &[u8; 32],
+        client: &str,
+        now: u64,
+    ) -> Result<Redemption, tower_secure::state::StateError> {
+        self.state.redeem_refresh(digest, client, now).await
+    }
+    async fn peek_refresh(
+        &self,
+        digest: &[u8; 32],
+        now: u64,
+    ) -> Result<Option<RefreshRecord>, tower_secure::state::StateError> {
+        self.state.peek_refresh(digest, now).await
+    }
+    async fn revoke_refresh_family(
+        &self,
+        digest: &[u8; 32],
+        client: &str,
+    ) -> Result<FamilyRevocation, tower_secure::state::StateError> {
+        self.state.revoke_refresh_family(digest, client).await
+    }
+    async fn revoke_client_refresh(&self, client: &str) -> Result<(), tower_secure::state::StateError> {
+        self.state.revoke_client_refresh(client).await
+    }
+    async fn put_code(&self, digest: &[u8; 32], record: &CodeRecord) -> Result<(), tower_secure::state::StateError> {
+        self.state.put_code(digest, record).await
+    }
+    async fn redeem_code(
+        &self,
+        digest: &[u8; 32],
+        client: &str,
+        now: u64,
+    ) -> Result<CodeRedemption, tower_secure::state::StateError> {
+        self.state.redeem_code(digest, client, now).await
+    }
+    async fn record_failure(
+        &self,
+        user: &str,
+        max: u32,
+        seconds: u64,
+        now: u64,
+    ) -> Result<Option<u64>, tower_secure::state::StateError> {
+        self.state.record_failure(user, max, seconds, now).await
+    }
+    async fn clear_failures(&self, user: &str) -> Result<(), tower_secure::state::StateError> {
+        self.state.clear_failures(user).await
+    }
+    async fn locked_until(&self, user: &str, now: u64) -> Result<Option<u64>, tower_secure::state::StateError> {
+        self.state.locked_until(user, now).await
+    }
+    async fn snapshot(&self, now: u64) -> Result<Snapshot, tower_secure::state::StateError> {
+        self.check()?;
+        self.state.snapshot(now).await
+    }
+    async fn changes_since(
+        &self,
+        epoch: &str,
+        sequence: u64,
+    ) -> Result<Option<Vec<(u64, Change)>>, tower_secure::state::StateError> {
+        self.check()?;
+        self.state.changes_since(epoch, sequence).await
+    }
+    fn is_shared(&self) -> bool {
+        true
+    }
+}
+
+// SPEC H5: a replica that cannot catch up while writes still work: once it is stale, the
+// refresh grant (a client's watermark decides it) and introspection answer 503 instead of
+// deciding from what may be out of date; caught up again, both work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h5_a_stale_replica_stops_refresh_and_introspection() {
+    let deployment = Deployment::from_toml_str("deployment.toml", QUICKSTART).unwrap();
+    let users = include_str!("../examples/quickstart/users.toml");
+    let backend = LogFails::default();
+    let tokens = TokenServer::builder()
+        .deployment(&deployment)
+        .user_store(tower_secure::config::load_users("users.toml", users).unwrap())
+        .clients(tower_secure::config::load_clients("users.toml", users).unwrap())
+        .state(backend.clone())
+        .sync(Duration::from_millis(20), Duration::from_millis(200))
+        .build()
+        .unwrap();
+    assert!(tokens.ready(Duration::from_secs(5)).await);
+    let base = common::serve(tokens.router()).await;
+    let http = common::client();
+    let post = |path: &'static str, form: Vec<(&'static str, String)>| {
+        let request = http.post(format!("{base}{path}")).basic_auth("quickstart-client", Some("quickstart-secret"));
+        async move {
+            let response = request.form(&form).send().await.unwrap();
+            (response.status(), response.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let login = vec![
+        ("grant_type", "password".to_owned()),
+        ("username", "alex".to_owned()),
+        ("password", "alex123".to_owned()),
+    ];
+    let (status, body) = post("/oauth2/token", login.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let refresh_token = body["refresh_token"].as_str().unwrap().to_owned();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+
+    backend.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let refresh = vec![("grant_type", "refresh_token".to_owned()), ("refresh_token", refresh_token)];
+    let (status, body) = post("/oauth2/token", refresh.clone()).await;
+    assert_eq!(status, 503, "refresh from a stale replica: {body}");
+    let (status, body) = post("/oauth2/introspect", vec![("token", access.clone())]).await;
+    assert_eq!(status, 503, "introspection from a stale replica: {body}");
+
+    backend.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert!(tokens.ready(Duration::from_secs(5)).await);
+    let (status, body) = post("/oauth2/token", refresh).await;
+    assert_eq!(status, 200, "the refresh token was not used up by the refusal: {body}");
+    let (status, body) = post("/oauth2/introspect", vec![("token", access)]).await;
+    assert_eq!((status, &body["active"]), (reqwest::StatusCode::OK, &serde_json::json!(true)), "{body}");
+}

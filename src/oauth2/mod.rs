@@ -821,6 +821,10 @@ impl TokenServer {
             Some(grant) if grant.client_id == client.id => Some(self.refreshed_scopes(caller, &grant, narrowed).await?),
             _ => None,
         };
+        // The client's "issued before" watermark decides below: a stale copy may miss it.
+        if self.inner.revoked.is_stale() {
+            return Err(unavailable(StateError("this process's copy of the shared state is stale".to_owned())));
+        }
         let grant = match state.redeem_refresh(&digest, &client.id, crate::unix_seconds()).await.map_err(unavailable)? {
             Redemption::Fresh(grant) => grant,
             Redemption::Replayed(access) => {
