@@ -467,6 +467,13 @@ async fn h1_state_tables_are_checked() {
         ("[state]\nurl = \"redis://c\"\nurl_env = \"X\"\n".into(), "url", 1, "exactly one of"),
         ("[state]\nurl = \"sqlite://s.db\"\nkey_prefix = \"api\"\n".into(), "key_prefix", 3, "redis backend"),
         ("[state]\nurl = \"redis://c\"\nmax_connections = 3\n".into(), "max_connections", 3, "SQL backends"),
+        ("[state]\nurl = \"sqlite://s.db\"\nca_file = \"ca.pem\"\n".into(), "ca_file", 3, "redis backend"),
+        (
+            "[state]\nurl = \"rediss://127.0.0.1:1\"\nca_file = \"/nonexistent/ca.pem\"\n".into(),
+            "ca_file",
+            3,
+            "cannot read",
+        ),
         ("[state]\nurl = \"redis://c\"\ntimeout_ms = 0\n".into(), "timeout_ms", 3, "greater than 0"),
         (
             "[state]\nurl = \"redis://c\"\nsync_interval_ms = 5000\nmax_staleness_seconds = 2\n".into(),
@@ -751,4 +758,34 @@ async fn h5_a_stale_replica_stops_refresh_and_introspection() {
     assert_eq!(status, 200, "the refresh token was not used up by the refusal: {body}");
     let (status, body) = post("/oauth2/introspect", vec![("token", access)]).await;
     assert_eq!((status, &body["active"]), (reqwest::StatusCode::OK, &serde_json::json!(true)), "{body}");
+}
+
+// SPEC H1: Redis over TLS (`rediss://`, rustls on aws-lc): the server's certificate is
+// checked against the CA given (the conformance steps then run over it); a server whose
+// certificate another CA signed, or that speaks plain TCP, is refused when the backend is
+// built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h1_redis_over_tls() {
+    let (ca, certificate, key) = common::loopback_server_pki();
+    let server = tokio::task::spawn_blocking(move || Redis::start_with_tls(&certificate, &key)).await.unwrap();
+    let state = RedisState::builder(server.tls_url()).ca_certificates_pem(ca.as_bytes()).build().await.unwrap();
+    conformance(Arc::new(state), "redis over TLS").await;
+    let (other_ca, _, _) = common::loopback_server_pki();
+    let error =
+        RedisState::builder(server.tls_url()).ca_certificates_pem(other_ca.as_bytes()).build().await.unwrap_err();
+    println!("another CA: {error}");
+    let error = RedisState::builder(server.tls_url()).build().await.unwrap_err();
+    println!("the system's roots: {error}");
+    let plain = format!("rediss://127.0.0.1:{}", server.port());
+    let error = RedisState::builder(plain).ca_certificates_pem(ca.as_bytes()).build().await.unwrap_err();
+    println!("TLS to the plain port: {error}");
+
+    // The same from a rule file's [state] table (`ca_file`).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("redis-ca.pem"), &ca).unwrap();
+    let table = format!("[state]\nurl = \"{}\"\nca_file = \"redis-ca.pem\"\n", server.tls_url());
+    std::fs::write(dir.path().join("deployment.toml"), format!("{table}\n{QUICKSTART}")).unwrap();
+    let deployment = Deployment::from_file(dir.path().join("deployment.toml")).unwrap();
+    let tokens = TokenServer::builder().deployment(&deployment).state_from(&deployment).await.unwrap().build().unwrap();
+    assert!(tokens.ready(Duration::from_secs(5)).await, "the replica synced over TLS");
 }

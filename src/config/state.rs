@@ -27,6 +27,8 @@ pub(crate) struct StateTable {
     #[serde(default)]
     key_prefix: Option<Spanned<String>>,
     #[serde(default)]
+    ca_file: Option<Spanned<String>>,
+    #[serde(default)]
     timeout_ms: Option<Spanned<u64>>,
     #[serde(default)]
     max_connections: Option<Spanned<u32>>,
@@ -88,6 +90,8 @@ pub(crate) struct StateSettings {
     /// The URL (`None` for memory); may hold a password: never logged.
     pub(crate) url: Option<String>,
     pub(crate) key_prefix: Option<String>,
+    /// redis: the CAs a `rediss://` server must chain to (PEM, read).
+    pub(crate) ca_pem: Option<Vec<u8>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) max_connections: Option<u32>,
     pub(crate) sync_interval: Option<Duration>,
@@ -176,6 +180,10 @@ impl StateTable {
             if let Some(prefix) = &self.key_prefix {
                 return Err(source.error(prefix.span(), "key_prefix", "`key_prefix` is for the redis backend"));
             }
+            if let Some(ca) = &self.ca_file {
+                let message = "`ca_file` is for the redis backend (PostgreSQL: `sslrootcert` in the URL)";
+                return Err(source.error(ca.span(), "ca_file", message));
+            }
         }
         if !matches!(kind, StateKind::Postgres | StateKind::Sqlite) {
             if let Some(max) = &self.max_connections {
@@ -227,11 +235,22 @@ impl Deployment {
             }
             None => (declared.unwrap_or(StateKind::Memory), None),
         };
+        let ca_pem = match &table.ca_file {
+            Some(file) => {
+                let path = source.resolve(file.get_ref());
+                let text = super::read_text(&path).map_err(|e| {
+                    source.error(file.span(), "ca_file", format!("cannot read {}: {e}", path.display()))
+                })?;
+                Some(text.into_bytes())
+            }
+            None => None,
+        };
         let millis = |value: &Option<Spanned<u64>>| value.as_ref().map(|v| Duration::from_millis(*v.get_ref()));
         Ok(Some(StateSettings {
             kind,
             url,
             key_prefix: table.key_prefix.as_ref().map(|p| p.get_ref().clone()),
+            ca_pem,
             timeout: millis(&table.timeout_ms),
             max_connections: table.max_connections.as_ref().map(|m| *m.get_ref()),
             sync_interval: millis(&table.sync_interval_ms),

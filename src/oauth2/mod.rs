@@ -390,6 +390,9 @@ async fn connect_state(settings: &StateSettings) -> Result<Arc<dyn StateBackend>
             if let Some(prefix) = &settings.key_prefix {
                 builder = builder.key_prefix(prefix);
             }
+            if let Some(pem) = &settings.ca_pem {
+                builder = builder.ca_certificates_pem(pem.clone());
+            }
             if let Some(timeout) = settings.timeout {
                 builder = builder.timeout(timeout);
             }

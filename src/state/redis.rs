@@ -86,12 +86,16 @@ pub struct RedisStateBuilder {
     url: String,
     prefix: String,
     timeout: Duration,
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RedisStateBuilder {
     /// Leaves out the URL, which may hold a password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStateBuilder").field("prefix", &self.prefix).field("timeout", &self.timeout).finish()
+        f.debug_struct("RedisStateBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -109,9 +113,15 @@ impl Keys {
 
 impl RedisState {
     /// A backend on the Redis at `url`: `redis://[:password@]host:port[/db]`, or
-    /// `rediss://` for TLS (rustls on aws-lc, the system's roots).
+    /// `rediss://` for TLS (rustls on aws-lc; the system's roots unless
+    /// [`ca_certificates_pem`](RedisStateBuilder::ca_certificates_pem) names others).
     pub fn builder(url: impl Into<String>) -> RedisStateBuilder {
-        RedisStateBuilder { url: url.into(), prefix: "tower-secure".to_owned(), timeout: Duration::from_secs(1) }
+        RedisStateBuilder {
+            url: url.into(),
+            prefix: "tower-secure".to_owned(),
+            timeout: Duration::from_secs(1),
+            ca_pem: None,
+        }
     }
 }
 
@@ -129,6 +139,13 @@ impl RedisStateBuilder {
         self
     }
 
+    /// The CA certificates (PEM) a `rediss://` server's certificate must chain to, instead
+    /// of the system's roots.
+    pub fn ca_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
     /// Connects (Redis must answer now) and returns the backend. Errors never show the URL.
     pub async fn build(self) -> Result<RedisState, StateError> {
         let plain = |c: char| c.is_ascii_alphanumeric() || "._-:".contains(c);
@@ -136,7 +153,16 @@ impl RedisStateBuilder {
             return Err(StateError("Redis: a key prefix is letters, digits, '.', '_', '-' and ':'".to_owned()));
         }
         let fail = |what: &str, e: redis::RedisError| StateError(format!("Redis: {what}: {:?}", e.kind()));
-        let client = redis::Client::open(self.url.as_str()).map_err(|e| fail("bad URL", e))?;
+        // rediss:// runs on rustls with aws-lc, the crate's one crypto backend.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let client = match self.ca_pem {
+            Some(pem) => {
+                let certificates = redis::TlsCertificates { client_tls: None, root_cert: Some(pem) };
+                redis::Client::build_with_tls(self.url.as_str(), certificates)
+            }
+            None => redis::Client::open(self.url.as_str()),
+        }
+        .map_err(|e| fail("bad URL or CA certificates", e))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))

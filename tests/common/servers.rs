@@ -974,6 +974,8 @@ pub struct Redis {
     daemon: Daemon,
     cli: PathBuf,
     password: Option<String>,
+    /// With TLS: the port that speaks only TLS (the plain port stays for redis-cli).
+    tls_port: Option<u16>,
 }
 
 impl fmt::Debug for Redis {
@@ -985,15 +987,21 @@ impl fmt::Debug for Redis {
 impl Redis {
     /// Starts without a password.
     pub fn start() -> Redis {
-        Self::launch(None)
+        Self::launch(None, None)
     }
 
     /// Starts with `requirepass password`: every client must AUTH.
     pub fn start_with_password(password: &str) -> Redis {
-        Self::launch(Some(password))
+        Self::launch(Some(password), None)
     }
 
-    fn launch(password: Option<&str>) -> Redis {
+    /// Starts with a TLS port as well ([`Redis::tls_url`]), presenting `certificate`
+    /// (PEM chain) with `key` (PEM); clients present no certificate.
+    pub fn start_with_tls(certificate: &str, key: &str) -> Redis {
+        Self::launch(None, Some((certificate, key)))
+    }
+
+    fn launch(password: Option<&str>, tls: Option<(&str, &str)>) -> Redis {
         let (server, cli) = (redis_server_binary(), redis_cli_binary());
         let dir = server_dir("redis");
         let d = dir.path();
@@ -1005,13 +1013,24 @@ impl Redis {
         if let Some(password) = password {
             config.push_str(&format!("requirepass {password}\n"));
         }
+        let tls_port = tls.map(|(certificate, key)| {
+            fs::write(d.join("server.pem"), certificate).unwrap();
+            fs::write(d.join("server.key"), key).unwrap();
+            let port = free_port();
+            config.push_str(&format!(
+                "tls-port {port}\ntls-cert-file {}\ntls-key-file {}\ntls-auth-clients no\n",
+                d.join("server.pem").display(),
+                d.join("server.key").display()
+            ));
+            port
+        });
         fs::write(d.join("redis.conf"), config).unwrap();
         give_to_server_account(d);
         let config = d.join("redis.conf");
         let mut daemon = Daemon::new("Redis", dir, server, "TERM");
         let args = |port: u16| vec![config.clone().into(), "--port".into(), port.to_string().into()];
         daemon.start_on_free_port(args, &Self::ready_check(&cli, password));
-        Redis { daemon, cli, password: password.map(str::to_string) }
+        Redis { daemon, cli, password: password.map(str::to_string), tls_port }
     }
 
     /// Ready: `INFO server` over redis-cli names this process.
@@ -1033,6 +1052,11 @@ impl Redis {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port()),
             None => format!("redis://127.0.0.1:{}", self.port()),
         }
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT` (an address the test certificates carry).
+    pub fn tls_url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.tls_port.expect("started with start_with_tls"))
     }
 
     pub fn password(&self) -> Option<&str> {
