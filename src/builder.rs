@@ -159,6 +159,7 @@ impl SecureLayerBuilder {
             #[cfg(feature = "oauth2-server")]
             token_server: self.token_server,
         };
-        Ok(SecureLayer { shared: Arc::new(Shared::new(&deployment, parts)?) })
+        let shared = Arc::new(Shared::new(&deployment, parts)?);
+        Ok(SecureLayer { engine: Arc::clone(&shared.current), reload: shared })
     }
 }

@@ -22,7 +22,8 @@ use crate::policy::{Policy, Rule};
 /// What a layer keeps between versions: the current engine and the parts every new one
 /// is built from.
 pub(crate) struct Shared {
-    pub(crate) current: ArcSwap<Engine>,
+    /// Shared with the layer, which reads it per request and knows nothing else of this.
+    pub(crate) current: Arc<ArcSwap<Engine>>,
     pub(crate) parts: EngineParts,
     /// The handlers built from the current version's own sections.
     file_handlers: Mutex<FileHandlers>,
@@ -206,7 +207,7 @@ impl Shared {
         let engine = parts.engine(deployment, &file_handlers)?;
         let restart_only = RestartOnly::of(deployment, parts.fixed_bearer.is_some());
         Ok(Self {
-            current: ArcSwap::from_pointee(engine),
+            current: Arc::new(ArcSwap::from_pointee(engine)),
             file_handlers: Mutex::new(file_handlers),
             parts,
             restart_only,
@@ -331,6 +332,16 @@ impl RestartOnly {
 #[derive(Clone)]
 pub struct Reloader {
     pub(crate) shared: Arc<Shared>,
+}
+
+impl crate::SecureLayer {
+    /// A handle that reloads this layer's rules (and users) while it serves.
+    pub fn reloader(&self) -> Reloader {
+        // The builder is the only maker of a layer, and it always hands over a `Shared`:
+        // the downcast cannot fail.
+        let shared = Arc::clone(&self.reload).downcast::<Shared>().expect("a layer's reload state is a Shared");
+        Reloader { shared }
+    }
 }
 
 impl Reloader {

@@ -10,9 +10,11 @@ mod context;
 mod decision;
 mod response;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -64,23 +66,22 @@ pub(crate) struct Engine {
 /// ```
 #[derive(Clone)]
 pub struct SecureLayer {
-    pub(crate) shared: Arc<crate::reload::Shared>,
+    /// The current configuration version, swapped whole by a reload.
+    pub(crate) engine: Arc<ArcSwap<Engine>>,
+    /// What the reloader needs (the builder's parts, the restart-only sections), opaque
+    /// here: the layer serves requests and does not know how it is reloaded.
+    pub(crate) reload: Arc<dyn Any + Send + Sync>,
 }
 
 impl SecureLayer {
     /// The compiled policy this layer enforces now.
     pub fn policy(&self) -> Arc<Policy> {
-        self.shared.current.load().policy.clone()
+        self.engine.load().policy.clone()
     }
 
     /// The authentication handlers by name, in the order they are asked.
     pub fn handler_order(&self) -> Vec<(String, i32)> {
-        self.shared.current.load().registry.handlers().iter().map(|h| (h.name().to_owned(), h.priority)).collect()
-    }
-
-    /// A handle that reloads this layer's rules (and users) while it serves.
-    pub fn reloader(&self) -> crate::Reloader {
-        crate::Reloader { shared: self.shared.clone() }
+        self.engine.load().registry.handlers().iter().map(|h| (h.name().to_owned(), h.priority)).collect()
     }
 }
 
@@ -94,7 +95,7 @@ impl<S> Layer<S> for SecureLayer {
     type Service = SecureService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SecureService { inner, shared: self.shared.clone() }
+        SecureService { inner, engine: self.engine.clone() }
     }
 }
 
@@ -102,7 +103,7 @@ impl<S> Layer<S> for SecureLayer {
 #[derive(Clone)]
 pub struct SecureService<S> {
     inner: S,
-    shared: Arc<crate::reload::Shared>,
+    engine: Arc<ArcSwap<Engine>>,
 }
 
 impl<S> SecureService<S> {
@@ -143,7 +144,7 @@ where
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let (parts, body) = request.into_parts();
         // One configuration version decides the whole request (SPEC B7).
-        let engine = self.shared.current.load();
+        let engine = self.engine.load();
         match engine.start(&parts) {
             Start::Refuse(response) => ResponseFuture::refused(response),
             Start::Pass(context, allowed) => {
