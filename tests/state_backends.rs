@@ -247,7 +247,8 @@ async fn h1_redis_backend_conforms() {
 }
 
 // SPEC H1: with a password (`requirepass`): the right one in the URL connects, a wrong one
-// is refused when the backend is built, and the error does not show it.
+// is refused when the backend is built, and no error (wrong password, malformed URL,
+// nothing listening) shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h1_redis_with_a_password() {
     let server = tokio::task::spawn_blocking(|| Redis::start_with_password("s3cret-pw")).await.unwrap();
@@ -259,6 +260,12 @@ async fn h1_redis_with_a_password() {
     let error = RedisState::builder(&wrong).build().await.unwrap_err();
     println!("wrong password: {error}");
     assert!(!error.0.contains("guessed-pw") && !error.0.contains("s3cret-pw"), "{error}");
+    for bad in ["redis://:s3cret-pw@127.0.0.1:notaport", "redis://:s3cret-pw@[::1/0", "rediss://:s3cret-pw@127.0.0.1:1"]
+    {
+        let error = RedisState::builder(bad).build().await.unwrap_err();
+        println!("{error}");
+        assert!(!error.0.contains("s3cret-pw"), "{error}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

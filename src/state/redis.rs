@@ -152,7 +152,7 @@ impl RedisStateBuilder {
         if self.prefix.is_empty() || !self.prefix.chars().all(plain) {
             return Err(StateError("Redis: a key prefix is letters, digits, '.', '_', '-' and ':'".to_owned()));
         }
-        let fail = |what: &str, e: redis::RedisError| StateError(format!("Redis: {what}: {:?}", e.kind()));
+        let fail = |what: &str, e: redis::RedisError| StateError(format!("Redis: {what}: {e}"));
         // rediss:// runs on rustls with aws-lc, the crate's one crypto backend.
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let client = match self.ca_pem {
