@@ -18,12 +18,12 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::header::{basic_credentials, has_scheme};
-use super::{AuthenticationHandler, RevokedTokens};
+use super::AuthenticationHandler;
 use crate::config::BasicConfig;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{PasswordCheck, Principal, QualifiedName, UserRecord, UserStore};
 use crate::policy::BASIC_HANDLER;
-use crate::state::{StateBackend, StateError};
+use crate::state::{RevokedTokens, StateBackend, StateError};
 
 /// Base64 of a 255-byte user and a 512-byte password, rounded up.
 pub(crate) const MAX_BASIC_TOKEN: usize = 1024;

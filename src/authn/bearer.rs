@@ -26,11 +26,12 @@ use super::introspection::Introspector;
 use super::jwks::KeySource;
 use super::jwks::RemoteKeys;
 use super::keys::{load_issuer_keys, verification_key, KeySet, Refreshed, VerificationKey};
-use super::{AuthenticationHandler, RevokedTokens};
+use super::AuthenticationHandler;
 use crate::config::{ConfigError, Deployment, IssuerConfig, OAuth2Config, SourceMap};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{Principal, QualifiedName, UserStore};
 use crate::policy::OAUTH2_HANDLER;
+use crate::state::RevokedTokens;
 
 /// Bearer-token authentication (the `oauth2` handler).
 ///

@@ -22,7 +22,6 @@ mod json;
 mod jwks;
 mod keys;
 mod lookup;
-mod revocation;
 
 use std::sync::Arc;
 
@@ -47,7 +46,6 @@ pub(crate) use bearer::LocalIssuer;
 pub(crate) use header::basic_credentials;
 #[cfg(feature = "oauth2-server")]
 pub(crate) use keys::{check_rsa_modulus, hmac_key};
-pub(crate) use revocation::RevokedTokens;
 
 use crate::error::AuthError;
 use crate::identity::{Principal, QualifiedName, UserRecord, UserStore, UserStoreError};

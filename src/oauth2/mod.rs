@@ -67,10 +67,10 @@ pub use endpoints::ENDPOINT_PATHS;
 pub use error::{OAuthError, OAuthErrorCode};
 pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
 
-use crate::authn::{self, BasicAuthenticator, LocalIssuer, RevokedTokens};
+use crate::authn::{self, BasicAuthenticator, LocalIssuer};
 use crate::config::{ClientRecord, ConfigError, Deployment, OAuth2ServerConfig, StateKind, StateSettings};
 use crate::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore};
-use crate::state::{FamilyRevocation, MemoryState, Redemption, RefreshRecord, StateBackend, StateError};
+use crate::state::{FamilyRevocation, MemoryState, Redemption, RefreshRecord, RevokedTokens, StateBackend, StateError};
 use keys::SigningKeys;
 
 /// The token server: issues, introspects and revokes tokens. Cheap to clone (shared).

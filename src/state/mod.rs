@@ -13,6 +13,7 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod revocation;
 #[cfg(feature = "sql")]
 mod sql;
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryState;
 #[cfg(feature = "redis")]
 pub use redis::{RedisState, RedisStateBuilder};
+pub(crate) use revocation::RevokedTokens;
 #[cfg(feature = "sql")]
 pub use sql::{SqlState, SqlStateBuilder, SQL_STATE_SCHEMA};
 
