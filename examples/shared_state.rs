@@ -18,7 +18,8 @@
 //! the URL from `STATE_URL`: `redis://`, `rediss://`, `postgres://...` or `sqlite://...`).
 //! Every instance names the same issuer (`ISSUER`, default `http://quickstart.shared`) and
 //! keys, so each accepts the others' tokens. `ADDR` is the listen address (default
-//! 127.0.0.1:3003).
+//! 127.0.0.1:3003). With `LAYER_STORE=1` the layer checks Basic logins against a store of
+//! its own instead of the token server's (the lockout is still shared).
 
 #[path = "quickstart/api.rs"]
 mod api;
@@ -55,7 +56,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !tokens.ready(Duration::from_secs(5)).await {
         return Err("the state backend did not answer within 5 s".into());
     }
-    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build()?;
+    let mut layer = SecureLayer::builder().deployment(deployment).token_server(&tokens);
+    // LAYER_STORE=1: the layer gets a store of its own (here the same users); its Basic
+    // logins still count their failures in the shared backend.
+    if std::env::var_os("LAYER_STORE").is_some() {
+        layer = layer.user_store(load_users(file, USERS)?);
+    }
+    let layer = layer.build()?;
     let app = api::routes().merge(tokens.router()).layer(layer);
 
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3003".to_owned());

@@ -134,10 +134,18 @@ impl SecureLayerBuilder {
         let mut token_endpoints: &'static [&'static str] = &[];
         #[cfg(feature = "oauth2-server")]
         if let Some(server) = &self.token_server {
-            if store.is_none() {
-                store = Some(server.user_store());
-                users = server.reloadable_users();
-                basic = basic.or_else(|| Some(server.basic_authenticator()));
+            match &store {
+                None => {
+                    store = Some(server.user_store());
+                    users = server.reloadable_users();
+                    basic = basic.or_else(|| Some(server.basic_authenticator()));
+                }
+                // The layer's own store: its failed logins are counted where the token
+                // server counts its users' (a shared backend: across instances).
+                Some(own) => {
+                    let config = &deployment.authentication.basic;
+                    basic = basic.or_else(|| Some(server.basic_authenticator_for(own.clone(), config)));
+                }
             }
             token_endpoints = &crate::oauth2::ENDPOINT_PATHS;
         }

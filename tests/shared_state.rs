@@ -66,6 +66,13 @@ fn instance(backend: &Backend) -> (Server, String) {
     start_example_with("shared_state", &[], &[("STATE_URL", &backend.url()), ("RUST_LOG", "warn")])
 }
 
+/// An instance whose layer has a user store of its own (`LAYER_STORE=1`).
+fn instance_with_own_store(backend: &Backend) -> (Server, String) {
+    let env = [("STATE_URL", backend.url()), ("RUST_LOG", "warn".to_owned()), ("LAYER_STORE", "1".to_owned())];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    start_example_with("shared_state", &[], &env)
+}
+
 /// POSTs a form to the token server with the quickstart's client.
 async fn post(http: &reqwest::Client, base: &str, path: &str, form: &[(&str, &str)]) -> (StatusCode, Value) {
     let response = http
@@ -223,6 +230,12 @@ async fn until_locked(http: &reqwest::Client, base: &str) -> Duration {
 // grant. Counted per process (A 3, B 2 + 2), nothing would be locked.
 async fn lockout_counts_failures_everywhere(backend: Backend) {
     let ((_a, a), (_b, b)) = (instance(&backend), instance(&backend));
+    lockout_counts_failures_on(&a, &b).await;
+}
+
+/// The lockout check of `lockout_counts_failures_everywhere` on instances `a` and `b`.
+async fn lockout_counts_failures_on(a: &str, b: &str) {
+    let (a, b) = (a.to_owned(), b.to_owned());
     let http = common::client();
     assert_eq!(basic(&http, &b, "alex123").await, StatusCode::OK, "B caches alex's login");
     wrong_passwords(&http, &a, &b, 4).await;
@@ -245,6 +258,15 @@ async fn h3_a_lockout_counts_failures_on_every_instance_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h3_a_lockout_counts_failures_on_every_instance_postgres() {
     lockout_counts_failures_everywhere(Backend::postgres().await).await;
+}
+
+// SPEC H3: the same when each instance's layer checks Basic logins against a store of its
+// own (not the token server's): its failures are counted in the shared backend too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h3_a_lockout_counts_failures_on_every_instance_with_the_layers_own_store() {
+    let backend = Backend::redis().await;
+    let ((_a, a), (_b, b)) = (instance_with_own_store(&backend), instance_with_own_store(&backend));
+    lockout_counts_failures_on(&a, &b).await;
 }
 
 // SPEC H2: an instance killed and started again forgets nothing: a token revoked before

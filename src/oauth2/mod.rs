@@ -68,7 +68,7 @@ pub use error::{OAuthError, OAuthErrorCode};
 pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
 
 use crate::authn::{self, BasicAuthenticator, LocalIssuer};
-use crate::config::{ClientRecord, ConfigError, Deployment, OAuth2ServerConfig, StateKind, StateSettings};
+use crate::config::{BasicConfig, ClientRecord, ConfigError, Deployment, OAuth2ServerConfig, StateKind, StateSettings};
 use crate::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore};
 use crate::state::{FamilyRevocation, MemoryState, Redemption, RefreshRecord, RevokedTokens, StateBackend, StateError};
 use keys::SigningKeys;
@@ -115,6 +115,11 @@ struct Inner {
     state: Arc<dyn StateBackend>,
     /// This process's view of the revocations, read by the bearer handler.
     revoked: RevokedTokens,
+    /// True when the application chose the backend: failed logins are counted there.
+    lockouts_in_backend: bool,
+    /// Other `basic` handlers counting their failures in the backend
+    /// ([`TokenServer::basic_authenticator_for`]): the sync task hands them locks too.
+    lock_listeners: std::sync::Mutex<Vec<BasicAuthenticator>>,
 }
 
 /// The part of the server a reload replaces: the clients, and how scopes are
@@ -240,7 +245,8 @@ impl TokenServerBuilder {
 
     /// Where refresh grants and revocations are kept, and the failed logins and locks of
     /// the users' `basic` handler ([`TokenServer::basic_authenticator`], the one a layer
-    /// built with [`crate::SecureLayerBuilder::token_server`] uses). Default: a
+    /// built with [`crate::SecureLayerBuilder::token_server`] uses; a layer given a store
+    /// of its own counts there too). Default: a
     /// [`MemoryState`] of `max_tracked_tokens` entries for the tokens, and the handler's
     /// own lock table, in this process only. A write the backend refuses is 503 with
     /// `Retry-After`; so is an uncached login while the backend cannot say whether the
@@ -335,6 +341,7 @@ impl TokenServerBuilder {
             }
             None => BasicAuthenticator::from_arc(store.clone(), basic),
         };
+        let lockouts_in_backend = self.state.is_some();
         let state = self.state.unwrap_or_else(|| Arc::new(MemoryState::with_capacity(server.max_tracked_tokens)));
         let inner = Inner {
             config: server.clone(),
@@ -353,6 +360,8 @@ impl TokenServerBuilder {
             current: ArcSwap::from_pointee(Issuance { clients, rules }),
             custom_validator: self.validator,
             revoked,
+            lockouts_in_backend,
+            lock_listeners: std::sync::Mutex::default(),
             state,
         };
         let inner = Arc::new(inner);
@@ -460,7 +469,7 @@ async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
                     revoked.revoke_everyone(snapshot.global_watermark);
                 }
                 for (user, until) in &snapshot.locks {
-                    inner.users.apply_lock(user, *until);
+                    inner.apply_lock(user, *until);
                 }
                 position = Some((snapshot.epoch, snapshot.sequence));
             }),
@@ -492,6 +501,16 @@ async fn sync_revocations(server: std::sync::Weak<Inner>, interval: Duration) {
     }
 }
 
+impl Inner {
+    /// A lock another instance set, for every `basic` handler counting in the backend.
+    fn apply_lock(&self, user: &str, until: u64) {
+        self.users.apply_lock(user, until);
+        for listener in self.lock_listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            listener.apply_lock(user, until);
+        }
+    }
+}
+
 /// One change of a shared backend, applied to this process's replica: revocations to the
 /// revoked set, locks to the users' `basic` handler.
 fn apply_change(inner: &Inner, change: &crate::state::Change, now: u64) {
@@ -501,7 +520,7 @@ fn apply_change(inner: &Inner, change: &crate::state::Change, now: u64) {
         Change::Revoked { jti, exp } => revoked.revoke(jti, *exp, "", now),
         Change::IssuedBefore { client: Some(client), before } => revoked.raise_client_watermark(client, *before),
         Change::IssuedBefore { client: None, before } => revoked.revoke_everyone(*before),
-        Change::Locked { user, until } => inner.users.apply_lock(user, *until),
+        Change::Locked { user, until } => inner.apply_lock(user, *until),
     }
 }
 
@@ -637,6 +656,23 @@ impl TokenServer {
     /// share one cache and one lockout.
     pub fn basic_authenticator(&self) -> BasicAuthenticator {
         self.inner.users.clone()
+    }
+
+    /// A `basic` handler over another store (the layer's own), whose failed logins and
+    /// locks live in this server's state backend like its users' do, when the application
+    /// gave it one; else a handler of its own lockout.
+    pub(crate) fn basic_authenticator_for(
+        &self,
+        store: Arc<dyn UserStore>,
+        config: &BasicConfig,
+    ) -> BasicAuthenticator {
+        let inner = &self.inner;
+        if !inner.lockouts_in_backend {
+            return BasicAuthenticator::from_arc(store, config);
+        }
+        let basic = BasicAuthenticator::with_shared_lockout(store, config, inner.state.clone(), inner.revoked.clone());
+        inner.lock_listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(basic.clone());
+        basic
     }
 
     pub(crate) fn user_store(&self) -> Arc<dyn UserStore> {
