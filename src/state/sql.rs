@@ -117,6 +117,14 @@ const GRANT_COLUMNS: &str = "client_id, user_name, scopes, issued_at, expires, f
 const REDEEM: &str = "UPDATE ts_state_refresh SET used = 1 \
     WHERE digest = $1 AND client_id = $2 AND expires > $3 AND used = 0 RETURNING ";
 const FIND_REFRESH: &str = "SELECT client_id, expires, used, family FROM ts_state_refresh WHERE digest = $1";
+/// A refresh token the marking `UPDATE` did not take: (owner, replayable, family); used and
+/// unexpired is a replay.
+const REPLAYABLE_REFRESH: &str =
+    "SELECT client_id, CAST(CASE WHEN used <> 0 AND expires > $2 THEN 1 ELSE 0 END AS BIGINT), \
+    family FROM ts_state_refresh WHERE digest = $1";
+/// The same for a code: used is a replay, expired or not ($2 unused but bound alike).
+const REPLAYABLE_CODE: &str = "SELECT client_id, CAST(CASE WHEN used <> 0 AND $2 >= 0 THEN 1 ELSE 0 END AS BIGINT), \
+    family FROM ts_state_code WHERE digest = $1";
 const REMOVE_FAMILY: &str = "DELETE FROM ts_state_refresh WHERE family = $1 RETURNING access_jti, access_exp";
 const PUT_CODE: &str = "INSERT INTO ts_state_code \
     (digest, client_id, redirect_uri, user_name, scopes, code_challenge, expires, family, used) \
@@ -328,6 +336,52 @@ fn access_tokens(rows: Vec<(String, i64)>) -> Vec<(String, u64)> {
     rows.into_iter().map(|(jti, exp)| (jti, num(exp))).collect()
 }
 
+/// What a single-use redemption found: the row it marked used, a replay (the family it
+/// ended, as access tokens), or nothing valid.
+enum SingleUse<R> {
+    Fresh(R),
+    Replayed(Vec<(String, u64)>),
+    Invalid,
+}
+
+/// One single-use redemption in one transaction: `$redeem` marks an unused, unexpired
+/// row of the client used and returns it (`$row`); when it finds nothing, a replayable row
+/// of the client (`$find`: owner, replayable, family) ends its family. Binds `$1` digest,
+/// `$2` client (`$find`: `$2` now) and `$3` now.
+macro_rules! redeem_once {
+    ($self:expr, $what:expr, $redeem:expr, $find:expr, $digest:expr, $client:expr, $now:expr, $row:ty) => {
+        $self
+            .step($what, async move {
+                run_on!(&$self.pool, |pool| {
+                    let mut tx = pool.begin().await?;
+                    let fresh: Option<$row> = sqlx::query_as($redeem)
+                        .bind($digest)
+                        .bind($client)
+                        .bind(db($now))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let outcome = match fresh {
+                        Some(row) => SingleUse::Fresh(row),
+                        None => {
+                            let found: Option<(String, i64, i64)> =
+                                sqlx::query_as($find).bind($digest).bind(db($now)).fetch_optional(&mut *tx).await?;
+                            match found {
+                                Some((owner, replayable, family)) if owner == $client && replayable != 0 => {
+                                    let rows = sqlx::query_as(REMOVE_FAMILY).bind(family).fetch_all(&mut *tx).await?;
+                                    SingleUse::Replayed(access_tokens(rows))
+                                }
+                                _ => SingleUse::Invalid,
+                            }
+                        }
+                    };
+                    tx.commit().await?;
+                    Ok::<_, sqlx::Error>(outcome)
+                })
+            })
+            .await
+    };
+}
+
 /// Appends `change` to the log inside the transaction `$tx` (its first write, see
 /// [`NEXT_SEQUENCE`]) and trims the log.
 macro_rules! append {
@@ -404,35 +458,13 @@ impl StateBackend for SqlState {
     }
 
     async fn redeem_refresh(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<Redemption, StateError> {
-        let digest = hex(digest);
-        let redeem = format!("{REDEEM}{GRANT_COLUMNS}");
-        self.step("redeem refresh", async move {
-            run_on!(&self.pool, |pool| {
-                let mut tx = pool.begin().await?;
-                let fresh: Option<GrantRow> = sqlx::query_as(&redeem)
-                    .bind(&digest)
-                    .bind(client_id)
-                    .bind(db(now))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(row) = fresh {
-                    tx.commit().await?;
-                    return Ok(Redemption::Fresh(grant_of(row)?));
-                }
-                let found: Option<(String, i64, i64, i64)> =
-                    sqlx::query_as(FIND_REFRESH).bind(&digest).fetch_optional(&mut *tx).await?;
-                let outcome = match found {
-                    Some((owner, expires, used, family)) if owner == client_id && num(expires) > now && used != 0 => {
-                        let rows = sqlx::query_as(REMOVE_FAMILY).bind(family).fetch_all(&mut *tx).await?;
-                        Redemption::Replayed(access_tokens(rows))
-                    }
-                    _ => Redemption::Invalid,
-                };
-                tx.commit().await?;
-                Ok(outcome)
-            })
+        let (digest, redeem) = (hex(digest), format!("{REDEEM}{GRANT_COLUMNS}"));
+        let what = "redeem refresh";
+        Ok(match redeem_once!(self, what, &redeem, REPLAYABLE_REFRESH, &digest, client_id, now, GrantRow)? {
+            SingleUse::Fresh(row) => Redemption::Fresh(grant_of(row).map_err(|e| StateError(format!("{what}: {e}")))?),
+            SingleUse::Replayed(access) => Redemption::Replayed(access),
+            SingleUse::Invalid => Redemption::Invalid,
         })
-        .await
     }
 
     async fn peek_refresh(&self, digest: &[u8; 32], now: u64) -> Result<Option<RefreshRecord>, StateError> {
@@ -506,35 +538,14 @@ impl StateBackend for SqlState {
     }
 
     async fn redeem_code(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<CodeRedemption, StateError> {
-        let digest = hex(digest);
-        let find = "SELECT client_id, used, family FROM ts_state_code WHERE digest = $1";
-        self.step("redeem code", async move {
-            run_on!(&self.pool, |pool| {
-                let mut tx = pool.begin().await?;
-                let fresh: Option<CodeRow> = sqlx::query_as(REDEEM_CODE)
-                    .bind(&digest)
-                    .bind(client_id)
-                    .bind(db(now))
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some(row) = fresh {
-                    tx.commit().await?;
-                    return Ok(CodeRedemption::Fresh(code_of(row)?));
-                }
-                let found: Option<(String, i64, i64)> =
-                    sqlx::query_as(find).bind(&digest).fetch_optional(&mut *tx).await?;
-                let outcome = match found {
-                    Some((owner, used, family)) if owner == client_id && used != 0 => {
-                        let rows = sqlx::query_as(REMOVE_FAMILY).bind(family).fetch_all(&mut *tx).await?;
-                        CodeRedemption::Replayed(access_tokens(rows))
-                    }
-                    _ => CodeRedemption::Invalid,
-                };
-                tx.commit().await?;
-                Ok(outcome)
-            })
+        let (digest, what) = (hex(digest), "redeem code");
+        Ok(match redeem_once!(self, what, REDEEM_CODE, REPLAYABLE_CODE, &digest, client_id, now, CodeRow)? {
+            SingleUse::Fresh(row) => {
+                CodeRedemption::Fresh(code_of(row).map_err(|e| StateError(format!("{what}: {e}")))?)
+            }
+            SingleUse::Replayed(access) => CodeRedemption::Replayed(access),
+            SingleUse::Invalid => CodeRedemption::Invalid,
         })
-        .await
     }
 
     async fn record_failure(
