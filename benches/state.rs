@@ -17,87 +17,19 @@
 #[allow(dead_code)]
 mod servers;
 
+#[path = "common/quickstart.rs"]
+mod quickstart;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::routing::get;
 use axum::Router;
-use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderValue, Method, Request, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http::{HeaderValue, StatusCode};
 use tokio::runtime::{Builder, Runtime};
-use tower::ServiceExt as _;
-use tower_secure::config::{load_clients, load_users, Deployment};
-use tower_secure::oauth2::{TokenServer, TokenServerBuilder};
-use tower_secure::state::{RedisState, SqlState, StateBackend};
-use tower_secure::SecureLayer;
+use tower_secure::state::{RedisState, SqlState};
 
-const DEPLOYMENT: &str = include_str!("../examples/quickstart/deployment.toml");
-const USERS: &str = include_str!("../examples/quickstart/users.toml");
-const PATH: &str = "/api/users/v1/42/challenges";
-
-fn encoded(user: &str, password: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-}
-
-/// Gives a token server builder its state backend.
-type WithState = Box<dyn FnOnce(TokenServerBuilder) -> TokenServerBuilder>;
-
-/// The quickstart's API secured by a token server on `state` (`None`: the default memory).
-async fn app(state: Option<WithState>) -> Router {
-    let deployment = Deployment::from_toml_str("deployment.toml", DEPLOYMENT).expect("rules");
-    let mut builder = TokenServer::builder()
-        .deployment(&deployment)
-        .user_store(load_users("users.toml", USERS).expect("users"))
-        .clients(load_clients("users.toml", USERS).expect("clients"));
-    if let Some(state) = state {
-        builder = state(builder);
-    }
-    let tokens = builder.build().expect("token server");
-    assert!(tokens.ready(Duration::from_secs(5)).await, "the state backend did not answer");
-    let layer = SecureLayer::builder().deployment(deployment).token_server(&tokens).build().expect("layer");
-    Router::new()
-        .route("/api/users/v1/{user_id}/challenges", get(|| async { "ok" }))
-        .merge(tokens.router())
-        .layer(layer)
-}
-
-fn with(state: impl StateBackend) -> Option<WithState> {
-    Some(Box::new(move |builder| builder.state(state)))
-}
-
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, bytes::Bytes) {
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status();
-    (status, response.into_body().collect().await.expect("body").to_bytes())
-}
-
-fn get_with(auth: &HeaderValue) -> Request<Body> {
-    let mut request = Request::new(Body::empty());
-    *request.uri_mut() = Uri::from_static(PATH);
-    request.headers_mut().insert(AUTHORIZATION, auth.clone());
-    request
-}
-
-/// alex's access token from the password grant.
-async fn bearer(app: &Router) -> HeaderValue {
-    let form = "grant_type=password&username=alex&password=alex123&scope=internal_identity_mgt_view";
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri("/oauth2/token")
-        .header(AUTHORIZATION, format!("Basic {}", encoded("quickstart-client", "quickstart-secret")))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from(form))
-        .expect("request");
-    let (status, body) = send(app, request).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    let token = body["access_token"].as_str().expect("access_token");
-    HeaderValue::from_str(&format!("Bearer {token}")).expect("header")
-}
+use quickstart::{app, basic, bearer, get_with, send, with};
 
 /// `iters` requests in one `block_on`, each checked: a refusal (a stale replica answers
 /// 503) must not pass for a fast cached decision.
@@ -129,7 +61,7 @@ fn hot_path(c: &mut Criterion) {
             ("postgres", app(with(sql_state)).await),
         ]
     });
-    let basic = HeaderValue::from_str(&format!("Basic {}", encoded("alex", "alex123"))).expect("header");
+    let basic = basic();
     let mut group = c.benchmark_group("state_hot_path");
     group.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(30);
     group.throughput(Throughput::Elements(1));
