@@ -126,8 +126,9 @@ struct VerifiedToken {
     /// The revocation generation when the token was verified; see [`RevokedTokens`].
     revocations: u64,
     /// For tokens of this process's token server: what a revocation names (`jti`, client,
-    /// `iat`), looked up again when the generation moved instead of verifying anew.
-    revocation_key: Option<RevocationKey>,
+    /// `iat`), looked up again when the generation moved instead of verifying anew. Shared:
+    /// a cache hit clones the entry, and must not copy its strings.
+    revocation_key: Option<Arc<RevocationKey>>,
     /// `cnf.x5t#S256`: the client certificate the token is bound to (RFC 8705).
     bound_to: Option<[u8; 32]>,
 }
@@ -340,7 +341,11 @@ impl Inner {
         if now < exp {
             let revocation_key = local.then(|| {
                 let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
-                RevocationKey { jti: text("jti"), client: text("client_id"), iat: claims.get("iat").and_then(seconds) }
+                Arc::new(RevocationKey {
+                    jti: text("jti"),
+                    client: text("client_id"),
+                    iat: claims.get("iat").and_then(seconds),
+                })
             });
             let verified =
                 VerifiedToken { principal: principal.clone(), exp, epoch, revocations, revocation_key, bound_to };
