@@ -8,7 +8,7 @@
 //! global allocator counts, so the timing benchmarks live in other targets.
 
 #[path = "common/quickstart.rs"]
-#[allow(dead_code)]
+#[allow(dead_code)] // each benchmark uses some of it
 mod quickstart;
 
 use axum::body::Body;

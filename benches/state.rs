@@ -18,6 +18,7 @@
 mod servers;
 
 #[path = "common/quickstart.rs"]
+#[allow(dead_code)] // each benchmark uses some of it
 mod quickstart;
 
 use std::hint::black_box;
