@@ -1,5 +1,6 @@
-// The Redis state backend (feature `redis`): every key under one hash tag, so the Lua
-// scripts that make each step atomic also run on Redis Cluster; a connection manager that
+// The Redis state backend (feature `redis`): every key under one hash tag (one cluster
+// slot, so the Lua scripts that make each step atomic stay valid on Redis Cluster; the
+// connection itself is to one node: no cluster client yet); a connection manager that
 // reconnects; every call bounded by a timeout.
 
 use std::sync::{Arc, Weak};
