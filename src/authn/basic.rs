@@ -56,6 +56,17 @@ impl std::fmt::Debug for BasicAuthenticator {
     }
 }
 
+/// A [`BasicAuthenticator`] that may have been dropped.
+#[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
+pub(crate) struct WeakBasicAuthenticator(std::sync::Weak<Inner>);
+
+#[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
+impl WeakBasicAuthenticator {
+    pub(crate) fn upgrade(&self) -> Option<BasicAuthenticator> {
+        self.0.upgrade().map(|inner| BasicAuthenticator { inner })
+    }
+}
+
 struct Inner {
     store: Arc<dyn UserStore>,
     /// Keyed by the user part exactly as sent, so a hit needs no name parsing.
@@ -184,6 +195,13 @@ impl BasicAuthenticator {
             shared,
         };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// A handle that does not keep this handler alive (a token server's list of handlers
+    /// to tell about locks must not outlive the layers that own them).
+    #[cfg_attr(not(feature = "oauth2-server"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakBasicAuthenticator {
+        WeakBasicAuthenticator(Arc::downgrade(&self.inner))
     }
 
     /// A lock another instance set (the state backend's change log): cached logins of

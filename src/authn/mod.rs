@@ -38,7 +38,7 @@ pub use client_cert::{CaInfo, CertificateError, ClientCertAuthenticator, ClientC
 pub use lookup::UserLookup;
 // The token server's way in (feature `oauth2-server`).
 #[cfg(feature = "oauth2-server")]
-pub(crate) use basic::MAX_BASIC_TOKEN;
+pub(crate) use basic::{WeakBasicAuthenticator, MAX_BASIC_TOKEN};
 #[cfg(feature = "oauth2-server")]
 pub(crate) use bearer::install_crypto_provider;
 pub(crate) use bearer::LocalIssuer;

@@ -119,7 +119,7 @@ struct Inner {
     lockouts_in_backend: bool,
     /// Other `basic` handlers counting their failures in the backend
     /// ([`TokenServer::basic_authenticator_for`]): the sync task hands them locks too.
-    lock_listeners: std::sync::Mutex<Vec<BasicAuthenticator>>,
+    lock_listeners: std::sync::Mutex<Vec<authn::WeakBasicAuthenticator>>,
 }
 
 /// The part of the server a reload replaces: the clients, and how scopes are
@@ -505,9 +505,9 @@ impl Inner {
     /// A lock another instance set, for every `basic` handler counting in the backend.
     fn apply_lock(&self, user: &str, until: u64) {
         self.users.apply_lock(user, until);
-        for listener in self.lock_listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-            listener.apply_lock(user, until);
-        }
+        let mut listeners = self.lock_listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Layers dropped since are forgotten here.
+        listeners.retain(|listener| listener.upgrade().inspect(|basic| basic.apply_lock(user, until)).is_some());
     }
 }
 
@@ -671,7 +671,9 @@ impl TokenServer {
             return BasicAuthenticator::from_arc(store, config);
         }
         let basic = BasicAuthenticator::with_shared_lockout(store, config, inner.state.clone(), inner.revoked.clone());
-        inner.lock_listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(basic.clone());
+        let mut listeners = inner.lock_listeners.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        listeners.retain(|listener| listener.upgrade().is_some());
+        listeners.push(basic.downgrade());
         basic
     }
 
