@@ -339,7 +339,8 @@ impl crate::SecureLayer {
     pub fn reloader(&self) -> Reloader {
         // The builder is the only maker of a layer, and it always hands over a `Shared`:
         // the downcast cannot fail.
-        let shared = Arc::clone(&self.reload).downcast::<Shared>().expect("a layer's reload state is a Shared");
+        let shared =
+            Arc::clone(&self.reload).downcast::<Shared>().expect("infallible: every layer is built with a Shared");
         Reloader { shared }
     }
 }

@@ -364,6 +364,33 @@ async fn h2_a_sqlite_file_keeps_everything_across_restarts() {
     );
 }
 
+/// The first snapshot a backend gives after its server restarted (within 10 s).
+async fn first_snapshot(state: &dyn StateBackend) -> Snapshot {
+    let recovered = Instant::now();
+    loop {
+        match state.snapshot(NOW).await {
+            Ok(snapshot) => return snapshot,
+            Err(e) => assert!(recovered.elapsed() < Duration::from_secs(10), "no recovery: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// With the server paused (already), a write fails within the backend's timeout (0.5 s)
+/// instead of hanging; after `resume`, writes work again within 10 s.
+async fn fails_fast_while_paused(state: &dyn StateBackend, resume: impl FnOnce()) {
+    let started = Instant::now();
+    let error = state.revoke("while-paused", "web", NOW + 100).await.unwrap_err();
+    println!("paused: {error} after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    resume();
+    let resumed = Instant::now();
+    while state.revoke("after-resume", "web", NOW + 100).await.is_err() {
+        assert!(resumed.elapsed() < Duration::from_secs(10), "no recovery after SIGCONT");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 // SPEC H2, H5: PostgreSQL restarted keeps everything (the epoch too: replicas go on);
 // the pool reconnects. Paused (SIGSTOP): calls fail within the timeout instead of
 // hanging; continued: they work.
@@ -375,27 +402,11 @@ async fn h2_h5_postgres_restarted_or_paused() {
     let before = state.snapshot(NOW).await.unwrap();
 
     tokio::task::block_in_place(|| server.restart());
-    let recovered = Instant::now();
-    let after = loop {
-        match state.snapshot(NOW).await {
-            Ok(snapshot) => break snapshot,
-            Err(e) => assert!(recovered.elapsed() < Duration::from_secs(10), "no recovery: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let after = first_snapshot(&state).await;
     assert_eq!(after, before, "PostgreSQL keeps the state and its epoch");
 
     tokio::task::block_in_place(|| server.pause());
-    let started = Instant::now();
-    let error = state.revoke("while-paused", "web", NOW + 100).await.unwrap_err();
-    println!("paused: {error} after {:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
-    tokio::task::block_in_place(|| server.resume());
-    let resumed = Instant::now();
-    while state.revoke("after-resume", "web", NOW + 100).await.is_err() {
-        assert!(resumed.elapsed() < Duration::from_secs(10), "no recovery after SIGCONT");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fails_fast_while_paused(&state, || tokio::task::block_in_place(|| server.resume())).await;
     let snapshot = state.snapshot(NOW).await.unwrap();
     assert!(snapshot.revoked.contains_key("after-resume") && snapshot.revoked.contains_key("before-restart"));
 }
@@ -411,29 +422,13 @@ async fn h5_redis_restarted_empty_or_paused() {
     let before = state.snapshot(NOW).await.unwrap();
 
     tokio::task::block_in_place(|| server.restart());
-    let recovered = Instant::now();
-    let after = loop {
-        match state.snapshot(NOW).await {
-            Ok(snapshot) => break snapshot,
-            Err(e) => assert!(recovered.elapsed() < Duration::from_secs(10), "no recovery: {e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let after = first_snapshot(&state).await;
     assert_ne!(after.epoch, before.epoch, "an emptied Redis has a new epoch");
     assert!(!after.revoked.contains_key("before-restart"), "the harness's Redis keeps nothing");
     assert_eq!(state.changes_since(&before.epoch, before.sequence).await.unwrap(), None, "resync");
 
     tokio::task::block_in_place(|| server.pause());
-    let started = Instant::now();
-    let error = state.revoke("while-paused", "web", NOW + 100).await.unwrap_err();
-    println!("paused: {error} after {:?}", started.elapsed());
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
-    tokio::task::block_in_place(|| server.resume());
-    let resumed = Instant::now();
-    while state.revoke("after-resume", "web", NOW + 100).await.is_err() {
-        assert!(resumed.elapsed() < Duration::from_secs(10), "no recovery after SIGCONT");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    fails_fast_while_paused(&state, || tokio::task::block_in_place(|| server.resume())).await;
     assert!(state.snapshot(NOW).await.unwrap().revoked.contains_key("after-resume"));
 }
 
