@@ -294,6 +294,35 @@ fn a_panicking_test_leaves_no_server_behind() {
     assert_gone(pid.recv().unwrap(), "the Redis of a panicking test");
 }
 
+// SPEC I6: PostgreSQL dropped while paused, with a client's backend open (a test that
+// failed between pause and resume), leaves no process behind: the backends called setsid
+// and are outside the postmaster's group, so they are continued by their own ids first
+// (else they stayed stopped forever, orphaned).
+#[test]
+fn postgres_dropped_while_paused_leaves_no_backend_behind() {
+    let mut pg = Postgres::start();
+    let mut client = pg.psql_command();
+    client.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut client = client.spawn().unwrap(); // holds a backend open: psql waits on stdin
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pg.backend_pids().len() < 6 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    let backends = pg.backend_pids();
+    pg.pause();
+    let pid = pg.pid();
+    drop(pg);
+    assert_gone(pid, "PostgreSQL");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while backends.iter().any(|b| Path::new(&format!("/proc/{b}")).exists()) {
+        let left: Vec<_> = backends.iter().filter(|b| Path::new(&format!("/proc/{b}")).exists()).collect();
+        assert!(Instant::now() < deadline, "backends left behind: {left:?}");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
 // SPEC I6: a test whose server is missing fails, naming scripts/test (it never skips): each
 // server test above, run again with its binary pointed at a path that does not exist.
 #[test]

@@ -674,7 +674,15 @@ impl Postgres {
     }
 
     /// Fast shutdown (SIGINT), then whatever is left of the group is killed.
+    /// Continues the backends first (a test that failed while the server was paused
+    /// leaves them stopped, and they called setsid: the group's SIGCONT misses them, and
+    /// they would outlive the postmaster, stopped), then stops the server.
     pub fn stop(&mut self) {
+        if self.daemon.child.is_some() {
+            for backend in self.backend_pids() {
+                send_signal("CONT", &backend.to_string());
+            }
+        }
         self.daemon.stop();
     }
 
@@ -707,6 +715,12 @@ impl Postgres {
         let pid = self.pid();
         let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         children.split_whitespace().filter_map(|child| child.parse().ok()).collect()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
