@@ -1951,3 +1951,47 @@ async fn g4_user_changes_reach_cached_logins_and_tokens() {
     }
     assert_eq!(seen, (401, 401), "not told: within cache_ttl_seconds (1 s; 10 s allowed on a busy machine)");
 }
+
+// SPEC D5, F9, F10: introspection and revocation verify a token exactly as the layer
+// does: tokens signed with the server's own key that the layer refuses (a `crit` header,
+// a claim named twice, `iss` as an array) are inactive, and revoking one changes nothing.
+#[tokio::test]
+async fn introspection_refuses_what_the_layer_refuses() {
+    let app = spawn_app(Opts::default()).await;
+    let genuine = access(&app.password(WEB, "alex", "alex123", "openid").await);
+    let (_, claims) = decode(&genuine);
+    let key = jsonwebtoken::EncodingKey::from_secret(HMAC_SECRET);
+    let sign = |header: &str, payload: &str| {
+        let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256).unwrap();
+        format!("{message}.{signature}")
+    };
+    let header = r#"{"alg":"HS256","kid":"hs-1","typ":"at+jwt"}"#;
+    let payload = claims.to_string();
+    // The same header and claims, re-signed: accepted by both, so the forgeries below
+    // fail for what they change, not for how they were made.
+    let resigned = sign(header, &payload);
+    assert_eq!(app.get("/api/me", &resigned).await, 200);
+    assert_eq!(app.introspect(WEB, &resigned).await["active"], true);
+
+    let body = payload.trim_start_matches('{');
+    let mut iss_array = claims.clone();
+    iss_array["iss"] = json!([app.issuer.as_str()]);
+    let refused = [
+        ("crit", sign(r#"{"alg":"HS256","kid":"hs-1","typ":"at+jwt","crit":["exp"]}"#, &payload)),
+        ("claim twice", sign(header, &format!(r#"{{"sub":"admin",{body}"#))),
+        ("iss array", sign(header, &iss_array.to_string())),
+    ];
+    let inactive = json!({"active": false});
+    for (what, token) in &refused {
+        assert_eq!(app.get("/api/me", token).await, 401, "{what}: the layer refuses it");
+        assert_eq!(app.introspect(WEB, token).await, inactive, "{what}: so does introspection");
+        assert_eq!(app.revoke(WEB, token).await.status, 200, "{what}: an unknown token is no error");
+    }
+    // The server's own tokens are `at+jwt`; this layer does not ask for the type.
+    let untyped = sign(r#"{"alg":"HS256","kid":"hs-1"}"#, &payload);
+    assert_eq!(app.introspect(WEB, &untyped).await, inactive, "not one of the server's access tokens");
+    // Revoking the refused copies revoked nothing: the genuine token still works.
+    assert_eq!(app.get("/api/me", &genuine).await, 200);
+    assert_eq!(app.introspect(WEB, &genuine).await["active"], true);
+}

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use http::HeaderValue;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use quick_cache::sync::Cache;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -25,7 +25,8 @@ use super::introspection::Introspector;
 #[cfg(feature = "remote-keys")]
 use super::jwks::KeySource;
 use super::jwks::RemoteKeys;
-use super::keys::{load_issuer_keys, verification_key, KeySet, Refreshed, VerificationKey};
+use super::jwt::{install_crypto_provider, invalid, is_jws, stale_revocations, Issuer, JwtVerifier, LocalIssuer};
+use super::keys::load_issuer_keys;
 use super::AuthenticationHandler;
 use crate::config::{ConfigError, Deployment, IssuerConfig, OAuth2Config, SourceMap};
 use crate::error::{AuthError, AuthErrorKind};
@@ -68,9 +69,8 @@ impl std::fmt::Debug for BearerAuthenticator {
 }
 
 struct Inner {
-    issuers: HashMap<String, Issuer>,
-    leeway: u64,
-    require_typ: Option<String>,
+    /// The issuers and the checks every token meets.
+    jwt: JwtVerifier,
     max_token_bytes: usize,
     /// Verified tokens by SHA-256 of the whole token; entries never outlive `exp`.
     cache: Cache<[u8; 32], VerifiedToken>,
@@ -92,29 +92,6 @@ struct TokenUsers {
     /// The longest a verification is cached (`cache_ttl_seconds`), so that a user disabled
     /// or removed behind the crate's back loses a cached token within it.
     cache_seconds: u64,
-}
-
-struct Issuer {
-    /// The exact `iss`.
-    name: String,
-    audience: Option<String>,
-    /// How its claims name the caller.
-    rules: ClaimRules,
-    keys: Vec<VerificationKey>,
-    remote: Option<Arc<RemoteKeys>>,
-    /// Set for the token server of this process: its revocations apply to these tokens.
-    revoked: Option<RevokedTokens>,
-    /// Verified tokens are also introspected (`introspect = true`).
-    introspect: bool,
-}
-
-/// The token server of this process as a trusted issuer: its keys (HMAC ones included,
-/// which are never published) and its revocation list.
-pub(crate) struct LocalIssuer {
-    pub(crate) issuer: String,
-    pub(crate) audience: Option<String>,
-    pub(crate) keys: Vec<(String, Algorithm, DecodingKey)>,
-    pub(crate) revoked: RevokedTokens,
 }
 
 #[derive(Clone)]
@@ -187,17 +164,8 @@ impl BearerAuthenticator {
         }
         let revoked = local.as_ref().map(|l| l.revoked.clone());
         if let Some(local) = local {
-            let keys = local.keys.into_iter().map(|(kid, alg, key)| verification_key(Some(kid), alg, key)).collect();
-            let entry = Issuer {
-                name: local.issuer.clone(),
-                audience: local.audience,
-                rules: ClaimRules::local(&config.roles_claim),
-                keys,
-                remote: None,
-                revoked: Some(local.revoked),
-                introspect: false,
-            };
-            if issuers.insert(local.issuer, entry).is_some() {
+            let name = local.issuer.clone();
+            if issuers.insert(name, Issuer::local(local, ClaimRules::local(&config.roles_claim))).is_some() {
                 let span = config.issuer.first().map_or(0..0, |i| i.span());
                 let message = "the token server's own issuer is also an [[oauth2.issuer]]: remove one";
                 return Err(source.error(span, "issuer", message));
@@ -227,10 +195,9 @@ impl BearerAuthenticator {
         key_epoch: Arc<AtomicU64>,
         revoked: Option<RevokedTokens>,
     ) -> Self {
+        let jwt = JwtVerifier { issuers, leeway: config.leeway_seconds, require_typ: config.require_typ.clone() };
         let inner = Inner {
-            issuers,
-            leeway: config.leeway_seconds,
-            require_typ: config.require_typ.clone(),
+            jwt,
             max_token_bytes: config.max_token_bytes,
             cache: Cache::new(config.cache_capacity.max(1)),
             store,
@@ -254,29 +221,12 @@ impl BearerAuthenticator {
     }
 }
 
-/// jsonwebtoken panics at the first verification when no crypto backend or two are
-/// enabled; features unify across a build, so a dependency enabling the other backend
-/// would break us. Installing ours first settles it (a second install is a no-op error).
-pub(crate) fn install_crypto_provider() {
-    let _ = jsonwebtoken::crypto::CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
-}
-
 /// What a revocation of a token of this process's token server names.
 #[derive(Clone)]
 struct RevocationKey {
     jti: Option<String>,
     client: Option<String>,
     iat: Option<u64>,
-}
-
-/// The shared revocations could not be confirmed recently enough: 503, try again.
-fn stale_revocations() -> AuthError {
-    tracing::error!(target: crate::AUDIT_TARGET, "the revocation replica is stale: tokens of this issuer wait");
-    AuthError::unavailable("revocations not current").with_retry_after(1)
-}
-
-fn invalid(reason: &'static str) -> AuthError {
-    AuthError::invalid_credentials(reason)
 }
 
 impl Inner {
@@ -322,7 +272,7 @@ impl Inner {
         let epoch = self.key_epoch.load(Ordering::Acquire);
         let revocations = self.revocations();
         let (claims, exp, rules, introspected, local) = if is_jws(token) {
-            let (claims, exp, issuer) = self.verify(token).await?;
+            let (claims, exp, issuer) = self.jwt.verify(token).await?;
             let exp = self.introspect_verified(token, exp, issuer).await?;
             (claims, exp, &issuer.rules, false, issuer.revoked.is_some())
         } else {
@@ -380,107 +330,12 @@ impl Inner {
         let answer = introspection.introspect(token, now).await?;
         let trusted = |iss: &str| match introspection.issuer() {
             Some(issuer) => iss == issuer,
-            None => self.issuers.contains_key(iss),
+            None => self.jwt.trusts(iss),
         };
         introspection.check_audience_and_issuer(&answer, introspection.audiences(), trusted)?;
         let limit = now.saturating_add(introspection.cache_max_seconds());
         let until = answer.get("exp").and_then(seconds).map_or(limit, |exp| exp.min(limit));
         Ok((answer, until, introspection.rules()))
-    }
-
-    /// Structure, header, issuer, key, signature, then claims. Each part is decoded and
-    /// parsed once (strictly: a member named twice refuses); jsonwebtoken only checks the
-    /// signature. Returns the claims, `exp` and the issuer.
-    async fn verify(&self, token: &str) -> Result<(Value, u64, &Issuer), AuthError> {
-        let base64url = |b: u8| super::header::is_alphanumeric(b) | (b == b'-') | (b == b'_') | (b == b'.');
-        let parts_ok = super::header::all_bytes(token.as_bytes(), base64url) && token.split('.').all(|p| !p.is_empty());
-        let (Some((message, signature)), true) = (token.rsplit_once('.'), parts_ok) else {
-            return Err(invalid("not a JWS compact serialization"));
-        };
-        let header = decode_header(message)?;
-        if header.crit.is_some() {
-            return Err(invalid("crit header present"));
-        }
-        // jku, x5u, jwk and x5c are never looked at: keys come only from configuration.
-        let payload = message.split_once('.').map_or("", |(_, payload)| payload);
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| invalid("payload is not base64url"))?;
-        let claims = super::json::parse(&bytes).map_err(|_| invalid("payload is not JSON without duplicates"))?;
-        // `iss` chooses whose keys verify the signature; it is checked again with the claims.
-        let issuer_name = match claims.get("iss") {
-            Some(Value::String(iss)) => iss.as_str(),
-            _ => return Err(invalid("iss missing or not a single string")),
-        };
-        let issuer = self.issuers.get(issuer_name).ok_or_else(|| invalid("unknown issuer"))?;
-        let selected = issuer.select(header.kid.as_deref(), header.alg).await?;
-        let key = selected.key();
-        // `select` checked that the key verifies exactly this algorithm.
-        let signed = jsonwebtoken::crypto::verify(signature, message.as_bytes(), &key.key, header.alg)
-            .map_err(|_| invalid("token refused by the verifier"))?;
-        if !signed {
-            return Err(invalid("bad signature"));
-        }
-        if let Some(required) = &self.require_typ {
-            let typ = header.typ.as_deref().unwrap_or_default();
-            let matches = typ.eq_ignore_ascii_case(required)
-                || typ.strip_prefix("application/").is_some_and(|t| t.eq_ignore_ascii_case(required));
-            if !matches {
-                return Err(invalid("wrong typ (not an access token)"));
-            }
-        }
-        let exp = self.check_claims(&claims, issuer_name, issuer)?;
-        if let Some(revoked) = &issuer.revoked {
-            if revoked.is_stale() {
-                return Err(stale_revocations());
-            }
-            let (jti, client) =
-                (claims.get("jti").and_then(Value::as_str), claims.get("client_id").and_then(Value::as_str));
-            if revoked.is_revoked(jti, client, claims.get("iat").and_then(seconds)) {
-                return Err(invalid("token revoked"));
-            }
-        }
-        Ok((claims, exp, issuer))
-    }
-
-    /// `exp` required; `nbf`/`iat` not in the future beyond the leeway;
-    /// `iss` a single string equal to the issuer; `aud` containing the audience; claims of
-    /// the wrong JSON type refuse. Returns `exp`.
-    fn check_claims(&self, claims: &Value, issuer_name: &str, issuer: &Issuer) -> Result<u64, AuthError> {
-        let claims = claims.as_object().ok_or_else(|| invalid("claims are not an object"))?;
-        let now = crate::unix_seconds();
-        let time = |name: &str| -> Result<Option<u64>, AuthError> {
-            match claims.get(name) {
-                None => Ok(None),
-                Some(value) => seconds(value).map(Some).ok_or_else(|| invalid("a time claim is not a number")),
-            }
-        };
-        let exp = time("exp")?.ok_or_else(|| invalid("exp missing"))?;
-        if now > exp.saturating_add(self.leeway) {
-            return Err(invalid("token expired"));
-        }
-        if time("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
-            return Err(invalid("token not yet valid"));
-        }
-        if time("iat")?.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
-            return Err(invalid("token issued in the future"));
-        }
-        if claims.get("iss").and_then(Value::as_str) != Some(issuer_name) {
-            return Err(invalid("iss mismatch"));
-        }
-        if let Some(audience) = &issuer.audience {
-            let contains = match claims.get("aud") {
-                Some(Value::String(aud)) => aud == audience,
-                Some(Value::Array(list)) if list.iter().all(Value::is_string) => {
-                    list.iter().any(|a| a == audience.as_str())
-                }
-                _ => false,
-            };
-            if !contains {
-                return Err(invalid("audience mismatch"));
-            }
-        }
-        Ok(exp)
     }
 
     /// The caller the claims name under the issuer's `rules`: subject,
@@ -535,16 +390,6 @@ impl Inner {
     }
 }
 
-/// The JOSE header, parsed strictly (a member named twice refuses).
-fn decode_header(message: &str) -> Result<jsonwebtoken::Header, AuthError> {
-    let encoded = message.split_once('.').map_or(message, |(header, _)| header);
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded)
-        .map_err(|_| invalid("header is not base64url"))?;
-    let value = super::json::parse(&bytes).map_err(|_| invalid("header is not JSON without duplicates"))?;
-    serde_json::from_value(value).map_err(|_| invalid("malformed JWT header"))
-}
-
 /// `cnf.x5t#S256` (RFC 8705): the SHA-256 of the client certificate the token is bound to.
 fn certificate_binding(claims: &Value) -> Result<Option<[u8; 32]>, AuthError> {
     let Some(cnf) = claims.get("cnf") else { return Ok(None) };
@@ -574,76 +419,6 @@ fn check_binding(bound_to: Option<[u8; 32]>, request: &Parts) -> Result<(), Auth
     }
     let _ = (expected, request);
     Err(invalid("token bound to another client certificate"))
-}
-
-/// The key chosen for a token: one from the configuration file or one of the fetched set.
-enum Selected<'a> {
-    Static(&'a VerificationKey),
-    Remote(Arc<KeySet>, usize),
-}
-
-impl Selected<'_> {
-    fn key(&self) -> &VerificationKey {
-        match self {
-            Selected::Static(key) => key,
-            Selected::Remote(set, index) => &set.keys[*index],
-        }
-    }
-}
-
-impl Issuer {
-    /// The key named by `kid` (or the only key when the token names none), which must
-    /// verify exactly the header's algorithm. A `kid` the set publishes for
-    /// another use is refused at once. An unknown `kid` asks the remote key source for a (rate-limited, shared) refresh once; the answer is
-    /// 401 only once a fetch that completed for this request (or that it waited for) still
-    /// lacks the key. While the refresh is rate limited, failed or no key set was ever
-    /// fetched, it is 503 with `Retry-After`: a valid token of a key published since the
-    /// last fetch is never refused.
-    async fn select(&self, kid: Option<&str>, alg: Algorithm) -> Result<Selected<'_>, AuthError> {
-        if let Some(index) = find(&self.keys, kid, self.remote.is_none()) {
-            return checked(Selected::Static(&self.keys[index]), alg);
-        }
-        let Some(remote) = &self.remote else { return Err(invalid("no configured key for this kid")) };
-        remote.ensure_background();
-        let only_remote = self.keys.is_empty();
-        let set = remote.current();
-        if let Some(index) = find(&set.keys, kid, only_remote) {
-            return checked(Selected::Remote(set, index), alg);
-        }
-        if set.is_unusable(kid) {
-            return Err(invalid("the kid names a published key that does not verify signatures"));
-        }
-        let refreshed = remote.refresh().await;
-        let set = remote.current();
-        if let Some(index) = find(&set.keys, kid, only_remote) {
-            return checked(Selected::Remote(set, index), alg);
-        }
-        match refreshed {
-            Refreshed::Fetched => Err(invalid("no key for this kid")),
-            Refreshed::Failed | Refreshed::RateLimited => {
-                let retry_after = remote.retry_after().as_secs_f64().ceil().max(1.0) as u64;
-                Err(AuthError::unavailable("signing keys cannot be refreshed yet").with_retry_after(retry_after))
-            }
-        }
-    }
-}
-
-/// The position of the key with this `kid`; without a `kid`, of the only key when
-/// `sole_source` holds it.
-fn find(keys: &[VerificationKey], kid: Option<&str>, sole_source: bool) -> Option<usize> {
-    match kid {
-        Some(kid) => keys.iter().position(|k| k.kid.as_deref() == Some(kid)),
-        None if sole_source && keys.len() == 1 => Some(0),
-        None => None,
-    }
-}
-
-fn checked(selected: Selected<'_>, alg: Algorithm) -> Result<Selected<'_>, AuthError> {
-    if selected.key().algorithms.contains(&alg) {
-        Ok(selected)
-    } else {
-        Err(invalid("alg is not an algorithm of the key"))
-    }
 }
 
 /// `algorithms = [...]` of an issuer: JWS algorithms this crate verifies, at least one.
@@ -712,11 +487,6 @@ fn remote_keys(
     let remote = Arc::new(remote);
     remote.ensure_background();
     Ok(Some(remote))
-}
-
-/// A JWS compact serialization has exactly three dot-separated parts.
-fn is_jws(token: &str) -> bool {
-    token.bytes().filter(|b| *b == b'.').count() == 2
 }
 
 #[async_trait]

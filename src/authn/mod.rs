@@ -20,6 +20,7 @@ mod introspection;
 mod json;
 #[cfg_attr(not(feature = "remote-keys"), path = "jwks_off.rs")]
 mod jwks;
+mod jwt;
 mod keys;
 mod lookup;
 
@@ -40,10 +41,12 @@ pub use lookup::UserLookup;
 #[cfg(feature = "oauth2-server")]
 pub(crate) use basic::{WeakBasicAuthenticator, MAX_BASIC_TOKEN};
 #[cfg(feature = "oauth2-server")]
-pub(crate) use bearer::install_crypto_provider;
-pub(crate) use bearer::LocalIssuer;
-#[cfg(feature = "oauth2-server")]
 pub(crate) use header::basic_credentials;
+#[cfg(feature = "oauth2-server")]
+pub(crate) use jwt::install_crypto_provider;
+#[cfg(feature = "oauth2-server")]
+pub(crate) use jwt::JwtVerifier;
+pub(crate) use jwt::LocalIssuer;
 #[cfg(feature = "oauth2-server")]
 pub(crate) use keys::{check_rsa_modulus, hmac_key};
 

@@ -54,10 +54,6 @@ impl SigningKeys {
         // `from_config` refuses an empty key list.
         &self.keys[0]
     }
-
-    pub(super) fn by_kid(&self, kid: &str) -> Option<&SigningKey> {
-        self.keys.iter().find(|k| k.kid == kid)
-    }
 }
 
 type LoadError = (&'static str, String);

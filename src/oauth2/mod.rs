@@ -59,7 +59,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Header;
 use serde_json::{json, Map, Value};
 
 pub use crate::config::GrantType;
@@ -67,8 +67,9 @@ pub use endpoints::ENDPOINT_PATHS;
 pub use error::{OAuthError, OAuthErrorCode};
 pub use scope::{RoleBasedScopeValidator, ScopeRequest, ScopeValidator, SYSTEM_SCOPE};
 
-use crate::authn::{self, BasicAuthenticator, LocalIssuer};
+use crate::authn::{self, BasicAuthenticator, JwtVerifier, LocalIssuer};
 use crate::config::{BasicConfig, ClientRecord, ConfigError, Deployment, OAuth2ServerConfig, StateKind, StateSettings};
+use crate::error::AuthErrorKind;
 use crate::identity::{InMemoryUserStore, Principal, QualifiedName, UserRecord, UserStore};
 use crate::state::{FamilyRevocation, MemoryState, Redemption, RefreshRecord, RevokedTokens, StateBackend, StateError};
 use keys::SigningKeys;
@@ -96,6 +97,9 @@ struct Inner {
     refresh_seconds: u64,
     max_form_bytes: usize,
     keys: SigningKeys,
+    /// Verifies the access tokens presented to introspection and revocation, the way the
+    /// `oauth2` handler verifies them.
+    own_tokens: JwtVerifier,
     /// Verifies users' passwords (the password grant) exactly like the `basic` handler.
     users: BasicAuthenticator,
     store: Arc<dyn UserStore>,
@@ -120,6 +124,16 @@ struct Inner {
     /// Other `basic` handlers counting their failures in the backend
     /// ([`TokenServer::basic_authenticator_for`]): the sync task hands them locks too.
     lock_listeners: std::sync::Mutex<Vec<authn::WeakBasicAuthenticator>>,
+}
+
+/// The server as an issuer: its name, audience, keys (HMAC ones too) and revocations.
+fn local_issuer(issuer: &str, audience: Option<&str>, keys: &SigningKeys, revoked: &RevokedTokens) -> LocalIssuer {
+    LocalIssuer {
+        issuer: issuer.to_owned(),
+        audience: audience.map(str::to_owned),
+        keys: keys.keys.iter().map(|k| (k.kid.clone(), k.algorithm, k.decoding.clone())).collect(),
+        revoked: revoked.clone(),
+    }
 }
 
 /// The part of the server a reload replaces: the clients, and how scopes are
@@ -343,6 +357,8 @@ impl TokenServerBuilder {
         };
         let lockouts_in_backend = self.state.is_some();
         let state = self.state.unwrap_or_else(|| Arc::new(MemoryState::with_capacity(server.max_tracked_tokens)));
+        let local = local_issuer(&issuer, server.audience.as_deref(), &keys, &revoked);
+        let own_tokens = JwtVerifier::local(local, &deployment.oauth2.roles_claim);
         let inner = Inner {
             config: server.clone(),
             issuer,
@@ -351,6 +367,7 @@ impl TokenServerBuilder {
             refresh_seconds: server.refresh_token_seconds.max(1),
             max_form_bytes: server.max_form_bytes.max(256),
             keys,
+            own_tokens,
             users,
             store,
             users_in_memory: self.users_in_memory,
@@ -736,12 +753,7 @@ impl TokenServer {
     /// keys (HMAC ones too) and its revocation list.
     pub(crate) fn local_issuer(&self) -> LocalIssuer {
         let inner = &self.inner;
-        LocalIssuer {
-            issuer: inner.issuer.clone(),
-            audience: inner.audience.clone(),
-            keys: inner.keys.keys.iter().map(|k| (k.kid.clone(), k.algorithm, k.decoding.clone())).collect(),
-            revoked: inner.revoked.clone(),
-        }
+        local_issuer(&inner.issuer, inner.audience.as_deref(), &inner.keys, &inner.revoked)
     }
 
     /// Authenticates the client of a request (HTTP Basic, RFC 6749 section 2.3.1) against
@@ -1033,24 +1045,15 @@ impl TokenServer {
         Ok((self.sign_claims(&claims)?, jti, exp))
     }
 
-    /// The claims of a valid, unrevoked access token this server issued.
-    fn access_claims(&self, token: &str) -> Option<Map<String, Value>> {
-        let inner = &self.inner;
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        let key = inner.keys.by_kid(header.kid.as_deref()?)?;
-        if header.alg != key.algorithm || header.typ.as_deref() != Some("at+jwt") {
-            return None;
+    /// The claims of a valid, unrevoked access token this server issued (verified as the
+    /// `oauth2` handler verifies it); `None` for anything else, 503 while the revocations
+    /// are stale (whether the token is revoked cannot be told).
+    async fn access_claims(&self, token: &str) -> Result<Option<Map<String, Value>>, OAuthError> {
+        match self.inner.own_tokens.claims(token).await {
+            Ok(claims) => Ok(claims.get("sub").is_some_and(Value::is_string).then_some(claims)),
+            Err(e) if e.kind() == AuthErrorKind::Unavailable => Err(unavailable(StateError(e.reason().to_owned()))),
+            Err(_) => Ok(None),
         }
-        let mut validation = Validation::new(key.algorithm);
-        validation.set_issuer(&[&inner.issuer]);
-        validation.validate_aud = false;
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, &validation).ok()?.claims;
-        let (jti, client) =
-            (claims.get("jti").and_then(Value::as_str), claims.get("client_id").and_then(Value::as_str));
-        let iat = claims.get("iat").and_then(Value::as_u64);
-        (!inner.revoked.is_revoked(jti, client, iat)).then_some(claims)
     }
 
     /// RFC 7662: what the server knows of a token, for any authenticated client.
@@ -1059,7 +1062,7 @@ impl TokenServer {
         if self.inner.revoked.is_stale() {
             return Err(unavailable(StateError("this process's copy of the shared state is stale".to_owned())));
         }
-        if let Some(mut claims) = self.access_claims(token) {
+        if let Some(mut claims) = self.access_claims(token).await? {
             let sub = claims.get("sub").cloned();
             let client_token = sub.is_some() && sub == claims.get("client_id").cloned();
             if let (Some(sub), false) = (sub, client_token) {
@@ -1102,7 +1105,7 @@ impl TokenServer {
             FamilyRevocation::OtherClient => return Err(foreign()),
             _ => {}
         }
-        if let Some(claims) = self.access_claims(token) {
+        if let Some(claims) = self.access_claims(token).await? {
             if claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str()) {
                 return Err(foreign());
             }
