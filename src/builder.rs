@@ -79,8 +79,9 @@ impl SecureLayerBuilder {
         self
     }
 
-    /// An `oauth2` handler you built yourself with [`BearerAuthenticator::from_config`] (to
-    /// keep a handle for [`BearerAuthenticator::forget_token`] on revocation).
+    /// An `oauth2` handler you built yourself with [`BearerAuthenticator::builder`] or
+    /// [`BearerAuthenticator::from_config`] (to keep a handle for
+    /// [`BearerAuthenticator::forget_token`] on revocation, or to share one between layers).
     pub fn bearer(mut self, bearer: BearerAuthenticator) -> Self {
         self.bearer = Some(bearer);
         self

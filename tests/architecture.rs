@@ -26,8 +26,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("config", &["identity"]),
     // Matching knows no credentials: never `authn` or `authz`.
     ("policy", &["config", "identity"]),
-    // Code first: fills the model the files fill, and checks it as they are checked.
-    ("code", &["config", "identity", "policy"]),
+    // Code first: fills the model the files fill, and checks it as they are checked; the
+    // built-in handlers' builders build them from it.
+    ("code", &["authn", "config", "identity", "policy"]),
     // Who is calling, and what they may do: never each other.
     ("authn", &["config", "error", "identity", "policy", "state"]),
     ("authz", &["config", "error", "identity", "policy"]),

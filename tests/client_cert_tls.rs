@@ -632,6 +632,44 @@ async fn a9_exempt_context_accepts_a_non_allowed_intermediate() {
     expect(&base, "/scim2/Users", Some(&self_signed), 401, "exempt, but unverified").await;
 }
 
+// SPEC I1, A8, A9: the same settings built in code (`code::ClientCert`) behave as the
+// tables: through the deployment (the layer builds the handler) and as a handler built on
+// its own (`ClientCertAuthenticator::new`, registered as a plugin would be); a bad
+// fingerprint is refused naming the item.
+#[tokio::test]
+async fn a9_client_cert_settings_in_code() {
+    use tower_secure::authn::ClientCertAuthenticator;
+    use tower_secure::code::{AccessRule, ClientCert};
+
+    let settings = || ClientCert::new().allow_issuer_cn("Allowed Intermediate CA").exempt_context("/scim2");
+    let public = || AccessRule::new("/public").open();
+    let users = || load_users("users.toml", USERS).unwrap();
+    let through_deployment = Deployment::builder().rule(public()).client_cert(settings()).build().unwrap();
+    let through_deployment = SecureLayer::builder().deployment(through_deployment).user_store(users()).build().unwrap();
+    let handler = ClientCertAuthenticator::new(settings(), users()).unwrap();
+    let alone = SecureLayer::builder()
+        .deployment(Deployment::builder().rule(public()).build().unwrap())
+        .authentication_handler(handler)
+        .build()
+        .unwrap();
+    for layer in [through_deployment, alone] {
+        let base = serve_tls_app(app_with(layer), ClientAuth::Optional(roots())).await;
+        assert_eq!(fetch(&base, "/api/me", Some(&user_cert("alex"))).await.caller()["name"], "alex");
+        expect(&base, "/api/me", Some(&other_cert("alex")), 401, "non-allowed intermediate").await;
+        assert_eq!(fetch(&base, "/scim2/Users", Some(&other_cert("alex"))).await.caller()["name"], "alex");
+        expect(&base, "/api/me", None, 401, "no certificate").await;
+    }
+
+    let bad = ClientCert::new().allow_issuer_fingerprint("not-hex");
+    let error = Deployment::builder()
+        .rule(public())
+        .client_cert(bad)
+        .build()
+        .map(|d| SecureLayer::builder().deployment(d).user_store(users()).build().map(|_| ()));
+    let error = error.and_then(|built| built).unwrap_err();
+    assert_eq!((&*error.file, error.line, error.key.as_deref()), ("<code>", 2, Some("cert_fingerprints")), "{error}");
+}
+
 /// A TLS server whose allow-list holds only this SHA-256 (hex).
 async fn allow_fingerprint_tls(fingerprint: &str) -> String {
     let validation = format!("enable = true\ncert_fingerprints = [\"{fingerprint}\"]\n");

@@ -228,3 +228,65 @@ async fn issuer_in_code_verifies_tokens() {
     let error = SecureLayer::builder().deployment(keyless).build().unwrap_err();
     assert_eq!((&*error.file, error.line), ("<code>", 1), "{error}");
 }
+
+/// An HS256 token of `https://idp.test` for `my-api`, with this `typ` and `exp`.
+fn idp_token(secret: &[u8], typ: Option<&str>, exp: u64) -> String {
+    let claims = serde_json::json!({ "iss": "https://idp.test", "sub": "alex", "aud": "my-api", "exp": exp });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("k1".to_owned());
+    header.typ = typ.map(str::to_owned);
+    jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+}
+
+// SPEC I1, A5, F9, F10: the `oauth2` handler built on its own in code
+// (`BearerAuthenticator::builder()`) trusts its issuer, requires the type and applies the
+// leeway it was given, and serves a layer whose rules were built separately; a builder
+// without issuers, or with an issuer without keys, is refused naming the item.
+#[tokio::test]
+async fn bearer_handler_built_in_code() {
+    use axum::routing::get;
+    use tower_secure::authn::BearerAuthenticator;
+    use tower_secure::code::Issuer;
+    use tower_secure::Principal;
+
+    let secret = b"an issuer secret of 32 bytes ok!";
+    let issuer = Issuer::new("https://idp.test")
+        .hs256_base64(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret))
+        .kid("k1")
+        .audience("my-api");
+    let serve = |bearer: BearerAuthenticator| async move {
+        let rules = Deployment::builder().rule(AccessRule::new("/me").method("GET").any_scope()).build().unwrap();
+        let layer = SecureLayer::builder().deployment(rules).bearer(bearer).build().unwrap();
+        let app = axum::Router::new().route("/me", get(|caller: Principal| async move { caller.name().to_string() }));
+        common::serve(app.layer(layer)).await
+    };
+    let status = |base: String, token: String| async move {
+        common::client().get(format!("{base}/me")).bearer_auth(token).send().await.unwrap().status()
+    };
+    let strict = BearerAuthenticator::builder()
+        .issuer(issuer.clone())
+        .require_type("at+jwt")
+        .leeway(std::time::Duration::from_secs(0))
+        .build()
+        .unwrap();
+    let strict = serve(strict).await;
+    let lenient = serve(BearerAuthenticator::builder().issuer(issuer).build().unwrap()).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert_eq!(status(strict.clone(), idp_token(secret, Some("at+jwt"), now + 600)).await, 200);
+    assert_eq!(status(strict.clone(), idp_token(secret, None, now + 600)).await, 401, "typ required");
+    assert_eq!(status(lenient.clone(), idp_token(secret, None, now + 600)).await, 200, "typ not checked by default");
+    // Five seconds past `exp` is within the default leeway of 60 s, not within 0 s.
+    let expired = idp_token(secret, Some("at+jwt"), now - 5);
+    assert_eq!(status(strict, expired.clone()).await, 401, "no leeway");
+    assert_eq!(status(lenient, expired).await, 200, "default leeway");
+
+    let error = BearerAuthenticator::builder().build().unwrap_err();
+    assert_eq!((&*error.file, error.key.as_deref()), ("<code>", Some("issuer")), "{error}");
+    let error = BearerAuthenticator::builder()
+        .issuer(Issuer::new("https://a.test").hs256_base64(SECRET))
+        .issuer(Issuer::new("https://b.test"))
+        .build()
+        .unwrap_err();
+    assert_eq!((&*error.file, error.line), ("<code>", 2), "the second issuer has no keys: {error}");
+    assert!(error.message.contains("needs keys"), "{error}");
+}

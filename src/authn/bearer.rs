@@ -37,8 +37,8 @@ use crate::state::RevokedTokens;
 /// Bearer-token authentication (the `oauth2` handler).
 ///
 /// Registered by [`crate::SecureLayerBuilder::build`] when the deployment has an
-/// `[[oauth2.issuer]]`; build it yourself with [`BearerAuthenticator::from_config`] to share
-/// it between layers.
+/// `[[oauth2.issuer]]`; build it yourself with [`BearerAuthenticator::builder`] (in code) or
+/// [`BearerAuthenticator::from_config`] (from a rule file) to share it between layers.
 ///
 /// ```
 /// use tower_secure::authn::BearerAuthenticator;

@@ -843,7 +843,7 @@ pub(crate) struct SigningKeyConfig {
 /// `[client_cert]`: the `client_cert` handler, registered when this table is
 /// present. Certificates from the crate's TLS server are verified there; forwarded ones
 /// (from a TLS-terminating proxy) here.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClientCertConfig {
     /// The header a trusted proxy forwards the client certificate in (for example

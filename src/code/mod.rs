@@ -6,8 +6,8 @@
 //! patterns, methods, permissions, scopes and their bindings; names, hashes and roles of
 //! users); an error names the item instead of a file position: `<code>:N` is the N-th item
 //! of that builder, counted as `build()` lists them (rules, scopes, the scope whitelist,
-//! issuers, the token server and its keys, each kind in the order added; roles, users and
-//! clients in the order added).
+//! issuers, the client certificate settings, the token server and its keys, each kind in
+//! the order added; roles, users and clients in the order added).
 //!
 //! ```
 //! use tower_secure::code::{AccessRule, Users};
@@ -29,6 +29,8 @@
 //! # Ok::<(), tower_secure::config::ConfigError>(())
 //! ```
 
+mod handlers;
+
 use std::ops::Range;
 
 use toml::Spanned;
@@ -41,6 +43,8 @@ use crate::config::{
 };
 use crate::identity::InMemoryUserStore;
 use crate::policy::{Policy, BUILT_IN_HANDLERS};
+
+pub use handlers::{BearerAuthenticatorBuilder, ClientCert};
 
 /// The text errors point into: one line per item, in the order the items were added.
 #[derive(Default)]
@@ -530,6 +534,7 @@ pub struct DeploymentBuilder {
     whitelist: Option<Vec<String>>,
     token_server: Option<TokenServerSettings>,
     issuers: Vec<Issuer>,
+    client_cert: Option<ClientCert>,
 }
 
 impl Deployment {
@@ -579,6 +584,13 @@ impl DeploymentBuilder {
         self
     }
 
+    /// Turns on the `client_cert` handler (certificates of the crate's TLS server, or
+    /// forwarded by a proxy), with these settings.
+    pub fn client_cert(mut self, settings: ClientCert) -> Self {
+        self.client_cert = Some(settings);
+        self
+    }
+
     /// The built-in token server's settings; its tokens are then trusted by the layer.
     pub fn token_server(mut self, settings: TokenServerSettings) -> Self {
         self.token_server = Some(settings);
@@ -617,6 +629,9 @@ impl DeploymentBuilder {
         for issuer in self.issuers {
             let span = listing.item(&format!("issuer {}", issuer.issuer));
             deployment.oauth2.issuer.push(spanned(&span, issuer.into_config(&span)));
+        }
+        if let Some(client_cert) = self.client_cert {
+            client_cert.fill(&mut deployment, &mut listing);
         }
         if let Some(server) = self.token_server {
             let span = listing.item(&format!("token server {}", server.issuer));
