@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# benches/load/run.sh: the whole-process load comparison of tower-secure (issue 7) in one
-# command. Installs what is missing (wrk from Debian, oha from crates.io), builds the
-# bench binaries (release, own target dir), then load-runner runs every mode between
-# no-layer baselines: server pinned to CPU 0, load generator to CPU 1, 127.0.0.1 only.
-# Results: benches/load/results/latest.md and latest.json. See README.md beside it.
+# benches/load/run.sh: the whole-process load comparison of tower-secure (issues 7 and 20)
+# in one command. Installs what is missing (wrk from Debian, oha from crates.io), builds the
+# bench binaries (release, own target dir), measures the in-process check (criterion,
+# benches/layer.rs, pinned to CPU 0), then load-runner runs rounds of every mode, each run
+# paired with a no-layer baseline: server pinned to CPU 0, load generator to CPU 1,
+# 127.0.0.1 only. Results: benches/load/results/latest.md and latest.json. See README.md.
 #
-#   benches/load/run.sh                      # the full run (~8 min on 2 cores)
-#   benches/load/run.sh --duration 2         # a smoke run
+#   benches/load/run.sh                      # the full run: 5 rounds (see README.md for its time)
+#   benches/load/run.sh --quick              # development: 3 rounds of 2 s, repeated modes
 #   benches/load/run.sh --only basic_cached,bearer_rs256_fresh
+#   benches/load/run.sh --no-criterion       # skip the in-process check
 #   benches/load/run.sh --help               # every flag
 set -euo pipefail
 
@@ -43,4 +45,18 @@ fi
 echo "run.sh: building (release)" >&2
 cargo build --release --quiet --bins
 
-exec ./target/release/load-runner --command "benches/load/run.sh${*:+ $*}" "$@"
+# --no-criterion is run.sh's own flag; everything else goes to load-runner.
+criterion=true
+args=()
+for arg in "$@"; do
+  if [ "$arg" = --no-criterion ]; then criterion=false; else args+=("$arg"); fi
+done
+criterion_args=()
+if $criterion; then
+  echo "run.sh: the in-process check (cargo bench --bench layer, pinned to CPU 0)" >&2
+  (cd ../.. && taskset -c 0 cargo bench --quiet --bench layer -- \
+    'in_process/(no_layer|basic_cached_authorized)$|bearer/(no_layer|repeated_token/.*)$' >&2)
+  criterion_args=(--criterion "$here/../../target/criterion")
+fi
+
+exec ./target/release/load-runner --command "benches/load/run.sh${*:+ $*}" "${criterion_args[@]}" "${args[@]}"

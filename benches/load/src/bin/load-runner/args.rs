@@ -4,7 +4,12 @@ use std::path::PathBuf;
 
 pub const USAGE: &str = "\
 usage: load-runner [flags]
-  --duration S          seconds of measured load per run (default 10)
+  --rounds N            rounds: every mode runs once a round next to a baseline of its own,
+                        modes and pair order shuffled per round (default 5)
+  --seed N              the shuffle's seed (default: from the clock; recorded)
+  --quick               development: 3 rounds of 2 s, repeated-credential modes only
+                        (unless --only names others)
+  --duration S          seconds of measured load per run (default 5)
   --warmup S            seconds of warm-up load before each measured run (default 1)
   --connections N       keep-alive connections of the load generator (default 64)
   --client-threads N    wrk threads (default 1: the generator has one core)
@@ -19,10 +24,15 @@ usage: load-runner [flags]
   --bin-dir DIR         where load-server and load-prepare are (default target/release)
   --lua-dir DIR         the wrk scripts (default lua)
   --out DIR             results directory (default results)
+  --criterion DIR       criterion's output (target/criterion) with the in-process check of
+                        benches/layer.rs, shown beside the whole-process ratios (run.sh)
   --command TEXT        the command line to record in the results (run.sh passes it)";
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub rounds: u64,
+    pub seed: u64,
+    pub quick: bool,
     pub duration: u64,
     pub warmup: u64,
     pub connections: u64,
@@ -38,12 +48,16 @@ pub struct Settings {
     pub lua_dir: PathBuf,
     pub out: PathBuf,
     pub command: String,
+    pub criterion: Option<PathBuf>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            duration: 10,
+            rounds: 5,
+            seed: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_secs()),
+            quick: false,
+            duration: 5,
             warmup: 1,
             connections: 64,
             client_threads: 1,
@@ -58,6 +72,7 @@ impl Default for Settings {
             lua_dir: PathBuf::from("lua"),
             out: PathBuf::from("results"),
             command: "load-runner".to_owned(),
+            criterion: None,
         }
     }
 }
@@ -73,8 +88,16 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Settings, String> {
         if flag == "-h" || flag == "--help" {
             return Err(String::new());
         }
+        if flag == "--quick" {
+            settings.quick = true;
+            settings.rounds = 3;
+            settings.duration = 2;
+            continue;
+        }
         let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
+            "--rounds" => settings.rounds = number(&flag, &value)?.max(1),
+            "--seed" => settings.seed = number(&flag, &value)?,
             "--duration" => settings.duration = number(&flag, &value)?.max(1),
             "--warmup" => settings.warmup = number(&flag, &value)?,
             "--connections" => settings.connections = number(&flag, &value)?.max(1),
@@ -90,6 +113,7 @@ pub fn parse(args: impl Iterator<Item = String>) -> Result<Settings, String> {
             "--lua-dir" => settings.lua_dir = value.into(),
             "--out" => settings.out = value.into(),
             "--command" => settings.command = value,
+            "--criterion" => settings.criterion = Some(value.into()),
             _ => return Err(format!("unknown flag {flag}")),
         }
     }

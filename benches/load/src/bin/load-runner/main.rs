@@ -1,8 +1,9 @@
-//! `load-runner`: the whole-process load comparison (issue 7). Prepares the data (keys,
-//! PKI, tokens), times bare signature verification on the server's core, then runs every
-//! mode of `plan.rs` between no-layer baselines: the bench server pinned to one core, wrk
-//! or oha pinned to the other, 127.0.0.1 only, each run bounded by `--duration`. Writes
-//! `results/latest.md` and `results/latest.json`. `run.sh` builds and calls it.
+//! `load-runner`: the whole-process load comparison (issues 7 and 20). Prepares the data
+//! (keys, PKI, tokens), times bare signature verification on the server's core, then runs
+//! `--rounds` rounds of every mode of `plan.rs`, each run paired with a no-layer baseline:
+//! the bench server pinned to one core, wrk or oha pinned to the other, 127.0.0.1 only,
+//! each run bounded by `--duration`. Writes `results/latest.md` and `results/latest.json`
+//! (medians and quartiles over the rounds). `run.sh` builds and calls it.
 #![forbid(unsafe_code)]
 
 mod args;
@@ -47,7 +48,9 @@ fn run(settings: &args::Settings) -> Result<(), String> {
     let scripts = loadgen::Scripts::write(&settings.lua_dir, &settings.data)?;
     let logs = settings.out.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
-    let runs = plan::sequence(selected_modes(settings, &data, &counts)?);
+    let modes = selected_modes(settings, &data, &counts)?;
+    let names: Vec<&'static str> = modes.iter().map(|run| run.name).collect();
+    let runs = plan::schedule(&modes, settings.rounds, settings.seed);
     let ticks = process::clock_ticks_per_second();
     let mut results = Vec::with_capacity(runs.len());
     for (index, run) in runs.iter().enumerate() {
@@ -55,8 +58,9 @@ fn run(settings: &args::Settings) -> Result<(), String> {
         eprintln!("{}", report::progress_line(&result, runs.len()));
         results.push(result);
     }
-    let context = context_start.finish(bare, counts, started.elapsed());
-    report::write(settings, &context, &results)
+    let in_process = settings.criterion.as_deref().map(report::in_process).unwrap_or_default();
+    let context = context_start.finish(bare, counts, started.elapsed(), in_process);
+    report::write(settings, &context, &names, &results)
 }
 
 fn selected_modes(
@@ -65,7 +69,10 @@ fn selected_modes(
     counts: &BTreeMap<String, u64>,
 ) -> Result<Vec<plan::Run>, String> {
     let all = plan::catalogue(data, |alg| counts.get(alg.slug()).copied().unwrap_or(0));
-    let Some(only) = &settings.only else { return Ok(all) };
+    let Some(only) = &settings.only else {
+        // --quick: the modes the repeated-credential targets judge.
+        return Ok(all.into_iter().filter(|run| !settings.quick || run.role == plan::Role::Repeated).collect());
+    };
     if let Some(unknown) = only.iter().find(|name| !all.iter().any(|run| run.name == name.as_str())) {
         let names: Vec<&str> = all.iter().map(|run| run.name).collect();
         return Err(format!("unknown mode {unknown:?}; modes: {}", names.join(", ")));

@@ -15,6 +15,9 @@ use crate::process::{cpu_ticks, pinned, probe, status_kib, Server};
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResult {
     pub seq: usize,
+    pub round: usize,
+    /// The mode and the baseline it is compared with share a pair number.
+    pub pair: usize,
     pub name: &'static str,
     pub what: &'static str,
     pub server_mode: &'static str,
@@ -42,6 +45,10 @@ pub struct RunResult {
     pub distinct_tokens: Option<u64>,
     /// The flood's own summary (answers by status in its counters).
     pub flood: Option<Summary>,
+    /// TCP connections the machine accepted during the measured load (`PassiveOpens` of
+    /// /proc/net/snmp): the load generator's keep-alive connections, plus any reconnects.
+    /// Over TLS each is a full handshake.
+    pub connections_opened: Option<u64>,
 }
 
 impl RunResult {
@@ -77,6 +84,7 @@ struct Measured {
     load: Summary,
     flood: Option<Summary>,
     server_ticks: u64,
+    connections_opened: Option<u64>,
 }
 
 /// The measured load; for the flood, the flood starts first and runs past its end.
@@ -91,15 +99,28 @@ fn measure(run: &Run, settings: &Settings, scripts: &Scripts, server: &Server, t
         }
         _ => None,
     };
+    let opened_before = passive_opens();
     let before = cpu_ticks(server.pid()).ok_or("cannot read the server's CPU time")?;
     let generator = loadgen::start(&run.load, settings, scripts, &server.url, seconds)?;
     let load = loadgen::finish(&run.load, generator, seconds, ticks);
     let after = cpu_ticks(server.pid()).ok_or("cannot read the server's CPU time")?;
+    let connections_opened = opened_before.zip(passive_opens()).map(|(before, after)| after.saturating_sub(before));
     let flood = match flood {
         Some((generator, flood_seconds)) => Some(loadgen::finish(&run.load, generator, flood_seconds, ticks)?),
         None => None,
     };
-    Ok(Measured { load: load?, flood, server_ticks: after.saturating_sub(before) })
+    Ok(Measured { load: load?, flood, server_ticks: after.saturating_sub(before), connections_opened })
+}
+
+/// TCP connections accepted by this machine so far (`Tcp: ... PassiveOpens` in
+/// /proc/net/snmp): the load is on 127.0.0.1, so on a quiet machine the difference over a
+/// run is the connections the load generator opened to the server.
+fn passive_opens() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut tcp = snmp.lines().filter(|line| line.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let column = names.split_whitespace().position(|name| name == "PassiveOpens")?;
+    values.split_whitespace().nth(column)?.parse().ok()
 }
 
 fn failed(seq: usize, run: &Run, error: String) -> RunResult {
@@ -110,6 +131,8 @@ impl RunResult {
     fn empty(seq: usize, run: &Run) -> RunResult {
         RunResult {
             seq,
+            round: run.round,
+            pair: run.pair,
             name: run.name,
             what: run.what,
             server_mode: run.server,
@@ -128,6 +151,7 @@ impl RunResult {
             threads: None,
             distinct_tokens: None,
             flood: None,
+            connections_opened: None,
         }
     }
 }
@@ -167,6 +191,7 @@ pub fn execute(seq: usize, run: &Run, settings: &Settings, scripts: &Scripts, lo
         _ => None,
     };
     result.flood = measured.flood;
+    result.connections_opened = measured.connections_opened;
     result.load = Some(load);
     result
 }

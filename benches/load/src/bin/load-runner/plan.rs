@@ -1,6 +1,7 @@
-//! Which runs, in which order: every mode of the catalogue with a no-layer baseline of the
-//! same transport before and after it, so each mode is compared with the baselines next to
-//! it and the baselines' drift over the whole run shows.
+//! Which runs, in which order: rounds, each running every mode of the catalogue once, paired
+//! with a no-layer baseline of the same transport run just before or just after it (an
+//! ABAB design). The modes' order and which of a pair goes first are shuffled per round, so
+//! drift of the machine over the run spreads over all modes instead of biasing some.
 
 use std::path::PathBuf;
 
@@ -61,6 +62,10 @@ pub struct Run {
     /// The warm-up load (cached credentials warmed, code paths hot).
     pub warmup: Load,
     pub load: Load,
+    /// The round (from 1) and the pair (a mode and its baseline, numbered over the whole
+    /// run from 1); 0 before scheduling.
+    pub round: usize,
+    pub pair: usize,
 }
 
 /// Distinct tokens minted per algorithm per second of `--duration`: about what one core
@@ -110,15 +115,18 @@ fn bearer_runs(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
             alg: Some(alg),
             warmup: static_auth(repeated.clone()),
             load: static_auth(repeated.clone()),
+            round: 0,
+            pair: 0,
         });
         let (name, what) = names_fresh(alg);
         let load = Load::Cycle { file: dir.fresh_tokens(alg), prefix: "Bearer ", distinct: distinct(alg) };
         let (server, transport, role) = ("bearer", Transport::Http, Role::Fresh);
         let warmup = static_auth(repeated.clone());
-        runs.push(Run { name, what, server, transport, role, alg: Some(alg), warmup, load: load.clone() });
+        let (round, pair) = (0, 0);
+        runs.push(Run { name, what, server, transport, role, alg: Some(alg), warmup, load: load.clone(), round, pair });
         let (name, what) = names_floor(alg);
         let (server, role, warmup) = ("bare-jwt", Role::Floor, static_auth(repeated));
-        runs.push(Run { name, what, server, transport, role, alg: Some(alg), warmup, load });
+        runs.push(Run { name, what, server, transport, role, alg: Some(alg), warmup, load, round, pair });
     }
     runs
 }
@@ -163,6 +171,8 @@ pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
         alg: None,
         warmup: static_auth(basic_alex()),
         load: static_auth(basic_alex()),
+        round: 0,
+        pair: 0,
     }];
     runs.push(Run {
         name: "basic_cached_under_flood",
@@ -173,6 +183,8 @@ pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
         alg: None,
         warmup: static_auth(basic_alex()),
         load: Load::Flood { auth: basic_alex(), flood_file: dir.flood_credentials() },
+        round: 0,
+        pair: 0,
     });
     runs.extend(bearer_runs(dir, &distinct));
     runs.push(Run {
@@ -184,6 +196,8 @@ pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
         alg: None,
         warmup: static_auth(format!("Bearer {OPAQUE_TOKEN}")),
         load: static_auth(format!("Bearer {OPAQUE_TOKEN}")),
+        round: 0,
+        pair: 0,
     });
     runs.push(Run {
         name: "jwt_authorizer_rs256_repeated",
@@ -194,6 +208,8 @@ pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
         alg: Some(Alg::Rs256),
         warmup: static_auth(rs256_repeated.clone()),
         load: static_auth(rs256_repeated.clone()),
+        round: 0,
+        pair: 0,
     });
     runs.push(Run {
         name: "jwt_authorizer_rs256_fresh",
@@ -204,6 +220,8 @@ pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
         alg: Some(Alg::Rs256),
         warmup: static_auth(rs256_repeated.clone()),
         load: Load::Cycle { file: dir.fresh_tokens(Alg::Rs256), prefix: "Bearer ", distinct: distinct(Alg::Rs256) },
+        round: 0,
+        pair: 0,
     });
     runs.push(Run {
         name: "no_layer_rs256_header",
@@ -214,6 +232,8 @@ pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
         alg: None,
         warmup: static_auth(rs256_repeated.clone()),
         load: static_auth(rs256_repeated),
+        round: 0,
+        pair: 0,
     });
     runs.push(Run {
         name: "mtls_client_cert",
@@ -224,6 +244,8 @@ pub fn catalogue(dir: &DataDir, distinct: impl Fn(Alg) -> u64) -> Vec<Run> {
         alg: None,
         warmup: Load::Tls,
         load: Load::Tls,
+        round: 0,
+        pair: 0,
     });
     runs
 }
@@ -233,19 +255,59 @@ fn baseline(transport: Transport) -> Run {
         Transport::Http => ("no_layer", "the same app, no layer, no credential", "none", Load::Static { auth: None }),
         Transport::Tls => ("tls_no_layer", "the same app over the same TLS server, no layer", "tls-none", Load::Tls),
     };
-    Run { name, what, server, transport, role: Role::Baseline, alg: None, warmup: load.clone(), load }
+    Run {
+        name,
+        what,
+        server,
+        transport,
+        role: Role::Baseline,
+        alg: None,
+        warmup: load.clone(),
+        load,
+        round: 0,
+        pair: 0,
+    }
 }
 
-/// The modes, each between two baselines of its transport.
-pub fn sequence(modes: Vec<Run>) -> Vec<Run> {
-    let mut runs: Vec<Run> = Vec::new();
-    for run in modes {
-        if runs.last().map(|r| (r.role, r.transport)) != Some((Role::Baseline, run.transport)) {
-            runs.push(baseline(run.transport));
+/// `rounds` rounds of every mode, each mode paired with a baseline of its transport run
+/// right before or right after it; modes and pair order shuffled per round with `seed`.
+pub fn schedule(modes: &[Run], rounds: u64, seed: u64) -> Vec<Run> {
+    let mut random = XorShift(seed.max(1));
+    let mut runs = Vec::new();
+    let mut pair = 0;
+    for round in 1..=rounds as usize {
+        let mut order: Vec<&Run> = modes.iter().collect();
+        random.shuffle(&mut order);
+        for mode in order {
+            pair += 1;
+            let base = Run { round, pair, ..baseline(mode.transport) };
+            let mode = Run { round, pair, ..mode.clone() };
+            if random.next().is_multiple_of(2) {
+                runs.extend([base, mode]);
+            } else {
+                runs.extend([mode, base]);
+            }
         }
-        let transport = run.transport;
-        runs.push(run);
-        runs.push(baseline(transport));
     }
     runs
+}
+
+/// Marsaglia's xorshift64: enough to shuffle a schedule reproducibly from a recorded seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Fisher-Yates.
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
 }
