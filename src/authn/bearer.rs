@@ -74,6 +74,10 @@ struct Inner {
     max_token_bytes: usize,
     /// Verified tokens by SHA-256 of the whole token; entries never outlive `exp`.
     cache: Cache<[u8; 32], VerifiedToken>,
+    /// Principals recently built, by [`Principal::content_hash`]: the tokens of one caller
+    /// (a new one per hour, per device, per request) share one principal in `cache`
+    /// instead of a copy each.
+    principals: Cache<u64, Principal>,
     /// Where token users' permissions come from.
     store: Option<TokenUsers>,
     introspection: Option<Introspector>,
@@ -200,6 +204,7 @@ impl BearerAuthenticator {
             jwt,
             max_token_bytes: config.max_token_bytes,
             cache: Cache::new(config.cache_capacity.max(1)),
+            principals: Cache::new(PRINCIPALS_SHARED),
             store,
             introspection,
             key_epoch,
@@ -220,6 +225,9 @@ impl BearerAuthenticator {
         self.inner.cache.remove(&digest);
     }
 }
+
+/// How many distinct principals [`Inner::principals`] remembers for sharing.
+const PRINCIPALS_SHARED: usize = 4096;
 
 /// What a revocation of a token of this process's token server names.
 #[derive(Clone)]
@@ -281,7 +289,7 @@ impl Inner {
         };
         let bound_to = certificate_binding(&claims)?;
         check_binding(bound_to, request)?;
-        let principal = self.principal(&claims, rules, introspected).await?;
+        let principal = self.shared(self.principal(&claims, rules, introspected).await?);
         let now = crate::unix_seconds();
         // A token user's store record is read again at least every `cache_ttl_seconds`.
         let exp = match &self.store {
@@ -302,6 +310,18 @@ impl Inner {
             self.cache.insert(digest, verified);
         }
         Ok(principal)
+    }
+
+    /// An equal principal already in use, or this one (remembered for the next token).
+    fn shared(&self, principal: Principal) -> Principal {
+        let key = principal.content_hash();
+        match self.principals.get(&key) {
+            Some(known) if known == principal => known,
+            _ => {
+                self.principals.insert(key, principal.clone());
+                principal
+            }
+        }
     }
 
     /// A verified JWT of an issuer with `introspect = true` is also sent to introspection
@@ -561,5 +581,38 @@ mod tests {
         let scope = AuthError::insufficient_scope(&["a".to_owned(), "b".to_owned()]);
         assert_eq!(text(Some(&scope)).unwrap(), r#"Bearer realm="api", error="insufficient_scope", scope="a b""#);
         assert!(text(Some(&AuthError::forbidden("tenant"))).is_none());
+    }
+
+    // SPEC A5, issue 17: the verified-token cache keeps one principal per caller, not a copy
+    // per token: distinct tokens of the same caller share it; a caller holding other
+    // scopes, or another caller, gets its own.
+    #[tokio::test]
+    async fn tokens_of_one_caller_share_their_principal() {
+        let secret = b"an issuer secret of 32 bytes ok!";
+        let issuer = crate::code::Issuer::new("https://idp.test")
+            .hs256_base64(base64::engine::general_purpose::STANDARD.encode(secret))
+            .kid("k1");
+        let bearer = BearerAuthenticator::builder().issuer(issuer).build().unwrap();
+        let request = |sub: &str, jti: &str, scope: &str| {
+            let claims = serde_json::json!({
+                "iss": "https://idp.test", "sub": sub, "jti": jti, "scope": scope, "exp": 4_000_000_000u64,
+            });
+            let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+            header.kid = Some("k1".to_owned());
+            let token =
+                jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap();
+            http::Request::builder().header(AUTHORIZATION, format!("Bearer {token}")).body(()).unwrap().into_parts().0
+        };
+        let first = bearer.authenticate(&request("alex", "1", "read")).await.unwrap();
+        let second = bearer.authenticate(&request("alex", "2", "read")).await.unwrap();
+        let other_scope = bearer.authenticate(&request("alex", "3", "write")).await.unwrap();
+        let other_user = bearer.authenticate(&request("bob", "4", "read")).await.unwrap();
+        assert!(first.is_same(&second), "two tokens of alex with the same scopes share one principal");
+        assert_eq!(other_scope.scopes(), Some(&["write".to_owned()][..]));
+        assert!(!first.is_same(&other_scope) && !first.is_same(&other_user));
+        assert_eq!(other_user.name().user(), "bob");
+        // The cached entry of the second token is the shared principal too.
+        let cached = bearer.authenticate_now(&request("alex", "2", "read")).unwrap().unwrap();
+        assert!(cached.is_same(&first));
     }
 }

@@ -36,6 +36,23 @@ struct PrincipalData {
 }
 
 impl Principal {
+    /// A hash of who the caller is and what it holds (name, handler, roles, scopes, client;
+    /// not the permissions): equal principals hash alike. For sharing one principal among
+    /// cache entries; equality decides, the hash only finds candidates.
+    pub(crate) fn content_hash(&self) -> u64 {
+        use std::hash::{Hash as _, Hasher as _};
+        let data = &*self.0;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&data.name, &data.authenticated_by, &data.roles, &data.scopes, &data.client_id).hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// Whether both are the same shared principal (not merely equal ones).
+    #[cfg(test)]
+    pub(crate) fn is_same(&self, other: &Principal) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Starts a principal for `name`, authenticated by the handler called `authenticated_by`.
     pub fn builder(name: QualifiedName, authenticated_by: impl Into<String>) -> PrincipalBuilder {
         PrincipalBuilder(PrincipalData {
