@@ -589,10 +589,12 @@ mod tests {
     #[tokio::test]
     async fn tokens_of_one_caller_share_their_principal() {
         let secret = b"an issuer secret of 32 bytes ok!";
-        let issuer = crate::code::Issuer::new("https://idp.test")
-            .hs256_base64(base64::engine::general_purpose::STANDARD.encode(secret))
-            .kid("k1");
-        let bearer = BearerAuthenticator::builder().issuer(issuer).build().unwrap();
+        let text = format!(
+            "[[oauth2.issuer]]\nissuer = \"https://idp.test\"\n[[oauth2.issuer.key]]\nkid = \"k1\"\nalgorithm = \"HS256\"\nsecret_base64 = \"{}\"\n",
+            base64::engine::general_purpose::STANDARD.encode(secret)
+        );
+        let deployment = Deployment::from_toml_str("deployment.toml", &text).unwrap();
+        let bearer = BearerAuthenticator::from_config(&deployment, None).unwrap().unwrap();
         let request = |sub: &str, jti: &str, scope: &str| {
             let claims = serde_json::json!({
                 "iss": "https://idp.test", "sub": sub, "jti": jti, "scope": scope, "exp": 4_000_000_000u64,
