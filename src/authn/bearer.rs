@@ -1,8 +1,8 @@
 // The built-in `oauth2` handler (SPEC A5, A7, A12-A16, C2, F8-F12): RFC 6750 bearer
-// tokens, verified as JWTs with keys that come only from configuration, selected by issuer
-// and `kid`, each key with the algorithms its issuer allows for it. jsonwebtoken checks the
-// signature; every claim check is ours, because it leaves gaps (absent `iss`/`aud` pass,
-// `iss` arrays pass, `crit` and `typ` are never checked).
+// tokens, verified by `jwt.rs` (keys only from configuration, selected by issuer and `kid`,
+// every claim check ours) or by introspection for opaque ones; this module owns the cache
+// of verified tokens (digest -> a principal shared by the tokens of one caller), the
+// certificate binding, the principal and the token users' store look-ups.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
