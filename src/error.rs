@@ -7,7 +7,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
 
 /// What kind of refusal an [`AuthError`] is; each kind has one status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -63,6 +63,41 @@ impl AuthErrorKind {
             Self::Internal => "The request could not be authorized.",
         }
     }
+
+    /// The gRPC status code a gRPC caller gets for this kind (`UNAUTHENTICATED` = 16,
+    /// `PERMISSION_DENIED` = 7, `UNAVAILABLE` = 14, ...), for a tonic service that refuses
+    /// with the crate's errors itself:
+    ///
+    /// ```
+    /// use tower_secure::{AuthError, AuthErrorKind};
+    ///
+    /// let error = AuthError::forbidden("needs orders:write");
+    /// assert_eq!(error.kind().grpc_code(), 7); // tonic::Code::PermissionDenied
+    /// assert_eq!(AuthErrorKind::Unavailable.grpc_code(), 14);
+    /// ```
+    pub fn grpc_code(self) -> i32 {
+        match self {
+            Self::InvalidRequest => 3,                              // INVALID_ARGUMENT
+            Self::HeaderTooLarge | Self::TooManyRequests => 8,      // RESOURCE_EXHAUSTED
+            Self::Unauthenticated | Self::InvalidCredentials => 16, // UNAUTHENTICATED
+            Self::Forbidden => 7,                                   // PERMISSION_DENIED
+            Self::MethodNotAllowed => 12,                           // UNIMPLEMENTED
+            Self::Unavailable => 14,                                // UNAVAILABLE
+            Self::Internal => 13,                                   // INTERNAL
+        }
+    }
+}
+
+/// True for a gRPC request (`content-type: application/grpc`, `application/grpc+proto`,
+/// ...): its refusals are gRPC statuses, not HTTP errors.
+pub(crate) fn is_grpc(request: &HeaderMap) -> bool {
+    request.get(CONTENT_TYPE).is_some_and(|value| {
+        let value = value.as_bytes();
+        let prefix = b"application/grpc";
+        value.len() >= prefix.len()
+            && value[..prefix.len()].eq_ignore_ascii_case(prefix)
+            && matches!(value.get(prefix.len()), None | Some(b'+' | b';'))
+    })
 }
 
 /// Why a request was refused.
@@ -157,15 +192,42 @@ impl AuthError {
         self.retry_after
     }
 
-    /// Builds the response: `challenges` become `WWW-Authenticate` headers, the body comes
-    /// from `responder`. Status and headers are not the responder's to change.
-    pub(crate) fn to_response(&self, challenges: &[HeaderValue], responder: &dyn ErrorResponder) -> Response<Bytes> {
+    /// Builds the response to a request with the headers `request`: `challenges` become
+    /// `WWW-Authenticate` headers, the body comes from `responder`. Status and headers are
+    /// not the responder's to change. A gRPC request gets a gRPC status instead.
+    pub(crate) fn to_response(
+        &self,
+        request: &HeaderMap,
+        challenges: &[HeaderValue],
+        responder: &dyn ErrorResponder,
+    ) -> Response<Bytes> {
+        if is_grpc(request) {
+            return self.to_grpc_response(challenges);
+        }
         let body = responder.respond(self);
         let mut response = Response::new(body.body);
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, body.content_type);
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        for challenge in challenges {
+            headers.append(WWW_AUTHENTICATE, challenge.clone());
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+
+    /// A gRPC "trailers-only" answer: HTTP 200 with `grpc-status` and `grpc-message` (the
+    /// fixed sentence of the kind, nothing the caller sent) in the headers and no body, which
+    /// gRPC clients read as the call's status. Challenges and `Retry-After` stay as metadata.
+    fn to_grpc_response(&self, challenges: &[HeaderValue]) -> Response<Bytes> {
+        let mut response = Response::new(Bytes::new());
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from(self.kind.grpc_code()));
+        headers.insert("grpc-message", HeaderValue::from_static(self.kind.detail()));
         for challenge in challenges {
             headers.append(WWW_AUTHENTICATE, challenge.clone());
         }
@@ -250,6 +312,6 @@ impl ErrorResponder for ProblemJson {
 #[cfg(feature = "axum")]
 impl axum::response::IntoResponse for AuthError {
     fn into_response(self) -> axum::response::Response {
-        self.to_response(&[], &ProblemJson).map(axum::body::Body::from)
+        self.to_response(&HeaderMap::new(), &[], &ProblemJson).map(axum::body::Body::from)
     }
 }

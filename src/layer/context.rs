@@ -83,13 +83,13 @@ impl AuthContext {
     pub(crate) fn refuse_anonymous(&self, parts: &Parts) -> Response<Bytes> {
         let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
         self.refused_in_handler(parts, &self.data.rules, None, None, &error);
-        self.unauthenticated(error)
+        self.unauthenticated(parts, error)
     }
 
     /// A 401 for this resource, with its challenges and the configured body.
-    fn unauthenticated(&self, error: AuthError) -> Response<Bytes> {
+    fn unauthenticated(&self, parts: &Parts, error: AuthError) -> Response<Bytes> {
         let engine = &self.data.engine;
-        error.to_response(engine.challenges_for(self.rule()), &*engine.responder)
+        error.to_response(&parts.headers, engine.challenges_for(self.rule()), &*engine.responder)
     }
 
     /// Checks a handler's own `#[secure]` requirements (`rule`, of the handler called
@@ -111,7 +111,7 @@ impl AuthContext {
         let Some(principal) = &self.data.principal else {
             let error = unauthenticated_for(handler);
             self.refused_in_handler(parts, rule, None, None, &error);
-            return Err(self.unauthenticated(error));
+            return Err(self.unauthenticated(parts, error));
         };
         let policy = &engine.policy;
         match authz::check_requirements(required, principal, &|name| policy.scope(name)) {
@@ -120,7 +120,7 @@ impl AuthContext {
                 let registered = engine.registry.handlers().iter().find(|h| h.name() == principal.authenticated_by());
                 self.refused_in_handler(parts, rule, registered.map(RegisteredHandler::name), Some(principal), &error);
                 let challenge = registered.and_then(|h| handler_challenge(h, &engine.realm, &error));
-                Err(error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*engine.responder))
+                Err(error.to_response(&parts.headers, &challenge.into_iter().collect::<Vec<_>>(), &*engine.responder))
             }
         }
     }

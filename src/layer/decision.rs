@@ -246,7 +246,7 @@ impl Engine {
             (_, Some(h), _) => handler_challenge(h, &self.realm, &error).into_iter().collect(),
             _ => Vec::new(),
         };
-        error.to_response(&challenges, &*self.responder)
+        error.to_response(&parts.headers, &challenges, &*self.responder)
     }
 
     fn refuse_caller(
@@ -260,7 +260,7 @@ impl Engine {
     ) -> Response<Bytes> {
         audit_refusal(parts, Some(path), Some(rule), Some(handler.name()), Some(principal), &error);
         let challenge = handler_challenge(handler, &self.realm, &error);
-        error.to_response(&challenge.into_iter().collect::<Vec<_>>(), &*self.responder)
+        error.to_response(&parts.headers, &challenge.into_iter().collect::<Vec<_>>(), &*self.responder)
     }
 }
 

@@ -112,7 +112,11 @@ impl<F, S, B> ResponseFuture<F, S, B> {
 
 /// Only reachable if a caller polls a finished future; answer 500 rather than panic.
 fn polled_after_completion() -> Response<Bytes> {
-    AuthError::internal("response future polled after completion").to_response(&[], &ProblemJson)
+    AuthError::internal("response future polled after completion").to_response(
+        &http::HeaderMap::new(),
+        &[],
+        &ProblemJson,
+    )
 }
 
 pin_project! {
@@ -136,8 +140,10 @@ impl<B> SecureBody<B> {
         Self { kind: BodyKind::Inner { body } }
     }
 
+    /// A refusal's body; an empty one (a gRPC status) ends the stream at once, so the
+    /// status travels as a trailers-only response.
     fn rejection(bytes: Bytes) -> Self {
-        Self { kind: BodyKind::Rejection { bytes: Some(bytes) } }
+        Self { kind: BodyKind::Rejection { bytes: (!bytes.is_empty()).then_some(bytes) } }
     }
 }
 
