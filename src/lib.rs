@@ -24,6 +24,8 @@ pub mod secure_attr;
 #[cfg(feature = "sql")]
 mod sql_pool;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "tls")]
 pub mod tls;
 

@@ -77,24 +77,10 @@ impl fmt::Display for Applied {
 impl Engine {
     pub(super) fn start(self: &Arc<Self>, parts: &Parts) -> Start {
         let raw_path = crate::policy::request_path(parts);
-        let path = match CanonicalPath::parse(raw_path) {
-            Ok(path) => path,
-            Err(e) => {
-                return Start::Refuse(self.refuse(parts, None, None, None, AuthError::invalid_request(e.to_string())))
-            }
+        let (path, rules) = match self.rules_for(parts) {
+            Ok(applied) => applied,
+            Err((path, error)) => return Start::Refuse(self.refuse(parts, path.as_ref(), None, None, error)),
         };
-        let rule = match self.lookup(parts, &path) {
-            Ok(rule) => rule,
-            Err(refused) => return Start::Refuse(refused),
-        };
-        let routed = match CanonicalPath::as_routed(raw_path) {
-            None => None,
-            Some(routed_path) => match self.lookup(parts, &routed_path) {
-                Ok(routed) => (!Arc::ptr_eq(&routed, &rule)).then_some(routed),
-                Err(refused) => return Start::Refuse(refused),
-            },
-        };
-        let rules = Applied { rule, routed };
         // The raw path, not the decoded one: the router must dispatch exactly this path.
         if self.token_endpoints.contains(&raw_path) {
             return Start::Pass(self.context(None, rules, path), Allowed::TokenEndpoint);
@@ -117,18 +103,37 @@ impl Engine {
         }
     }
 
-    /// The rule for `path`; a refusal when no rule allows the method or two regex rules tie.
-    // The refusal is a response, built once on the rare refusing path.
-    #[allow(clippy::result_large_err)]
-    fn lookup(&self, parts: &Parts, path: &CanonicalPath) -> Result<Arc<Rule>, Response<Bytes>> {
-        self.policy.lookup(&parts.method, path).cloned().map_err(|failure| {
-            let error = match failure {
-                LookupFailure::MethodNotAllowed => {
-                    AuthError::new(AuthErrorKind::MethodNotAllowed, "method not allowed by any rule")
-                }
-                LookupFailure::Ambiguous => AuthError::internal("two regex rules of equal rank match this path"),
-            };
-            self.refuse(parts, Some(path), None, None, error)
+    /// The canonical path of a request and the rules that apply to it: the rule of the
+    /// decoded path and, when a router matching raw text dispatches it elsewhere, that rule
+    /// too. An error (with the path, once it parsed) for a malformed path, a method no rule
+    /// allows, or two regex rules that tie.
+    pub(super) fn rules_for(
+        &self,
+        parts: &Parts,
+    ) -> Result<(CanonicalPath, Applied), (Option<CanonicalPath>, AuthError)> {
+        let raw_path = crate::policy::request_path(parts);
+        let path = CanonicalPath::parse(raw_path).map_err(|e| (None, AuthError::invalid_request(e.to_string())))?;
+        let rule = match self.lookup(parts, &path) {
+            Ok(rule) => rule,
+            Err(error) => return Err((Some(path), error)),
+        };
+        let routed = match CanonicalPath::as_routed(raw_path) {
+            None => None,
+            Some(routed_path) => match self.lookup(parts, &routed_path) {
+                Ok(routed) => (!Arc::ptr_eq(&routed, &rule)).then_some(routed),
+                Err(error) => return Err((Some(path), error)),
+            },
+        };
+        Ok((path, Applied { rule, routed }))
+    }
+
+    /// The rule for `path`; an error when no rule allows the method or two regex rules tie.
+    fn lookup(&self, parts: &Parts, path: &CanonicalPath) -> Result<Arc<Rule>, AuthError> {
+        self.policy.lookup(&parts.method, path).cloned().map_err(|failure| match failure {
+            LookupFailure::MethodNotAllowed => {
+                AuthError::new(AuthErrorKind::MethodNotAllowed, "method not allowed by any rule")
+            }
+            LookupFailure::Ambiguous => AuthError::internal("two regex rules of equal rank match this path"),
         })
     }
 
@@ -213,7 +218,12 @@ impl Engine {
         Ok(())
     }
 
-    fn context(self: &Arc<Self>, principal: Option<Principal>, rules: Applied, path: CanonicalPath) -> AuthContext {
+    pub(super) fn context(
+        self: &Arc<Self>,
+        principal: Option<Principal>,
+        rules: Applied,
+        path: CanonicalPath,
+    ) -> AuthContext {
         let refused_in_handler = AtomicBool::new(false);
         let data = ContextData { principal, rules, path, engine: self.clone(), refused_in_handler };
         AuthContext { data: Arc::new(data) }

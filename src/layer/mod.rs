@@ -15,13 +15,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
+use http::request::Parts;
 use http::{HeaderValue, Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::authn::Registry;
 use crate::authz::AuthorizationHandler;
-use crate::error::ErrorResponder;
+use crate::error::{AuthError, ErrorResponder};
+use crate::identity::Principal;
 use crate::policy::Policy;
 
 pub use context::AuthContext;
@@ -77,6 +79,16 @@ impl SecureLayer {
     /// The compiled policy this layer enforces now.
     pub fn policy(&self) -> Arc<Policy> {
         self.engine.load().policy.clone()
+    }
+
+    /// What the layer would put in `request`'s extensions had it authenticated `principal`:
+    /// the rules of the request's path, decided by this configuration. The rules themselves
+    /// are not checked (for handler tests: `testing::with_principal`).
+    #[cfg_attr(not(feature = "testing"), allow(dead_code))]
+    pub(crate) fn context_for(&self, parts: &Parts, principal: Principal) -> Result<AuthContext, AuthError> {
+        let engine = self.engine.load_full();
+        let (path, rules) = engine.rules_for(parts).map_err(|(_, error)| error)?;
+        Ok(engine.context(Some(principal), rules, path))
     }
 
     /// The authentication handlers by name, in the order they are asked.
