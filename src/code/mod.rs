@@ -687,7 +687,19 @@ pub struct UsersBuilder {
 enum UsersItem {
     Role { name: String, permissions: Vec<String> },
     User { name: String, password_hash: String, roles: Vec<String> },
-    Client { id: String, secret_hash: String, roles: Vec<String>, grant_types: Option<Vec<GrantType>> },
+    Client(ClientItem),
+}
+
+/// A client as added: what its `[[client]]` table would say.
+#[derive(Debug, Default)]
+struct ClientItem {
+    id: String,
+    secret_hash: Option<String>,
+    roles: Vec<String>,
+    grant_types: Option<Vec<GrantType>>,
+    redirect_uris: Vec<String>,
+    allowed_scopes: Option<Vec<String>>,
+    trusted: bool,
 }
 
 impl UsersBuilder {
@@ -718,17 +730,49 @@ impl UsersBuilder {
         secret_hash: impl Into<String>,
         roles: impl IntoIterator<Item = impl Into<String>>,
     ) -> Self {
-        let (id, secret_hash, roles) = (id.into(), secret_hash.into(), strings(roles));
-        self.items.push(UsersItem::Client { id, secret_hash, roles, grant_types: None });
+        let (id, secret_hash, roles) = (id.into(), Some(secret_hash.into()), strings(roles));
+        self.items.push(UsersItem::Client(ClientItem { id, secret_hash, roles, ..ClientItem::default() }));
+        self
+    }
+
+    /// A public client (a browser or mobile app: no secret), for the authorization code
+    /// flow with PKCE to these redirect URIs, matched exactly.
+    pub fn public_client(
+        mut self,
+        id: impl Into<String>,
+        redirect_uris: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Self {
+        let (id, redirect_uris) = (id.into(), strings(redirect_uris));
+        self.items.push(UsersItem::Client(ClientItem { id, redirect_uris, ..ClientItem::default() }));
+        self
+    }
+
+    /// The client added last, changed.
+    fn last_client(mut self, change: impl FnOnce(&mut ClientItem)) -> Self {
+        if let Some(UsersItem::Client(client)) = self.items.last_mut() {
+            change(client);
+        }
         self
     }
 
     /// Limits the client added last to these grant types.
-    pub fn grant_types(mut self, grants: impl IntoIterator<Item = GrantType>) -> Self {
-        if let Some(UsersItem::Client { grant_types, .. }) = self.items.last_mut() {
-            *grant_types = Some(grants.into_iter().collect());
-        }
-        self
+    pub fn grant_types(self, grants: impl IntoIterator<Item = GrantType>) -> Self {
+        self.last_client(|client| client.grant_types = Some(grants.into_iter().collect()))
+    }
+
+    /// The redirect URIs of the client added last (the authorization code flow).
+    pub fn redirect_uris(self, uris: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.last_client(|client| client.redirect_uris = strings(uris))
+    }
+
+    /// The scopes the client added last may get at most.
+    pub fn allowed_scopes(self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.last_client(|client| client.allowed_scopes = Some(strings(scopes)))
+    }
+
+    /// Makes the client added last trusted: its users see no consent page.
+    pub fn trusted(self) -> Self {
+        self.last_client(|client| client.trusted = true)
     }
 
     /// Checks names, hashes and roles as a users file's are checked.
@@ -751,15 +795,19 @@ impl UsersBuilder {
                         disabled: false,
                     });
                 }
-                UsersItem::Client { id, secret_hash, roles, grant_types } => {
-                    let span = listing.item(&format!("client {id}"));
+                UsersItem::Client(client) => {
+                    let span = listing.item(&format!("client {}", client.id));
+                    let each = |list: Vec<String>| list.into_iter().map(|v| spanned(&span, v)).collect::<Vec<_>>();
                     let grant_types =
-                        grant_types.map(|g| g.into_iter().map(|g| spanned(&span, g.as_str().to_owned())).collect());
+                        client.grant_types.map(|g| each(g.iter().map(|g| g.as_str().to_owned()).collect()));
                     file.client.push(ClientEntry {
-                        id: spanned(&span, id),
-                        secret: spanned(&span, secret_hash),
-                        roles: roles.into_iter().map(|r| spanned(&span, r)).collect(),
+                        id: spanned(&span, client.id),
+                        secret: client.secret_hash.map(|hash| spanned(&span, hash)),
+                        roles: each(client.roles),
                         grant_types,
+                        redirect_uris: each(client.redirect_uris),
+                        allowed_scopes: client.allowed_scopes.map(each),
+                        trusted: client.trusted,
                         disabled: false,
                     });
                 }

@@ -47,11 +47,19 @@ pub(crate) struct UserEntry {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClientEntry {
     pub(crate) id: Spanned<String>,
-    pub(crate) secret: Spanned<String>,
+    /// Absent for a public client (a browser or mobile app: it cannot keep a secret).
+    #[serde(default)]
+    pub(crate) secret: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) roles: Vec<Spanned<String>>,
     #[serde(default)]
     pub(crate) grant_types: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) redirect_uris: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub(crate) allowed_scopes: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub(crate) trusted: bool,
     #[serde(default)]
     pub(crate) disabled: bool,
 }
@@ -64,12 +72,15 @@ pub(crate) struct ClientEntry {
 /// let grant: GrantType = "client_credentials".parse()?;
 /// assert_eq!(grant, GrantType::ClientCredentials);
 /// assert_eq!(grant.as_str(), "client_credentials");
-/// assert!("authorization_code".parse::<GrantType>().is_err());
+/// assert!("implicit".parse::<GrantType>().is_err());
 /// # Ok::<(), tower_secure::config::UnknownGrantType>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GrantType {
+    /// `authorization_code`: a code from the authorization endpoint, with its PKCE
+    /// verifier (RFC 6749 section 4.1, RFC 7636).
+    AuthorizationCode,
     /// `password`: a user's name and password (RFC 6749 section 4.3).
     Password,
     /// `client_credentials`: the client on its own behalf (section 4.4).
@@ -80,11 +91,16 @@ pub enum GrantType {
 
 impl GrantType {
     /// Every grant type the token endpoint implements.
-    pub const ALL: [GrantType; 3] = [GrantType::Password, GrantType::ClientCredentials, GrantType::RefreshToken];
+    pub const ALL: [GrantType; 4] =
+        [GrantType::AuthorizationCode, GrantType::Password, GrantType::ClientCredentials, GrantType::RefreshToken];
+
+    /// The grants a public client (no secret) may use, and has unless it lists its own.
+    pub const PUBLIC: [GrantType; 2] = [GrantType::AuthorizationCode, GrantType::RefreshToken];
 
     /// The RFC 6749 name.
     pub fn as_str(self) -> &'static str {
         match self {
+            GrantType::AuthorizationCode => "authorization_code",
             GrantType::Password => "password",
             GrantType::ClientCredentials => "client_credentials",
             GrantType::RefreshToken => "refresh_token",
@@ -100,7 +116,7 @@ impl std::fmt::Display for GrantType {
 
 /// A grant type name the token endpoint does not implement.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown grant type; known: password, client_credentials, refresh_token")]
+#[error("unknown grant type; known: authorization_code, password, client_credentials, refresh_token")]
 pub struct UnknownGrantType;
 
 impl std::str::FromStr for GrantType {
@@ -128,14 +144,22 @@ impl std::str::FromStr for GrantType {
 pub struct ClientRecord {
     /// The client id: 1 to 128 of `A-Z a-z 0-9 . _ ~ -`.
     pub id: String,
-    /// The client secret as an argon2id PHC string.
+    /// The client secret as an argon2id PHC string; empty for a public client, which
+    /// authenticates by nothing but its `client_id` and proves each code with PKCE.
     pub secret_hash: String,
     /// Roles that stand in for a user's in the `client_credentials` grant.
     pub roles: Vec<String>,
     /// The permissions those roles grant.
     pub permissions: PermissionSet,
-    /// The grants this client may use; default all of [`GrantType::ALL`].
+    /// The grants this client may use; default all of [`GrantType::ALL`] (a public
+    /// client: [`GrantType::PUBLIC`]).
     pub grant_types: Vec<GrantType>,
+    /// The redirect URIs of the authorization code flow, matched exactly.
+    pub redirect_uris: Vec<String>,
+    /// The scopes it may get at most; `None`: whatever scope validation grants.
+    pub allowed_scopes: Option<Vec<String>>,
+    /// Trusted (first-party) clients skip the consent page.
+    pub trusted: bool,
     /// A disabled client gets no tokens.
     pub disabled: bool,
 }
@@ -150,8 +174,44 @@ impl ClientRecord {
             roles: Vec::new(),
             permissions: PermissionSet::default(),
             grant_types: GrantType::ALL.to_vec(),
+            redirect_uris: Vec::new(),
+            allowed_scopes: None,
+            trusted: false,
             disabled: false,
         }
+    }
+
+    /// A public client (a browser or mobile app, which cannot keep a secret): the
+    /// authorization code flow with PKCE to `redirect_uris`, and refresh tokens.
+    pub fn public(id: impl Into<String>, redirect_uris: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            grant_types: GrantType::PUBLIC.to_vec(),
+            redirect_uris: redirect_uris.into_iter().map(Into::into).collect(),
+            ..Self::new(id, "")
+        }
+    }
+
+    /// True for a public client (no secret).
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_empty()
+    }
+
+    /// The redirect URIs of the authorization code flow, matched exactly.
+    pub fn redirect_uris(mut self, uris: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.redirect_uris = uris.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The scopes it may get at most.
+    pub fn allowed_scopes(mut self, scopes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_scopes = Some(scopes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// A trusted (first-party) client skips the consent page.
+    pub fn trusted(mut self, trusted: bool) -> Self {
+        self.trusted = trusted;
+        self
     }
 
     /// The roles that stand in for a user's in the `client_credentials` grant.
@@ -263,28 +323,82 @@ pub(crate) fn clients_from(parsed: &UsersFile, source: &SourceMap) -> Result<Vec
         if clients.iter().any(|c| c.id == *id) {
             return Err(source.error(client.id.span(), "id", "this client is defined twice"));
         }
-        check_phc(client.secret.get_ref()).map_err(|m| source.error(client.secret.span(), "secret", m))?;
-        let grant_types = match &client.grant_types {
+        if let Some(secret) = &client.secret {
+            check_phc(secret.get_ref()).map_err(|m| source.error(secret.span(), "secret", m))?;
+        }
+        let public = client.secret.is_none();
+        let grant_types: Vec<GrantType> = match &client.grant_types {
+            None if public => GrantType::PUBLIC.to_vec(),
             None => GrantType::ALL.to_vec(),
             Some(list) => list
                 .iter()
                 .map(|g| {
-                    g.get_ref()
+                    let grant: GrantType = g
+                        .get_ref()
                         .parse()
-                        .map_err(|e: UnknownGrantType| source.error(g.span(), "grant_types", e.to_string()))
+                        .map_err(|e: UnknownGrantType| source.error(g.span(), "grant_types", e.to_string()))?;
+                    if public && !GrantType::PUBLIC.contains(&grant) {
+                        let message = "a public client (no secret) may only use authorization_code and refresh_token";
+                        return Err(source.error(g.span(), "grant_types", message));
+                    }
+                    Ok(grant)
                 })
                 .collect::<Result<_, _>>()?,
         };
+        for uri in &client.redirect_uris {
+            check_redirect_uri(uri.get_ref()).map_err(|m| source.error(uri.span(), "redirect_uris", m))?;
+        }
+        if public && client.redirect_uris.is_empty() {
+            let message = "a public client (no secret) needs redirect_uris for the authorization code flow";
+            return Err(source.error(client.id.span(), "redirect_uris", message));
+        }
         clients.push(ClientRecord {
             id: id.clone(),
-            secret_hash: client.secret.get_ref().clone(),
+            secret_hash: client.secret.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default(),
             roles: client.roles.iter().map(|r| r.get_ref().clone()).collect(),
             permissions: granted(&roles, &client.roles, source)?,
             grant_types,
+            redirect_uris: client.redirect_uris.iter().map(|u| u.get_ref().clone()).collect(),
+            allowed_scopes: client
+                .allowed_scopes
+                .as_ref()
+                .map(|list| list.iter().map(|s| s.get_ref().clone()).collect()),
+            trusted: client.trusted,
             disabled: client.disabled,
         });
     }
     Ok(clients)
+}
+
+/// A redirect URI a client may register (RFC 6749 3.1.2, RFC 8252, RFC 9700 4.1): absolute,
+/// without a fragment; `http` only to a loopback host (a native app's local listener),
+/// otherwise `https` or an app's private-use scheme (`com.example.app:/callback`).
+pub(crate) fn check_redirect_uri(uri: &str) -> Result<(), &'static str> {
+    if uri.len() > 2048 || uri.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+        return Err("a redirect URI is at most 2048 characters without spaces or controls");
+    }
+    if uri.contains('#') {
+        return Err("a redirect URI has no fragment");
+    }
+    let Some((scheme, rest)) = uri.split_once(':') else { return Err("a redirect URI is absolute") };
+    let scheme_ok = scheme.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
+    if !scheme_ok || rest.is_empty() {
+        return Err("a redirect URI is absolute");
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => match uri.parse::<http::Uri>() {
+            Ok(parsed) if parsed.host().is_some_and(|h| !h.is_empty()) => Ok(()),
+            _ => Err("not a valid https URL"),
+        },
+        "http" => match uri.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_owned)) {
+            Some(host) if ["127.0.0.1", "[::1]", "localhost"].contains(&host.as_str()) => Ok(()),
+            _ => Err("http redirect URIs are for loopback hosts only (127.0.0.1, [::1], localhost); use https"),
+        },
+        "javascript" | "data" | "file" | "vbscript" => Err("this scheme cannot be a redirect URI"),
+        _ if scheme.contains('.') => Ok(()),
+        _ => Err("a redirect URI is https, http on loopback, or a private-use scheme (com.example.app:/path)"),
+    }
 }
 
 /// Reads a users file and loads its `[[client]]` tables.

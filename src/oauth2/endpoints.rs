@@ -13,8 +13,10 @@ use super::{Form, OAuthError, TokenServer};
 
 /// The paths [`TokenServer::router`] serves; a layer built with
 /// [`token_server`](crate::SecureLayerBuilder::token_server) lets exactly these through.
-pub const ENDPOINT_PATHS: [&str; 6] = [
+pub const ENDPOINT_PATHS: [&str; 8] = [
     "/oauth2/token",
+    "/oauth2/authorize",
+    "/oauth2/logout",
     "/oauth2/jwks",
     "/oauth2/introspect",
     "/oauth2/revoke",
@@ -24,15 +26,20 @@ pub const ENDPOINT_PATHS: [&str; 6] = [
 
 impl TokenServer {
     /// The endpoints as an axum router ([`ENDPOINT_PATHS`]): `POST /oauth2/token`,
+    /// `GET` and `POST /oauth2/authorize` (the authorization code flow's login and consent
+    /// pages), `GET /oauth2/logout`,
     /// `GET /oauth2/jwks`, `POST /oauth2/introspect`, `POST /oauth2/revoke`,
     /// `GET /.well-known/openid-configuration` and `GET /.well-known/oauth-authorization-server`.
     /// Merge it into the app and put the layer around both; the layer must know the server
     /// ([`SecureLayerBuilder::token_server`](crate::SecureLayerBuilder::token_server)),
     /// otherwise it refuses the endpoints' callers with 401.
     pub fn router(&self) -> Router {
-        let [token_path, jwks_path, introspect_path, revoke_path, openid_path, oauth_path] = ENDPOINT_PATHS;
+        let [token_path, authorize_path, logout_path, jwks_path, introspect_path, revoke_path, openid_path, oauth_path] =
+            ENDPOINT_PATHS;
         Router::new()
             .route(token_path, post(token))
+            .route(authorize_path, get(authorize_get).post(authorize_post))
+            .route(logout_path, get(logout))
             .route(jwks_path, get(jwks))
             .route(introspect_path, post(introspect))
             .route(revoke_path, post(revoke))
@@ -78,6 +85,22 @@ async fn token(State(server): State<TokenServer>, request: Request) -> Response 
         Ok(issued) => no_store(issued.to_json()),
         Err(error) => error.into_response(),
     }
+}
+
+async fn authorize_get(State(server): State<TokenServer>, request: Request) -> Response {
+    let query = request.uri().query().unwrap_or("").as_bytes().to_vec();
+    server.authorize_get(request.headers(), &query).await
+}
+
+async fn authorize_post(State(server): State<TokenServer>, request: Request) -> Response {
+    match server.read_form(request).await {
+        Ok((headers, form)) => server.authorize_post(&headers, &form).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn logout(State(server): State<TokenServer>) -> Response {
+    server.logout()
 }
 
 async fn introspect(State(server): State<TokenServer>, request: Request) -> Response {

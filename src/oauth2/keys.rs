@@ -18,6 +18,8 @@ pub(super) struct SigningKey {
     pub(super) decoding: DecodingKey,
     /// The public JWK; `None` for HMAC keys, which are never published.
     pub(super) public: Option<Value>,
+    /// The HMAC key of login-session cookies, derived from the private key.
+    pub(super) session_key: [u8; 32],
 }
 
 pub(super) struct SigningKeys {
@@ -81,10 +83,14 @@ fn load(table: &Spanned<SigningKeyConfig>, source: &SourceMap) -> Result<Signing
         "HS256" => Algorithm::HS256,
         _ => return Err(("algorithm", "the token server signs with RS256, ES256, EdDSA or HS256".to_owned())),
     };
-    let (encoding, decoding, jwk) = match algorithm {
+    let (encoding, decoding, jwk, material) = match algorithm {
         Algorithm::HS256 => hmac(config)?,
         _ => private_key(config, algorithm, source)?,
     };
+    // Login sessions are signed with a key derived from the private key: every instance
+    // configured with the same key accepts the others' sessions, and nothing else can.
+    let session_key =
+        Sha256::new().chain_update(b"tower-secure login session v1\0").chain_update(&material).finalize().into();
     let kid = match &config.kid {
         Some(kid) => checked_kid(kid.get_ref())?,
         None => thumbprint(&jwk)?,
@@ -94,7 +100,7 @@ fn load(table: &Spanned<SigningKeyConfig>, source: &SourceMap) -> Result<Signing
         Algorithm::HS256 => None,
         _ => Some(with_kid(jwk, &kid)),
     };
-    Ok(SigningKey { kid, algorithm, encoding, decoding, public })
+    Ok(SigningKey { kid, algorithm, encoding, decoding, public, session_key })
 }
 
 fn checked_kid(kid: &str) -> Result<String, LoadError> {
@@ -131,7 +137,7 @@ fn thumbprint(jwk: &Value) -> Result<String, LoadError> {
 }
 
 /// The HS256 signing and verification keys, and the secret as a JWK (for its thumbprint).
-fn hmac(config: &SigningKeyConfig) -> Result<(EncodingKey, DecodingKey, Value), LoadError> {
+fn hmac(config: &SigningKeyConfig) -> Result<(EncodingKey, DecodingKey, Value, Vec<u8>), LoadError> {
     let secret =
         config.secret_base64.as_ref().ok_or(("secret_base64", "an HS256 key needs secret_base64".to_owned()))?;
     if config.pem.is_some() || config.pem_file.is_some() {
@@ -142,7 +148,7 @@ fn hmac(config: &SigningKeyConfig) -> Result<(EncodingKey, DecodingKey, Value), 
         .map_err(|_| ("secret_base64", "not base64".to_owned()))?;
     let decoding = crate::authn::hmac_key(&bytes, Algorithm::HS256).map_err(|m| ("secret_base64", m))?;
     let jwk = json!({ "kty": "oct", "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes) });
-    Ok((EncodingKey::from_secret(&bytes), decoding, jwk))
+    Ok((EncodingKey::from_secret(&bytes), decoding, jwk, bytes))
 }
 
 /// The signing key, its verification key and its public JWK (with `use` and `alg`).
@@ -150,7 +156,7 @@ fn private_key(
     config: &SigningKeyConfig,
     algorithm: Algorithm,
     source: &SourceMap,
-) -> Result<(EncodingKey, DecodingKey, Value), LoadError> {
+) -> Result<(EncodingKey, DecodingKey, Value, Vec<u8>), LoadError> {
     if config.secret_base64.is_some() {
         return Err(("secret_base64", "only HS256 keys take a secret".to_owned()));
     }
@@ -189,7 +195,7 @@ fn private_key(
         crate::authn::check_rsa_modulus(&rsa.n).map_err(|m| ("pem", m))?;
     }
     let public = serde_json::to_value(&jwk).map_err(|e| ("pem", e.to_string()))?;
-    Ok((encoding, decoding, public))
+    Ok((encoding, decoding, public, text.into_bytes()))
 }
 
 /// The public JWK (`kty` OKP, `crv` Ed25519) of a PKCS#8 Ed25519 private key.

@@ -47,9 +47,11 @@
 //! # Ok(()) }
 //! ```
 
+mod authorize;
 mod endpoints;
 mod error;
 mod keys;
+mod pages;
 mod refresh;
 mod scope;
 
@@ -553,6 +555,10 @@ fn unavailable(error: StateError) -> OAuthError {
 /// checks that against the version of the clients it decides with (a reload between the
 /// two, or a verification cached before it, is seen).
 fn client_as_user(client: &ClientRecord) -> Option<UserRecord> {
+    // A public client has no secret to verify.
+    if client.is_public() {
+        return None;
+    }
     Some(UserRecord {
         name: QualifiedName::parse(&client.id).ok()?,
         password_hash: Some(client.secret_hash.clone()),
@@ -802,7 +808,10 @@ impl TokenServer {
 
     /// The token endpoint's work once the form is parsed.
     async fn token(&self, headers: &HeaderMap, form: &Form) -> Result<Issued, OAuthError> {
-        let caller = self.client(headers).await?;
+        let caller = match authorize::public_client(self, headers, form) {
+            Some(public) => public,
+            None => self.client(headers).await?,
+        };
         let client = &*caller.client;
         form.check_client_id(&client.id)?;
         // Tokens issued in the second all of a client's tokens were revoked (it was disabled
@@ -818,6 +827,7 @@ impl TokenServer {
             return Err(OAuthError::unauthorized_client("grant type not allowed for this client"));
         }
         let issued = match grant_type {
+            GrantType::AuthorizationCode => self.code_grant(&caller, form).await,
             GrantType::Password => self.password_grant(&caller, form).await,
             GrantType::ClientCredentials => self.client_credentials_grant(&caller, form).await,
             GrantType::RefreshToken => self.refresh_grant(&caller, form).await,
@@ -977,6 +987,9 @@ impl TokenServer {
             Some(validator) => validator.validate(&request).await?,
             None => configured.validate(&request).await?,
         };
+        if let Some(allowed) = &caller.client.allowed_scopes {
+            granted.retain(|scope| allowed.contains(scope));
+        }
         if granted.is_empty() {
             granted.extend(rules.default_scope.iter().cloned());
         }
@@ -1122,15 +1135,17 @@ impl TokenServer {
         let base = &self.inner.issuer;
         json!({
             "issuer": base,
+            "authorization_endpoint": format!("{base}/oauth2/authorize"),
             "token_endpoint": format!("{base}/oauth2/token"),
             "jwks_uri": format!("{base}/oauth2/jwks"),
             "introspection_endpoint": format!("{base}/oauth2/introspect"),
             "revocation_endpoint": format!("{base}/oauth2/revoke"),
             "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
-            "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "none"],
+            "code_challenge_methods_supported": ["S256"],
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic"],
-            "response_types_supported": [],
+            "response_types_supported": ["code"],
             "id_token_signing_alg_values_supported": [],
             "subject_types_supported": ["public"],
         })
