@@ -32,6 +32,7 @@ fn deployment(issuer: String) -> Result<Deployment, tower_secure::config::Config
     Deployment::builder()
         .realm("quickstart")
         .rule(AccessRule::new("/api/health").method("GET").open())
+        .rule(AccessRule::new("/callback").method("GET").open())
         .rule(AccessRule::new("/api/users/v1/{user_id}/challenges").method("GET").scope(VIEW_SCOPE).permission(VIEW))
         .rule(AccessRule::new("/api/admin/**").permission("/permission/admin").handlers(["basic"]))
         .scope(ScopeBinding::new(VIEW_SCOPE).permission(VIEW))
@@ -72,6 +73,7 @@ fn users() -> Result<Users, tower_secure::config::ConfigError> {
             "$argon2id$v=19$m=19456,t=2,p=1$gONhXvPvfhJJHigL85lNKw$qDsot0rkDJKc6Dtktwf/hsMpwPsfVE5/1f4mt2zPnss",
             ["everyone"],
         )
+        .public_client("quickstart-spa", ["http://127.0.0.1:3000/callback"])
         .build()
 }
 

@@ -2,7 +2,8 @@
 //! pages, every RFC 6749 / RFC 7636 error branch, open-redirect attempts, CSRF, lockout
 //! through the form, single-use codes, and the clients the flow adds (public, trusted,
 //! limited scopes, password grant switched off). `requests-oauthlib` runs the flow as an
-//! independent client; the browser test is in `tests/browser_login.rs`.
+//! independent client, and headless Chromium signs in through the pages
+//! (`tests/browser/login.py`, Selenium).
 
 mod common;
 
@@ -756,4 +757,88 @@ async fn d6_requests_oauthlib_runs_the_code_flow() {
     assert_eq!(report["token"]["scope"], json!(["openid", SCOPE]), "{report}");
     assert_eq!(report["api_status"], 200, "{report}");
     assert_eq!(report["api_body"]["requested_by"], "alex", "{report}");
+}
+
+/// A program the test script provisions (`TOWER_SECURE_<name>`), or its Debian path; the
+/// test fails, naming the script, when neither exists: it never skips.
+fn provisioned(variable: &str, debian_path: &str) -> String {
+    let path = std::env::var(variable).unwrap_or_else(|_| debian_path.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} ({variable}) is missing: scripts/test provisions it (Debian packages chromium, chromium-driver)"
+    );
+    path
+}
+
+// SPEC D6: in a real browser (headless Chromium through its WebDriver, driven by
+// Selenium): the login page renders with its labels (a screenshot is saved for the
+// README), a wrong password shows the error on the page, the right one leads to the
+// consent page listing the scopes, Allow lands on the redirect URI with a code and the
+// state; the test exchanges the code with its verifier and calls the API with the token.
+#[tokio::test]
+async fn d6_login_in_a_real_browser() {
+    let app = start().await;
+    let (verifier, challenge) = pkce();
+    let callback = format!("{}/callback", app.base);
+    let query = authorize_query(
+        "spa",
+        &callback,
+        &challenge,
+        &[("scope", &format!("openid {SCOPE}")), ("state", "browser-state")],
+    );
+    let screenshots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&screenshots).unwrap();
+    let screenshot = screenshots.join("login-page.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let config = json!({
+        "authorize_url": format!("{}{query}", app.base),
+        "redirect_uri": callback,
+        "user": "alex", "password": "alex123", "wrong_password": "alex124",
+        "screenshot": screenshot,
+        "chromium": provisioned("TOWER_SECURE_CHROMIUM", "/usr/bin/chromium"),
+        "chromedriver": provisioned("TOWER_SECURE_CHROMEDRIVER", "/usr/bin/chromedriver"),
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/login.py");
+    let child = tokio::process::Command::new(common::python())
+        .arg(script)
+        .arg(config.to_string())
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("SE_OFFLINE", "true")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run the test environment's Python (run scripts/test): {e}"));
+    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "login.py failed: {stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+
+    assert_eq!(report["login_title"], "Sign in", "{report}");
+    assert_eq!(report["labels"], json!({ "username": "User name", "password": "Password" }), "{report}");
+    let png = std::fs::read(&screenshot).expect("the login page's screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 2000, "not a PNG screenshot");
+    assert_eq!(report["error_text"], "The user name or password is not correct.", "{report}");
+    assert_eq!(report["consent_title"], "Allow access?", "{report}");
+    assert_eq!(report["consent_scopes"], json!(["openid", SCOPE]), "{report}");
+
+    let final_url = report["final_url"].as_str().unwrap();
+    let params = redirected_to(
+        StatusCode::SEE_OTHER,
+        &HashMap::from([("location".to_owned(), final_url.to_owned())]),
+        &callback,
+    );
+    assert_eq!(params["state"], "browser-state");
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", params["code"].as_str()),
+        ("redirect_uri", callback.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", "spa"),
+    ];
+    let (status, body) = token(&app.base, &exchange, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(api(&app.base, body_str(&body, "access_token")).await, StatusCode::OK);
 }

@@ -922,9 +922,12 @@ fn client_table_errors() {
         "roles",
         &["no [[role]]"],
     );
+    let text = client("grant_types = [\"implicit\"]\n");
+    let err = load_clients("users.toml", &text).unwrap_err();
+    check(&err, "users.toml", line_of(&text, "implicit"), "grant_types", &["unknown grant type"]);
     let text = client("grant_types = [\"authorization_code\"]\n");
     let err = load_clients("users.toml", &text).unwrap_err();
-    check(&err, "users.toml", line_of(&text, "authorization_code"), "grant_types", &["unknown grant type"]);
+    check(&err, "users.toml", line_of(&text, "authorization_code"), "grant_types", &["needs redirect_uris"]);
     let text = client("").replace("id = \"app\"", "id = \"app id\"");
     check(&load_clients("users.toml", &text).unwrap_err(), "users.toml", line_of(&text, "app id"), "id", &["1 to 128"]);
     let text = client("").replace(hash, "plain-secret");

@@ -194,13 +194,14 @@ async fn requests_oauthlib_password_client_credentials_refresh_and_scope() {
 }
 
 /// SPEC D5: the discovery document a client starts from names this server's endpoints
-/// and Basic as the one client authentication method.
+/// and Basic as the client authentication method (`none`: public clients, which prove
+/// their codes with PKCE instead).
 fn check_discovery(report: &Value, base: &str) {
     let discovery = &report["discovery"];
     assert_eq!(discovery["issuer"], base);
     assert_eq!(discovery["token_endpoint"], format!("{base}/oauth2/token"));
     assert_eq!(discovery["jwks_uri"], format!("{base}/oauth2/jwks"));
-    assert_eq!(discovery["token_endpoint_auth_methods_supported"], json!(["client_secret_basic"]));
+    assert_eq!(discovery["token_endpoint_auth_methods_supported"], json!(["client_secret_basic", "none"]));
 }
 
 /// SPEC D1 (a): the password grant as requests-oauthlib documents it. The client id and

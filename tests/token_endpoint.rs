@@ -1510,10 +1510,13 @@ async fn wrong_content_type_is_invalid_request() {
 #[tokio::test]
 async fn unsupported_grant_type() {
     let app = spawn_app(Opts::default()).await;
-    for grant in ["authorization_code", "implicit", "urn:ietf:params:oauth:grant-type:device_code", "ECHO_grant"] {
+    for grant in ["implicit", "urn:ietf:params:oauth:grant-type:device_code", "ECHO_grant"] {
         let reply = app.token_request(WEB, &[("grant_type", grant), ("code", "abc")]).await;
         assert_error(&reply, 400, "unsupported_grant_type");
     }
+    // SPEC D6: the code grant exists, but not for a client without redirect URIs.
+    let reply = app.token_request(WEB, &[("grant_type", "authorization_code"), ("code", "abc")]).await;
+    assert_error(&reply, 400, "unauthorized_client");
 }
 
 // SPEC D1: a body over max_form_bytes is 413 invalid_request; exactly the limit is read.
@@ -1591,8 +1594,10 @@ async fn discovery_documents_name_the_endpoints() {
         assert_eq!(document["revocation_endpoint"], format!("{base}/oauth2/revoke"));
         let grants: HashSet<&str> =
             document["grant_types_supported"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
-        assert_eq!(grants, HashSet::from(["password", "client_credentials", "refresh_token"]));
-        assert_eq!(document["token_endpoint_auth_methods_supported"], json!(["client_secret_basic"]));
+        assert_eq!(grants, HashSet::from(["authorization_code", "password", "client_credentials", "refresh_token"]));
+        assert_eq!(document["token_endpoint_auth_methods_supported"], json!(["client_secret_basic", "none"]));
+        assert_eq!(document["authorization_endpoint"], format!("{base}/oauth2/authorize"));
+        assert_eq!(document["code_challenge_methods_supported"], json!(["S256"]));
         documents.push(document);
     }
     assert_eq!(documents[0], documents[1]);

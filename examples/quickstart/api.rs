@@ -1,7 +1,7 @@
 //! The quickstart's API, shared by the quickstart (secured by its files) and the
 //! code-first example (secured in code), so the two secure exactly the same handlers.
 
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -35,6 +35,16 @@ async fn admin_stats() -> Json<Value> {
     Json(json!({ "users": 3 }))
 }
 
+/// The redirect URI of the authorization code flow: shows the code to exchange.
+async fn callback(Query(params): Query<std::collections::HashMap<String, String>>) -> Json<Value> {
+    Json(json!({
+        "code": params.get("code"),
+        "state": params.get("state"),
+        "error": params.get("error"),
+        "next": "POST /oauth2/token with grant_type=authorization_code, this code, client_id, redirect_uri and code_verifier",
+    }))
+}
+
 /// The API's routes, not yet secured: add the layer to the finished router.
 pub fn routes() -> Router {
     Router::new()
@@ -42,4 +52,5 @@ pub fn routes() -> Router {
         .route("/api/users/v1/{user_id}/challenges", get(challenges))
         .route("/api/me", get(me))
         .route("/api/admin/stats", get(admin_stats))
+        .route("/callback", get(callback))
 }

@@ -11,6 +11,9 @@
 //! curl -s -u quickstart-client:quickstart-secret http://127.0.0.1:3000/oauth2/token \
 //!      -d grant_type=password -d username=alex -d password=alex123 -d scope=internal_identity_mgt_view
 //! curl -i -H "Authorization: Bearer <access_token>" http://127.0.0.1:3000/api/users/v1/42/challenges  # 200
+//!
+//! # or the authorization code flow: open the "browser:" URL it prints, sign in as alex,
+//! # allow, and exchange the code shown on /callback with the printed curl command
 //! ```
 //!
 //! `TOWER_SECURE_DEPLOYMENT` and `TOWER_SECURE_USERS` point it at other files, which are
@@ -63,6 +66,19 @@ fn app(addr: std::net::SocketAddr) -> Result<(Router, SecureLayer), Box<dyn std:
     Ok((app, layer))
 }
 
+/// A PKCE verifier (32 random bytes, base64url) and its S256 challenge.
+fn pkce_pair() -> (String, String) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let mut bytes = [0u8; 32];
+    // Without randomness the demo URL still works, with a guessable verifier.
+    let _ = getrandom::fill(&mut bytes);
+    let verifier = URL_SAFE_NO_PAD.encode(bytes);
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -90,6 +106,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         stdout,
         "or:  curl -s -u quickstart-client:quickstart-secret http://{addr}/oauth2/token \\\n       \
          -d grant_type=password -d username=alex -d password=alex123 -d scope=internal_identity_mgt_view"
+    );
+    // The authorization code flow with PKCE for the public client: a fresh verifier, its
+    // S256 challenge in the URL to open in a browser, the verifier for the exchange.
+    let (verifier, challenge) = pkce_pair();
+    let redirect = format!("http://{addr}/callback");
+    let _ = writeln!(
+        stdout,
+        "browser: http://{addr}/oauth2/authorize?response_type=code&client_id=quickstart-spa\
+         &redirect_uri={redirect}&scope=internal_identity_mgt_view&state=demo\
+         &code_challenge={challenge}&code_challenge_method=S256\n\
+         then:    curl -s http://{addr}/oauth2/token -d grant_type=authorization_code -d client_id=quickstart-spa \\\n       \
+         -d redirect_uri={redirect} -d code_verifier={verifier} -d code=<code shown on /callback>"
     );
     let _ = stdout.flush();
     axum::serve(listener, app).await?;

@@ -337,6 +337,9 @@ pub(crate) fn clients_from(parsed: &UsersFile, source: &SourceMap) -> Result<Vec
                         .get_ref()
                         .parse()
                         .map_err(|e: UnknownGrantType| source.error(g.span(), "grant_types", e.to_string()))?;
+                    if grant == GrantType::AuthorizationCode && client.redirect_uris.is_empty() {
+                        return Err(source.error(g.span(), "grant_types", "authorization_code needs redirect_uris"));
+                    }
                     if public && !GrantType::PUBLIC.contains(&grant) {
                         let message = "a public client (no secret) may only use authorization_code and refresh_token";
                         return Err(source.error(g.span(), "grant_types", message));

@@ -826,6 +826,9 @@ impl TokenServer {
         if !client.grant_types.contains(&grant_type) {
             return Err(OAuthError::unauthorized_client("grant type not allowed for this client"));
         }
+        if grant_type == GrantType::AuthorizationCode && client.redirect_uris.is_empty() {
+            return Err(OAuthError::unauthorized_client("the client has no redirect URIs for the code flow"));
+        }
         let issued = match grant_type {
             GrantType::AuthorizationCode => self.code_grant(&caller, form).await,
             GrantType::Password => self.password_grant(&caller, form).await,
