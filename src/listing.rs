@@ -166,12 +166,14 @@ pub(crate) struct RouteRules {
     /// The rule of the canonical (decoded) path: the most specific, or the secure default.
     pub(crate) rule: Arc<Rule>,
     /// When the route has percent-encodings and a router reading them raw meets another
-    /// rule: that rule, which applies too (deny wins).
+    /// rule: that rule, which applies too (deny wins). The listing names the first only.
+    #[cfg_attr(not(feature = "openapi"), allow(dead_code))]
     pub(crate) routed: Option<Arc<Rule>>,
 }
 
 impl RouteRules {
     /// Each rule that applies.
+    #[cfg_attr(not(feature = "openapi"), allow(dead_code))]
     pub(crate) fn each(&self) -> impl Iterator<Item = &Arc<Rule>> {
         std::iter::once(&self.rule).chain(&self.routed)
     }
