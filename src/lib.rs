@@ -17,6 +17,8 @@ mod layer;
 mod listing;
 #[cfg(feature = "oauth2-server")]
 pub mod oauth2;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod policy;
 mod reload;
 #[cfg(feature = "axum")]

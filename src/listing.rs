@@ -4,12 +4,13 @@
 //! authentication handlers are asked. Printable as a table and as JSON, without serving.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::Method;
 use serde::Serialize;
 
 use crate::config::{MatchMode, TokenPermissions};
-use crate::policy::{CanonicalPath, Rule};
+use crate::policy::{CanonicalPath, LookupFailure, PathError, Policy, Rule};
 use crate::secure_attr::{handler_rules, HandlerRule};
 use crate::SecureLayer;
 
@@ -103,14 +104,14 @@ pub struct ListedHandler {
     pub effect: String,
 }
 
-fn mode(mode: MatchMode) -> &'static str {
+pub(crate) fn mode(mode: MatchMode) -> &'static str {
     match mode {
         MatchMode::All => "all",
         MatchMode::Any => "any",
     }
 }
 
-fn token_mode(mode: TokenPermissions) -> &'static str {
+pub(crate) fn token_mode(mode: TokenPermissions) -> &'static str {
     match mode {
         TokenPermissions::Scopes => "scopes",
         TokenPermissions::Check => "check",
@@ -152,15 +153,57 @@ impl PolicyListing {
     }
 }
 
-/// The runtime rule a handler's declared route meets: `{param}` and `{*rest}` segments
-/// stand for one sample segment.
-fn met_rule(policy: &crate::policy::Policy, rule: &HandlerRule) -> Option<std::sync::Arc<Rule>> {
+/// The runtime rule a handler's declared route meets (see [`route_rules`]).
+fn met_rule(policy: &Policy, rule: &HandlerRule) -> Option<Arc<Rule>> {
     let route = rule.path()?;
-    let sample: Vec<&str> =
-        route.split('/').map(|segment| if segment.starts_with('{') { "sample" } else { segment }).collect();
-    let path = CanonicalPath::parse(&sample.join("/")).ok()?;
     let method = Method::from_bytes(rule.method().unwrap_or("GET").to_ascii_uppercase().as_bytes()).ok()?;
-    policy.lookup(&method, &path).ok().cloned()
+    route_rules(policy, &method, route).ok().map(|rules| rules.rule)
+}
+
+/// The runtime rules a route applies, as the layer applies them to a request.
+#[derive(Debug, Clone)]
+pub(crate) struct RouteRules {
+    /// The rule of the canonical (decoded) path: the most specific, or the secure default.
+    pub(crate) rule: Arc<Rule>,
+    /// When the route has percent-encodings and a router reading them raw meets another
+    /// rule: that rule, which applies too (deny wins). The listing names the first only.
+    #[cfg_attr(not(feature = "openapi"), allow(dead_code))]
+    pub(crate) routed: Option<Arc<Rule>>,
+}
+
+impl RouteRules {
+    /// Each rule that applies.
+    #[cfg_attr(not(feature = "openapi"), allow(dead_code))]
+    pub(crate) fn each(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        std::iter::once(&self.rule).chain(&self.routed)
+    }
+}
+
+/// Why a route has no rule: the layer refuses every request to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RouteFailure {
+    /// The route is not a path the layer accepts (400).
+    Path(PathError),
+    /// [`Policy::lookup`] chose no rule (405 or 500).
+    Lookup(LookupFailure),
+}
+
+/// The runtime rules of a route template (`/api/orders/{id}`), looked up as the layer looks
+/// up a request to it (`HEAD` as `GET`, the secure default when no rule matches). A
+/// `{param}` segment (and axum's `{*rest}`) stands for itself: a value no literal segment of
+/// a rule can name, so it meets `{name}`, `*` and `**` patterns, and the regexes that match
+/// the braces' text.
+pub(crate) fn route_rules(policy: &Policy, method: &Method, route: &str) -> Result<RouteRules, RouteFailure> {
+    let path = CanonicalPath::parse(route).map_err(RouteFailure::Path)?;
+    let rule = policy.lookup(method, &path).map_err(RouteFailure::Lookup)?.clone();
+    let routed = match CanonicalPath::as_routed(route) {
+        None => None,
+        Some(routed) => {
+            let routed = policy.lookup(method, &routed).map_err(RouteFailure::Lookup)?;
+            (!Arc::ptr_eq(routed, &rule)).then(|| routed.clone())
+        }
+    };
+    Ok(RouteRules { rule, routed })
 }
 
 fn listed_rule(rule: &Rule, overrides: Vec<String>) -> ListedRule {

@@ -40,6 +40,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("extract", &["error", "identity", "layer"]),
     ("secure_attr", &["authz", "config", "error", "identity", "layer", "policy"]),
     ("listing", &["config", "layer", "policy", "secure_attr"]),
+    ("openapi", &["config", "layer", "listing", "policy", "secure_attr"]),
     ("reload", &["authn", "authz", "config", "error", "identity", "layer", "oauth2", "policy", "secure_attr"]),
     ("builder", &["authn", "authz", "config", "error", "identity", "layer", "oauth2", "reload"]),
     // Test support for users' tests: tokens for an issuer built in code, a caller put

@@ -13,6 +13,7 @@ use super::{Form, OAuthError, TokenServer};
 
 /// The paths [`TokenServer::router`] serves; a layer built with
 /// [`token_server`](crate::SecureLayerBuilder::token_server) lets exactly these through.
+/// The token endpoint comes first (the OpenAPI document's `tokenUrl` is the first).
 pub const ENDPOINT_PATHS: [&str; 8] = [
     "/oauth2/token",
     "/oauth2/authorize",
