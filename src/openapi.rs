@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{
-    ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes, SecurityRequirement, SecurityScheme,
+    AuthorizationCode, ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2, Password, Scopes,
+    SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{Components, OpenApi};
 
@@ -127,6 +128,7 @@ pub const PERMISSIONS_EXTENSION: &str = "x-permissions";
 pub struct OpenApiSecurity<'a> {
     layer: &'a SecureLayer,
     token_url: Option<String>,
+    authorization_url: Option<String>,
     plugin_schemes: BTreeMap<String, SecurityScheme>,
 }
 
@@ -213,8 +215,12 @@ impl<'a> OpenApiSecurity<'a> {
     /// The security of `layer`'s current policy. The token endpoint is the layer's token
     /// server's (`/oauth2/token`, relative to the document's server) when it has one.
     pub fn new(layer: &'a SecureLayer) -> Self {
-        let token_url = layer.engine.load().token_endpoints.first().map(|path| (*path).to_owned());
-        Self { layer, token_url, plugin_schemes: BTreeMap::new() }
+        let endpoints = layer.engine.load().token_endpoints;
+        let token_url = endpoints.first().map(|path| (*path).to_owned());
+        // The token server's authorization endpoint, for the authorization code flow.
+        let authorization_url =
+            endpoints.iter().find(|path| path.ends_with("/authorize")).map(|path| (*path).to_owned());
+        Self { layer, token_url, authorization_url, plugin_schemes: BTreeMap::new() }
     }
 
     /// Where clients get tokens (an absolute URL or one relative to the document's server):
@@ -435,10 +441,14 @@ impl<'a> OpenApiSecurity<'a> {
                     schemes.push((BEARER_SCHEME.to_owned(), SecurityScheme::Http(http)));
                     if let Some(token_url) = &self.token_url {
                         let scopes = scopes(policy, used_scopes);
-                        let flows = [
+                        let mut flows = vec![
                             Flow::Password(Password::new(token_url.clone(), scopes.clone())),
-                            Flow::ClientCredentials(ClientCredentials::new(token_url.clone(), scopes)),
+                            Flow::ClientCredentials(ClientCredentials::new(token_url.clone(), scopes.clone())),
                         ];
+                        if let Some(authorization_url) = &self.authorization_url {
+                            let code = AuthorizationCode::new(authorization_url.clone(), token_url.clone(), scopes);
+                            flows.push(Flow::AuthorizationCode(code));
+                        }
                         let description = "Access tokens from the token endpoint (the `oauth2` handler verifies them).";
                         schemes.push((
                             OAUTH2_HANDLER.to_owned(),
