@@ -24,6 +24,7 @@ pub mod secure_attr;
 #[cfg(feature = "sql")]
 mod sql_pool;
 pub mod state;
+mod telemetry;
 #[cfg(feature = "tls")]
 pub mod tls;
 
