@@ -26,6 +26,7 @@ pub mod secure_attr;
 #[cfg(feature = "sql")]
 mod sql_pool;
 pub mod state;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 #[cfg(feature = "tls")]

@@ -143,6 +143,7 @@ impl EngineParts {
         let challenges_of = |rule: &Rule| Arc::from(registry.challenges(rule.allowed_auth_handlers(), &realm));
         let challenges = policy.rules().iter().map(|rule| challenges_of(rule)).collect();
         let default_challenges = Arc::from(registry.challenges(None, &realm));
+        let decisions = crate::layer::decision_counters(&policy, &registry);
         Ok(Engine {
             policy: Arc::new(policy),
             registry,
@@ -152,6 +153,7 @@ impl EngineParts {
             challenges,
             default_challenges,
             token_endpoints: self.token_endpoints,
+            decisions,
         })
     }
 }

@@ -19,8 +19,10 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &[&str])] = &[
     // The ground floor: imports nothing of the crate.
     ("sql_pool", &[]),
-    ("identity", &["sql_pool"]),
-    ("state", &["sql_pool"]),
+    // Metric names and labels (SPEC I4): every layer may record.
+    ("telemetry", &[]),
+    ("identity", &["sql_pool", "telemetry"]),
+    ("state", &["sql_pool", "telemetry"]),
     ("error", &[]),
     // The TOML model: builds user records.
     ("config", &["identity"]),
@@ -30,13 +32,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // built-in handlers' builders build them from it.
     ("code", &["authn", "config", "identity", "policy"]),
     // Who is calling, and what they may do: never each other.
-    ("authn", &["config", "error", "identity", "policy", "state"]),
+    ("authn", &["config", "error", "identity", "policy", "state", "telemetry"]),
     ("authz", &["config", "error", "identity", "policy"]),
     // Beside the request path.
     ("tls", &["authn", "config"]),
     ("oauth2", &["authn", "config", "error", "identity", "policy", "state"]),
     // The request path and what assembles it.
-    ("layer", &["authn", "authz", "error", "identity", "policy"]),
+    ("layer", &["authn", "authz", "error", "identity", "policy", "telemetry"]),
     ("extract", &["error", "identity", "layer"]),
     ("secure_attr", &["authz", "config", "error", "identity", "layer", "policy"]),
     ("listing", &["config", "layer", "policy", "secure_attr"]),

@@ -24,6 +24,7 @@ use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{PasswordCheck, Principal, QualifiedName, UserRecord, UserStore};
 use crate::policy::BASIC_HANDLER;
 use crate::state::{RevokedTokens, StateBackend, StateError};
+use crate::telemetry::{CacheCounters, CacheKind};
 
 /// Base64 of a 255-byte user and a 512-byte password, rounded up.
 pub(crate) const MAX_BASIC_TOKEN: usize = 1024;
@@ -71,6 +72,8 @@ struct Inner {
     store: Arc<dyn UserStore>,
     /// Keyed by the user part exactly as sent, so a hit needs no name parsing.
     cache: Cache<String, CachedLogin>,
+    /// Hits and misses of `cache` (feature `metrics`).
+    cache_counters: CacheCounters,
     cache_ttl: Duration,
     failures: Cache<QualifiedName, Failures>,
     /// Bumped whenever an account gets locked. A cached login of an older epoch checks the
@@ -177,6 +180,7 @@ impl BasicAuthenticator {
         let inner = Inner {
             store,
             cache: Cache::new(config.cache_capacity.max(1)),
+            cache_counters: CacheCounters::new(CacheKind::Basic),
             cache_ttl: Duration::from_secs(config.cache_ttl_seconds),
             failures: Cache::new(config.lockout_capacity.max(1)),
             lock_epoch: AtomicU64::new(0),
@@ -270,6 +274,12 @@ impl Inner {
     /// whose account has not been locked since; 503 instead when the locks are shared and
     /// this process's copy of them is stale.
     fn cached(&self, user: &str, proof: &[u8; 32], now: Instant) -> Option<Result<Principal, AuthError>> {
+        let decided = self.cached_entry(user, proof, now);
+        self.cache_counters.record(decided.is_some());
+        decided
+    }
+
+    fn cached_entry(&self, user: &str, proof: &[u8; 32], now: Instant) -> Option<Result<Principal, AuthError>> {
         let hit = self.cache.get(user)?;
         let same_password: bool = hit.proof.ct_eq(proof).into();
         let lock_unchanged = hit.epoch == self.lock_epoch.load(Ordering::Acquire);

@@ -33,6 +33,7 @@ use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::{Principal, QualifiedName, UserStore};
 use crate::policy::OAUTH2_HANDLER;
 use crate::state::RevokedTokens;
+use crate::telemetry::{CacheCounters, CacheKind};
 
 /// Bearer-token authentication (the `oauth2` handler).
 ///
@@ -74,6 +75,8 @@ struct Inner {
     max_token_bytes: usize,
     /// Verified tokens by SHA-256 of the whole token; entries never outlive `exp`.
     cache: Cache<[u8; 32], VerifiedToken>,
+    /// Hits and misses of `cache` (feature `metrics`).
+    cache_counters: CacheCounters,
     /// Principals recently built, by [`Principal::content_hash`]: the tokens of one caller
     /// (a new one per hour, per device, per request) share one principal in `cache`
     /// instead of a copy each.
@@ -204,6 +207,7 @@ impl BearerAuthenticator {
             jwt,
             max_token_bytes: config.max_token_bytes,
             cache: Cache::new(config.cache_capacity.max(1)),
+            cache_counters: CacheCounters::new(CacheKind::Bearer),
             principals: Cache::new(PRINCIPALS_SHARED),
             store,
             introspection,
@@ -247,6 +251,12 @@ impl Inner {
     }
 
     fn cached(&self, digest: &[u8; 32], request: &Parts) -> Option<Result<Principal, AuthError>> {
+        let decided = self.cached_entry(digest, request);
+        self.cache_counters.record(decided.is_some());
+        decided
+    }
+
+    fn cached_entry(&self, digest: &[u8; 32], request: &Parts) -> Option<Result<Principal, AuthError>> {
         let hit = self.cache.get(digest)?;
         if hit.epoch != self.key_epoch.load(Ordering::Acquire) || crate::unix_seconds() >= hit.exp {
             return None;

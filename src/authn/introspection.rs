@@ -10,7 +10,8 @@ use serde_json::Value;
 use super::claims::ClaimRules;
 use super::fetch::{read_capped, BodyError};
 use crate::config::{ConfigError, IntrospectionConfig, SourceMap};
-use crate::error::AuthError;
+use crate::error::{AuthError, AuthErrorKind};
+use crate::telemetry::{self, Backend};
 
 /// Largest introspection response accepted.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -114,7 +115,15 @@ impl Introspector {
     }
 
     /// The response of an active token, whose `exp` (when given) lies ahead of `now`.
+    /// Recorded in the metrics (feature `metrics`): a failure of the endpoint (503) is an
+    /// error, an inactive or refused token is not.
     pub(crate) async fn introspect(&self, token: &str, now: u64) -> Result<Value, AuthError> {
+        let failed =
+            |answer: &Result<Value, AuthError>| answer.as_ref().is_err_and(|e| e.kind() == AuthErrorKind::Unavailable);
+        telemetry::timed(Backend::Introspection, failed, self.introspect_untimed(token, now)).await
+    }
+
+    async fn introspect_untimed(&self, token: &str, now: u64) -> Result<Value, AuthError> {
         let unavailable = |reason: &'static str| {
             move |error: reqwest::Error| {
                 tracing::error!(target: crate::AUDIT_TARGET, %error, "introspection failed");

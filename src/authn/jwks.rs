@@ -13,6 +13,7 @@ use jsonwebtoken::Algorithm;
 
 use super::fetch::{read_capped, BodyError};
 use super::keys::{keys_from_jwks, KeySet, Refreshed};
+use crate::telemetry::{self, Backend};
 
 /// Largest JWKS or discovery document accepted.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -231,7 +232,16 @@ impl RemoteKeys {
         stored
     }
 
+    /// One fetch of the key set, recorded in the metrics (feature `metrics`).
     async fn fetch(&self) -> Result<KeySet, FetchError> {
+        let source = match &self.source {
+            KeySource::Jwks(_) => "jwks_uri",
+            KeySource::Discovery(_) => "discovery",
+        };
+        telemetry::timed_result(Backend::KeyFetch { source }, self.fetch_untimed()).await
+    }
+
+    async fn fetch_untimed(&self) -> Result<KeySet, FetchError> {
         let jwks_uri = match &self.source {
             KeySource::Jwks(uri) => uri.clone(),
             KeySource::Discovery(issuer) => self.discover(issuer).await?,

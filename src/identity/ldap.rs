@@ -16,6 +16,7 @@ use super::{
     PasswordCheck, Permission, PermissionSet, QualifiedName, UserRecord, UserStore, UserStoreError, PRIMARY_DOMAIN,
     SUPER_TENANT,
 };
+use crate::telemetry::{self, Backend};
 
 /// The user search of an OpenLDAP directory with `inetOrgPerson` entries.
 pub const DEFAULT_USER_FILTER: &str = "(&(objectClass=inetOrgPerson)(uid={user}))";
@@ -627,7 +628,9 @@ impl UserStore for LdapUserStore {
         if !self.serves(name) {
             return Ok(None);
         }
-        Ok(self.bounded(self.lookup(name, false)).await?.map(|(_, record)| record))
+        let find = Backend::UserStore { backend: "ldap", operation: "find_user" };
+        let found = telemetry::timed_result(find, self.bounded(self.lookup(name, false))).await?;
+        Ok(found.map(|(_, record)| record))
     }
 
     async fn check_password(&self, name: &QualifiedName, password: &str) -> Result<PasswordCheck, UserStoreError> {
@@ -651,7 +654,8 @@ impl UserStore for LdapUserStore {
                 _ => PasswordCheck::Refused,
             })
         };
-        self.bounded(check).await
+        let operation = Backend::UserStore { backend: "ldap", operation: "check_password" };
+        telemetry::timed_result(operation, self.bounded(check)).await
     }
 
     fn domain(&self) -> Option<&str> {

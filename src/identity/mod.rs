@@ -2,7 +2,8 @@
 //! the [`UserStore`] trait with its in-memory implementation, and [`UserStores`], a set of
 //! stores routed by userstore domain.
 //!
-//! This is the ground floor of the crate: it imports no other module of it.
+//! This is the ground floor of the crate: it imports no other module of it but the SQL
+//! pool and the metrics (`telemetry`).
 
 mod domains;
 #[cfg(feature = "ldap")]

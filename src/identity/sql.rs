@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use super::{Permission, PermissionSet, QualifiedName, UserRecord, UserStore, UserStoreError};
 use crate::sql_pool::{run_on, SqlPool};
+use crate::telemetry::{self, Backend};
 
 /// The schema [`SqlUserStoreBuilder::create_schema`] creates (`CREATE TABLE IF NOT EXISTS`,
 /// the same text on PostgreSQL and SQLite). Every row belongs to a tenant (`carbon.super`
@@ -319,11 +320,14 @@ impl UserStore for SqlUserStore {
         if name.is_opaque() || name.domain() != self.domain {
             return Ok(None);
         }
-        match tokio::time::timeout(self.timeout, self.lookup(name)).await {
-            Ok(Ok(record)) => Ok(record),
-            Ok(Err(e)) => Err(UserStoreError(format!("SQL user store: {e}"))),
-            Err(_) => Err(UserStoreError("SQL user store: look-up timed out".to_owned())),
-        }
+        let bounded = async {
+            match tokio::time::timeout(self.timeout, self.lookup(name)).await {
+                Ok(Ok(record)) => Ok(record),
+                Ok(Err(e)) => Err(UserStoreError(format!("SQL user store: {e}"))),
+                Err(_) => Err(UserStoreError("SQL user store: look-up timed out".to_owned())),
+            }
+        };
+        telemetry::timed_result(Backend::UserStore { backend: "sql", operation: "find_user" }, bounded).await
     }
 
     fn reference_password_hash(&self) -> Option<String> {

@@ -14,8 +14,9 @@ use crate::authz;
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::Principal;
 use crate::policy::{CanonicalPath, Rule};
+use crate::telemetry::RuleSlot;
 
-use super::decision::{audit_refusal, handler_challenge, Applied};
+use super::decision::{audit_refusal, handler_challenge, outcome_of, Applied};
 use super::Engine;
 
 /// What the layer decided about a request, in its extensions for handlers and
@@ -82,7 +83,8 @@ impl AuthContext {
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn refuse_anonymous(&self, parts: &Parts) -> Response<Bytes> {
         let error = AuthError::new(AuthErrorKind::Unauthenticated, "handler requires an authenticated caller");
-        self.refused_in_handler(parts, &self.data.rules, None, None, &error);
+        let slot = RuleSlot::Compiled(self.data.rules.rule.id);
+        self.refused_in_handler(parts, &self.data.rules, slot, None, None, &error);
         self.unauthenticated(parts, error)
     }
 
@@ -110,7 +112,7 @@ impl AuthContext {
         let engine = &self.data.engine;
         let Some(principal) = &self.data.principal else {
             let error = unauthenticated_for(handler);
-            self.refused_in_handler(parts, rule, None, None, &error);
+            self.refused_in_handler(parts, rule, RuleSlot::HandlerRule, None, None, &error);
             return Err(self.unauthenticated(parts, error));
         };
         let policy = &engine.policy;
@@ -118,7 +120,8 @@ impl AuthContext {
             Ok(()) => Ok(()),
             Err(error) => {
                 let registered = engine.registry.handlers().iter().find(|h| h.name() == principal.authenticated_by());
-                self.refused_in_handler(parts, rule, registered.map(RegisteredHandler::name), Some(principal), &error);
+                let handler = registered.map(RegisteredHandler::name);
+                self.refused_in_handler(parts, rule, RuleSlot::HandlerRule, handler, Some(principal), &error);
                 let challenge = registered.and_then(|h| handler_challenge(h, &engine.realm, &error));
                 Err(error.to_response(&parts.headers, &challenge.into_iter().collect::<Vec<_>>(), &*engine.responder))
             }
@@ -131,11 +134,13 @@ impl AuthContext {
         &self,
         parts: &Parts,
         rule: &dyn fmt::Display,
+        slot: RuleSlot,
         handler: Option<&str>,
         principal: Option<&Principal>,
         error: &AuthError,
     ) {
         self.data.refused_in_handler.store(true, Ordering::Release);
+        self.data.engine.decisions.record(outcome_of(error), handler, slot);
         audit_refusal(parts, Some(&self.data.path), Some(rule), handler, principal, error);
     }
 }

@@ -12,11 +12,12 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 
 use crate::authn::header::single_authorization;
-use crate::authn::RegisteredHandler;
+use crate::authn::{RegisteredHandler, Registry};
 use crate::authz::{self, AuthorizationRequest};
 use crate::error::{AuthError, AuthErrorKind};
 use crate::identity::Principal;
-use crate::policy::{CanonicalPath, LookupFailure, Rule};
+use crate::policy::{CanonicalPath, LookupFailure, Policy, Rule};
+use crate::telemetry::{Decisions, Outcome, RuleSlot};
 
 use super::context::ContextData;
 use super::{AuthContext, Engine};
@@ -243,6 +244,8 @@ impl Engine {
         handler: Option<&RegisteredHandler>,
         error: AuthError,
     ) -> Response<Bytes> {
+        let slot = rule.map_or(RuleSlot::NoRule, |rule| RuleSlot::Compiled(rule.id));
+        self.decisions.record(outcome_of(&error), handler.map(RegisteredHandler::name), slot);
         audit_refusal(
             parts,
             path,
@@ -268,6 +271,7 @@ impl Engine {
         principal: &Principal,
         error: AuthError,
     ) -> Response<Bytes> {
+        self.decisions.record(outcome_of(&error), Some(handler.name()), RuleSlot::Compiled(rule.id));
         audit_refusal(parts, Some(path), Some(rule), Some(handler.name()), Some(principal), &error);
         let challenge = handler_challenge(handler, &self.realm, &error);
         error.to_response(&parts.headers, &challenge.into_iter().collect::<Vec<_>>(), &*self.responder)
@@ -316,6 +320,11 @@ impl PendingAllow {
             _ => &data.rules,
         };
         let principal = data.principal.as_ref();
+        let slot = match self.allowed {
+            Allowed::TokenEndpoint => RuleSlot::TokenEndpoint,
+            _ => RuleSlot::Compiled(data.rules.rule.id),
+        };
+        data.engine.decisions.record(Outcome::Allowed, principal.map(Principal::authenticated_by), slot);
         tracing::info!(
             target: crate::AUDIT_TARGET,
             outcome = "allow",
@@ -326,6 +335,28 @@ impl PendingAllow {
             handler = principal.map_or("-", Principal::authenticated_by),
             reason = self.allowed.reason(),
         );
+    }
+}
+
+/// The decision counters of an engine with this policy and these handlers: rules are
+/// labelled by their `file:line` origin, handlers by their registered names.
+pub(crate) fn decision_counters(policy: &Policy, registry: &Registry) -> Decisions {
+    let rules = policy.rules().iter().map(|rule| rule.origin().to_string());
+    Decisions::new(rules, registry.handlers().iter().map(|h| h.name().to_owned()))
+}
+
+/// The `outcome` label of a refusal.
+pub(super) fn outcome_of(error: &AuthError) -> Outcome {
+    match error.kind() {
+        AuthErrorKind::InvalidRequest => Outcome::InvalidRequest,
+        AuthErrorKind::HeaderTooLarge => Outcome::HeaderTooLarge,
+        AuthErrorKind::Unauthenticated => Outcome::Unauthenticated,
+        AuthErrorKind::InvalidCredentials => Outcome::InvalidCredentials,
+        AuthErrorKind::Forbidden => Outcome::Forbidden,
+        AuthErrorKind::MethodNotAllowed => Outcome::MethodNotAllowed,
+        AuthErrorKind::TooManyRequests => Outcome::TooManyRequests,
+        AuthErrorKind::Unavailable => Outcome::Unavailable,
+        AuthErrorKind::Internal => Outcome::Internal,
     }
 }
 

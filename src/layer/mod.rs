@@ -25,8 +25,10 @@ use crate::authz::AuthorizationHandler;
 use crate::error::{AuthError, ErrorResponder};
 use crate::identity::Principal;
 use crate::policy::Policy;
+use crate::telemetry::Decisions;
 
 pub use context::AuthContext;
+pub(crate) use decision::decision_counters;
 use decision::{PendingAllow, Start};
 use response::AuthFuture;
 pub use response::{ResponseFuture, SecureBody};
@@ -45,6 +47,8 @@ pub(crate) struct Engine {
     /// path: the endpoints of a token server registered with the builder, which
     /// authenticate their own clients.
     pub(crate) token_endpoints: &'static [&'static str],
+    /// This version's decision counters (feature `metrics`; empty without it).
+    pub(crate) decisions: Decisions,
 }
 
 /// Secures every request of the wrapped service. Cheap to clone.

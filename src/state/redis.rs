@@ -12,6 +12,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Script;
 use tokio::sync::Notify;
 
+use crate::telemetry::{self, Backend};
+
 use super::{
     new_epoch, Change, CodeRecord, CodeRedemption, FamilyRevocation, Redemption, RefreshRecord, Snapshot, StateBackend,
     StateError, CODE_REPLAY_SECONDS,
@@ -211,8 +213,15 @@ fn number(text: &str) -> Result<u64, StateError> {
 }
 
 impl RedisState {
-    /// Runs a script with the sequence and log as its first keys, bounded by the timeout.
-    async fn run(&self, script: &Script, keys: &[String], args: &[String]) -> Result<Vec<String>, StateError> {
+    /// Runs a script with the sequence and log as its first keys, bounded by the timeout;
+    /// `operation` names it in the metrics (the trait method, or `epoch`).
+    async fn run(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<Vec<String>, StateError> {
         let mut invocation = script.key(self.keys.key("seq"));
         invocation.key(self.keys.key("log"));
         for key in keys {
@@ -225,11 +234,14 @@ impl RedisState {
         }
         let mut connection = self.connection.clone();
         let call = invocation.invoke_async::<Vec<String>>(&mut connection);
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(StateError(format!("Redis: {e}"))),
-            Err(_) => Err(StateError("Redis: timed out".to_owned())),
-        }
+        let bounded = async {
+            match tokio::time::timeout(self.timeout, call).await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(e)) => Err(StateError(format!("Redis: {e}"))),
+                Err(_) => Err(StateError("Redis: timed out".to_owned())),
+            }
+        };
+        telemetry::timed_result(Backend::State { backend: "redis", operation }, bounded).await
     }
 
     /// The epoch, created when the backend has none (a new or emptied Redis).
@@ -238,7 +250,7 @@ impl RedisState {
             "redis.call('SET', KEYS[3], ARGV[3], 'NX')
              return {redis.call('GET', KEYS[3])}",
         );
-        let answer = self.run(&script, &[self.keys.key("epoch")], &[new_epoch()?]).await?;
+        let answer = self.run("epoch", &script, &[self.keys.key("epoch")], &[new_epoch()?]).await?;
         answer.into_iter().next().ok_or_else(|| StateError("Redis: no epoch".to_owned()))
     }
 }
@@ -253,7 +265,7 @@ impl StateBackend for RedisState {
              return {tostring(append(ARGV[5]))}",
         );
         let keys = [self.keys.key("revoked")];
-        self.run(&script, &keys, &[jti.to_owned(), exp.to_string(), change]).await.map(drop)
+        self.run("revoke", &script, &keys, &[jti.to_owned(), exp.to_string(), change]).await.map(drop)
     }
 
     async fn revoke_issued_before(&self, client: Option<&str>, before: u64) -> Result<(), StateError> {
@@ -267,12 +279,12 @@ impl StateBackend for RedisState {
              return {tostring(append(ARGV[5]))}",
         );
         let keys = [self.keys.key("watermarks")];
-        self.run(&script, &keys, &[field, before.to_string(), change]).await.map(drop)
+        self.run("revoke_issued_before", &script, &keys, &[field, before.to_string(), change]).await.map(drop)
     }
 
     async fn new_family(&self) -> Result<u64, StateError> {
         let script = script("return {tostring(redis.call('INCR', KEYS[3]))}");
-        let answer = self.run(&script, &[self.keys.key("families")], &[]).await?;
+        let answer = self.run("new_family", &script, &[self.keys.key("families")], &[]).await?;
         number(answer.first().map_or("", String::as_str))
     }
 
@@ -293,7 +305,7 @@ impl StateBackend for RedisState {
         ];
         let args =
             [json(record)?, record.client_id.clone(), record.expires.to_string(), record.family.to_string(), digest];
-        self.run(&script, &keys, &args).await.map(drop)
+        self.run("put_refresh", &script, &keys, &args).await.map(drop)
     }
 
     async fn redeem_refresh(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<Redemption, StateError> {
@@ -312,7 +324,7 @@ impl StateBackend for RedisState {
         );
         let keys = [self.keys.key(&format!("refresh:{}", hex(digest)))];
         let args = [client_id.to_owned(), now.to_string(), format!("{}:", self.keys.tag)];
-        let answer = self.run(&script, &keys, &args).await?;
+        let answer = self.run("redeem_refresh", &script, &keys, &args).await?;
         match answer.split_first() {
             Some((kind, rest)) if kind == "fresh" => {
                 let grant = rest.first().ok_or_else(|| StateError("Redis: redeem without a grant".to_owned()))?;
@@ -331,7 +343,7 @@ impl StateBackend for RedisState {
              return {h[1]}",
         );
         let keys = [self.keys.key(&format!("refresh:{}", hex(digest)))];
-        let answer = self.run(&script, &keys, &[now.to_string()]).await?;
+        let answer = self.run("peek_refresh", &script, &keys, &[now.to_string()]).await?;
         answer
             .first()
             .map(|g| serde_json::from_str(g).map_err(|e| StateError(format!("Redis: bad grant: {e}"))))
@@ -348,7 +360,9 @@ impl StateBackend for RedisState {
              return out",
         );
         let keys = [self.keys.key(&format!("refresh:{}", hex(digest)))];
-        let answer = self.run(&script, &keys, &[client_id.to_owned(), format!("{}:", self.keys.tag)]).await?;
+        let answer = self
+            .run("revoke_refresh_family", &script, &keys, &[client_id.to_owned(), format!("{}:", self.keys.tag)])
+            .await?;
         match answer.split_first() {
             Some((kind, rest)) if kind == "revoked" => Ok(FamilyRevocation::Revoked(access_of(rest)?)),
             Some((kind, _)) if kind == "other" => Ok(FamilyRevocation::OtherClient),
@@ -365,7 +379,7 @@ impl StateBackend for RedisState {
              return {'1'}",
         );
         let keys = [self.keys.key(&format!("client:{client_id}"))];
-        self.run(&script, &keys, &[format!("{}:", self.keys.tag)]).await.map(drop)
+        self.run("revoke_client_refresh", &script, &keys, &[format!("{}:", self.keys.tag)]).await.map(drop)
     }
 
     async fn put_code(&self, digest: &[u8; 32], record: &CodeRecord) -> Result<(), StateError> {
@@ -383,7 +397,7 @@ impl StateBackend for RedisState {
             record.family.to_string(),
             forget.to_string(),
         ];
-        self.run(&script, &keys, &args).await.map(drop)
+        self.run("put_code", &script, &keys, &args).await.map(drop)
     }
 
     async fn redeem_code(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<CodeRedemption, StateError> {
@@ -401,7 +415,7 @@ impl StateBackend for RedisState {
         );
         let keys = [self.keys.key(&format!("code:{}", hex(digest)))];
         let args = [client_id.to_owned(), now.to_string(), format!("{}:", self.keys.tag)];
-        let answer = self.run(&script, &keys, &args).await?;
+        let answer = self.run("redeem_code", &script, &keys, &args).await?;
         match answer.split_first() {
             Some((kind, rest)) if kind == "fresh" => {
                 let code = rest.first().ok_or_else(|| StateError("Redis: redeem without a code".to_owned()))?;
@@ -438,19 +452,19 @@ impl StateBackend for RedisState {
             user.to_owned(),
             change,
         ];
-        let answer = self.run(&script, &keys, &args).await?;
+        let answer = self.run("record_failure", &script, &keys, &args).await?;
         let locked = number(answer.first().map_or("", String::as_str))?;
         Ok((locked != 0).then_some(locked))
     }
 
     async fn clear_failures(&self, user: &str) -> Result<(), StateError> {
         let script = script("redis.call('DEL', KEYS[3]) return {'1'}");
-        self.run(&script, &[self.keys.key(&format!("failures:{user}"))], &[]).await.map(drop)
+        self.run("clear_failures", &script, &[self.keys.key(&format!("failures:{user}"))], &[]).await.map(drop)
     }
 
     async fn locked_until(&self, user: &str, now: u64) -> Result<Option<u64>, StateError> {
         let script = script("local s = redis.call('ZSCORE', KEYS[3], ARGV[3]) if s then return {s} end return {}");
-        let answer = self.run(&script, &[self.keys.key("locks")], &[user.to_owned()]).await?;
+        let answer = self.run("locked_until", &script, &[self.keys.key("locks")], &[user.to_owned()]).await?;
         let until = answer.first().map(|s| number(s)).transpose()?;
         Ok(until.filter(|&until| until > now))
     }
@@ -474,7 +488,7 @@ impl StateBackend for RedisState {
         );
         let keys =
             [self.keys.key("epoch"), self.keys.key("revoked"), self.keys.key("watermarks"), self.keys.key("locks")];
-        let answer = self.run(&script, &keys, &[new_epoch()?, now.to_string()]).await?;
+        let answer = self.run("snapshot", &script, &keys, &[new_epoch()?, now.to_string()]).await?;
         let odd = || StateError("Redis: a snapshot of an unexpected shape".to_owned());
         let mut items = answer.into_iter();
         let epoch = items.next().ok_or_else(odd)?;
@@ -517,7 +531,9 @@ impl StateBackend for RedisState {
              end
              return out",
         );
-        let answer = self.run(&script, &[self.keys.key("epoch")], &[epoch.to_owned(), sequence.to_string()]).await?;
+        let answer = self
+            .run("changes_since", &script, &[self.keys.key("epoch")], &[epoch.to_owned(), sequence.to_string()])
+            .await?;
         let Some((kind, rest)) = answer.split_first() else { return Ok(None) };
         if kind != "ok" {
             return Ok(None);

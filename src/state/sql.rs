@@ -15,6 +15,7 @@ use super::{
     StateError, CODE_REPLAY_SECONDS,
 };
 use crate::sql_pool::{run_on, SqlPool};
+use crate::telemetry::{self, Backend};
 
 /// How many changes the log keeps for replicas that fell behind (older ones resync).
 const LOG_LENGTH: i64 = 10_000;
@@ -206,12 +207,21 @@ impl SqlState {
     }
 
     /// Runs one step within the timeout; a database error or a timeout is a [`StateError`].
-    async fn step<T>(&self, what: &str, step: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StateError> {
-        match tokio::time::timeout(self.timeout, step).await {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(StateError(format!("SQL state: {what}: {e}"))),
-            Err(_) => Err(StateError(format!("SQL state: {what}: timed out"))),
-        }
+    /// `operation` names it in the metrics (the trait method), `what` in the error.
+    async fn step<T>(
+        &self,
+        operation: &'static str,
+        what: &str,
+        step: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StateError> {
+        let bounded = async {
+            match tokio::time::timeout(self.timeout, step).await {
+                Ok(Ok(answer)) => Ok(answer),
+                Ok(Err(e)) => Err(StateError(format!("SQL state: {what}: {e}"))),
+                Err(_) => Err(StateError(format!("SQL state: {what}: timed out"))),
+            }
+        };
+        telemetry::timed_result(Backend::State { backend: "sql", operation }, bounded).await
     }
 }
 
@@ -225,7 +235,7 @@ impl SqlState {
             DELETE FROM ts_state_failure WHERE first_at <= $2; \
             DELETE FROM ts_state_code WHERE expires + $3 <= $1";
         let failures_before = db(now.saturating_sub(FAILURE_RETENTION_SECONDS));
-        self.step("prune", async move {
+        self.step("prune", "prune", async move {
             run_on!(&self.pool, |pool| {
                 for statement in prune.split("; ") {
                     let query = sqlx::query(statement).bind(db(now)).bind(failures_before);
@@ -276,7 +286,7 @@ impl SqlStateBuilder {
                 ON CONFLICT (id) DO NOTHING";
             run_on!(&state.pool, |pool| sqlx::query(first).bind(&epoch).execute(pool).await.map(drop))
         };
-        state.step("cannot create the tables", create).await?;
+        state.step("create_tables", "cannot create the tables", create).await?;
         Ok(state)
     }
 }
@@ -349,9 +359,9 @@ enum SingleUse<R> {
 /// of the client (`$find`: owner, replayable, family) ends its family. Binds `$1` digest,
 /// `$2` client (`$find`: `$2` now) and `$3` now.
 macro_rules! redeem_once {
-    ($self:expr, $what:expr, $redeem:expr, $find:expr, $digest:expr, $client:expr, $now:expr, $row:ty) => {
+    ($self:expr, $operation:expr, $what:expr, $redeem:expr, $find:expr, $digest:expr, $client:expr, $now:expr, $row:ty) => {
         $self
-            .step($what, async move {
+            .step($operation, $what, async move {
                 run_on!(&$self.pool, |pool| {
                     let mut tx = pool.begin().await?;
                     let fresh: Option<$row> = sqlx::query_as($redeem)
@@ -401,7 +411,7 @@ macro_rules! append {
 impl StateBackend for SqlState {
     async fn revoke(&self, jti: &str, client: &str, exp: u64) -> Result<(), StateError> {
         let change = Change::Revoked { jti: jti.to_owned(), exp };
-        self.step("revoke", async move {
+        self.step("revoke", "revoke", async move {
             run_on!(&self.pool, |pool| {
                 let mut tx = pool.begin().await?;
                 append!(self, tx, &change);
@@ -415,7 +425,7 @@ impl StateBackend for SqlState {
     async fn revoke_issued_before(&self, client: Option<&str>, before: u64) -> Result<(), StateError> {
         let change = Change::IssuedBefore { client: client.map(str::to_owned), before };
         let row = client.unwrap_or(EVERY_CLIENT);
-        self.step("watermark", async move {
+        self.step("revoke_issued_before", "watermark", async move {
             run_on!(&self.pool, |pool| {
                 let mut tx = pool.begin().await?;
                 append!(self, tx, &change);
@@ -429,7 +439,9 @@ impl StateBackend for SqlState {
     async fn new_family(&self) -> Result<u64, StateError> {
         let next = "UPDATE ts_state_meta SET families = families + 1 WHERE id = 1 RETURNING families";
         let family: (i64,) = self
-            .step("new family", async { run_on!(&self.pool, |pool| sqlx::query_as(next).fetch_one(pool).await) })
+            .step("new_family", "new family", async {
+                run_on!(&self.pool, |pool| sqlx::query_as(next).fetch_one(pool).await)
+            })
             .await?;
         Ok(num(family.0))
     }
@@ -438,7 +450,7 @@ impl StateBackend for SqlState {
         self.count_write().await?;
         let scopes = serde_json::to_string(&record.scopes).map_err(|e| StateError(format!("SQL state: {e}")))?;
         let digest = hex(digest);
-        self.step("store refresh", async {
+        self.step("put_refresh", "store refresh", async {
             run_on!(&self.pool, |pool| sqlx::query(PUT_REFRESH)
                 .bind(&digest)
                 .bind(&record.client_id)
@@ -460,11 +472,25 @@ impl StateBackend for SqlState {
     async fn redeem_refresh(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<Redemption, StateError> {
         let (digest, redeem) = (hex(digest), format!("{REDEEM}{GRANT_COLUMNS}"));
         let what = "redeem refresh";
-        Ok(match redeem_once!(self, what, &redeem, REPLAYABLE_REFRESH, &digest, client_id, now, GrantRow)? {
-            SingleUse::Fresh(row) => Redemption::Fresh(grant_of(row).map_err(|e| StateError(format!("{what}: {e}")))?),
-            SingleUse::Replayed(access) => Redemption::Replayed(access),
-            SingleUse::Invalid => Redemption::Invalid,
-        })
+        Ok(
+            match redeem_once!(
+                self,
+                "redeem_refresh",
+                what,
+                &redeem,
+                REPLAYABLE_REFRESH,
+                &digest,
+                client_id,
+                now,
+                GrantRow
+            )? {
+                SingleUse::Fresh(row) => {
+                    Redemption::Fresh(grant_of(row).map_err(|e| StateError(format!("{what}: {e}")))?)
+                }
+                SingleUse::Replayed(access) => Redemption::Replayed(access),
+                SingleUse::Invalid => Redemption::Invalid,
+            },
+        )
     }
 
     async fn peek_refresh(&self, digest: &[u8; 32], now: u64) -> Result<Option<RefreshRecord>, StateError> {
@@ -472,7 +498,7 @@ impl StateBackend for SqlState {
         let peek =
             format!("SELECT {GRANT_COLUMNS} FROM ts_state_refresh WHERE digest = $1 AND used = 0 AND expires > $2");
         let row: Option<GrantRow> = self
-            .step("read refresh", async {
+            .step("peek_refresh", "read refresh", async {
                 run_on!(&self.pool, |pool| sqlx::query_as(&peek).bind(&digest).bind(db(now)).fetch_optional(pool).await)
             })
             .await?;
@@ -485,7 +511,7 @@ impl StateBackend for SqlState {
         // always become a writer.
         let remove = "DELETE FROM ts_state_refresh WHERE family = \
             (SELECT family FROM ts_state_refresh WHERE digest = $1 AND client_id = $2) RETURNING access_jti, access_exp";
-        self.step("revoke refresh", async move {
+        self.step("revoke_refresh_family", "revoke refresh", async move {
             run_on!(&self.pool, |pool| {
                 let mut tx = pool.begin().await?;
                 let rows: Vec<(String, i64)> =
@@ -509,7 +535,7 @@ impl StateBackend for SqlState {
 
     async fn revoke_client_refresh(&self, client_id: &str) -> Result<(), StateError> {
         let remove = "DELETE FROM ts_state_refresh WHERE client_id = $1";
-        self.step("revoke client refresh", async {
+        self.step("revoke_client_refresh", "revoke client refresh", async {
             run_on!(&self.pool, |pool| sqlx::query(remove).bind(client_id).execute(pool).await.map(drop))
         })
         .await
@@ -520,7 +546,7 @@ impl StateBackend for SqlState {
         self.count_write().await?;
         let scopes = serde_json::to_string(&record.scopes).map_err(|e| StateError(format!("SQL state: {e}")))?;
         let digest = hex(digest);
-        self.step("store code", async {
+        self.step("put_code", "store code", async {
             run_on!(&self.pool, |pool| sqlx::query(PUT_CODE)
                 .bind(&digest)
                 .bind(&record.client_id)
@@ -539,13 +565,25 @@ impl StateBackend for SqlState {
 
     async fn redeem_code(&self, digest: &[u8; 32], client_id: &str, now: u64) -> Result<CodeRedemption, StateError> {
         let (digest, what) = (hex(digest), "redeem code");
-        Ok(match redeem_once!(self, what, REDEEM_CODE, REPLAYABLE_CODE, &digest, client_id, now, CodeRow)? {
-            SingleUse::Fresh(row) => {
-                CodeRedemption::Fresh(code_of(row).map_err(|e| StateError(format!("{what}: {e}")))?)
-            }
-            SingleUse::Replayed(access) => CodeRedemption::Replayed(access),
-            SingleUse::Invalid => CodeRedemption::Invalid,
-        })
+        Ok(
+            match redeem_once!(
+                self,
+                "redeem_code",
+                what,
+                REDEEM_CODE,
+                REPLAYABLE_CODE,
+                &digest,
+                client_id,
+                now,
+                CodeRow
+            )? {
+                SingleUse::Fresh(row) => {
+                    CodeRedemption::Fresh(code_of(row).map_err(|e| StateError(format!("{what}: {e}")))?)
+                }
+                SingleUse::Replayed(access) => CodeRedemption::Replayed(access),
+                SingleUse::Invalid => CodeRedemption::Invalid,
+            },
+        )
     }
 
     async fn record_failure(
@@ -557,7 +595,7 @@ impl StateBackend for SqlState {
     ) -> Result<Option<u64>, StateError> {
         let until = now.saturating_add(lockout_seconds);
         let change = Change::Locked { user: user.to_owned(), until };
-        self.step("count failure", async move {
+        self.step("record_failure", "count failure", async move {
             run_on!(&self.pool, |pool| {
                 let mut tx = pool.begin().await?;
                 let (failures,): (i64,) = sqlx::query_as(COUNT_FAILURE)
@@ -582,7 +620,7 @@ impl StateBackend for SqlState {
 
     async fn clear_failures(&self, user: &str) -> Result<(), StateError> {
         let clear = "DELETE FROM ts_state_failure WHERE user_name = $1";
-        self.step("clear failures", async {
+        self.step("clear_failures", "clear failures", async {
             run_on!(&self.pool, |pool| sqlx::query(clear).bind(user).execute(pool).await.map(drop))
         })
         .await
@@ -592,7 +630,7 @@ impl StateBackend for SqlState {
     async fn locked_until(&self, user: &str, now: u64) -> Result<Option<u64>, StateError> {
         let read = "SELECT locked_until FROM ts_state_lock WHERE user_name = $1 AND locked_until > $2";
         let until: Option<(i64,)> = self
-            .step("read lock", async {
+            .step("locked_until", "read lock", async {
                 run_on!(&self.pool, |pool| sqlx::query_as(read).bind(user).bind(db(now)).fetch_optional(pool).await)
             })
             .await?;
@@ -602,7 +640,7 @@ impl StateBackend for SqlState {
     async fn snapshot(&self, now: u64) -> Result<Snapshot, StateError> {
         self.prune(now).await?;
         let postgres = matches!(self.pool, SqlPool::Postgres(_));
-        self.step("snapshot", async move {
+        self.step("snapshot", "snapshot", async move {
             run_on!(&self.pool, |pool| {
                 // One consistent view: the log position and the sets it produced.
                 let mut tx = pool.begin().await?;
@@ -643,7 +681,7 @@ impl StateBackend for SqlState {
         let read = "SELECT sequence, change FROM ts_state_log WHERE sequence > $1 ORDER BY sequence LIMIT 10000";
         let since = db(sequence);
         let found = self
-            .step("read changes", async move {
+            .step("changes_since", "read changes", async move {
                 run_on!(&self.pool, |pool| {
                     let mut tx = pool.begin().await?;
                     let (current, last): (String, i64) =
