@@ -253,6 +253,22 @@ fn redirected_to(status: StatusCode, headers: &HashMap<String, String>, prefix: 
     form_urlencoded::parse(query.as_bytes()).into_owned().collect()
 }
 
+/// A public client's token request for `code` (RFC 6749 4.1.3 with the PKCE verifier).
+fn exchange_form<'a>(
+    code: &'a str,
+    redirect_uri: &'a str,
+    verifier: &'a str,
+    client_id: &'a str,
+) -> [(&'a str, &'a str); 5] {
+    [
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri),
+        ("code_verifier", verifier),
+        ("client_id", client_id),
+    ]
+}
+
 async fn token(base: &str, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (StatusCode, Value) {
     let mut request = http().post(format!("{base}/oauth2/token")).form(form);
     if let Some((id, secret)) = basic {
@@ -419,13 +435,7 @@ async fn d6_token_request_errors() {
     let code = params["code"].as_str();
     let (wrong, _) = pkce();
     for (verifier, expected) in [(wrong.as_str(), "invalid_grant"), (verifier.as_str(), "invalid_grant")] {
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &callback),
-            ("code_verifier", verifier),
-            ("client_id", client),
-        ];
+        let form = exchange_form(code, &callback, verifier, client);
         let (status, body) = token(&app.base, &form, None).await;
         assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some(expected)), "{body}");
     }
@@ -437,13 +447,7 @@ async fn d6_token_request_errors() {
             .await;
     let code = params["code"].as_str();
     for bad in ["", "short", &format!("{verifier}!")] {
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &callback),
-            ("code_verifier", bad),
-            ("client_id", client),
-        ];
+        let form = exchange_form(code, &callback, bad, client);
         let (status, body) = token(&app.base, &form, None).await;
         assert_eq!(
             (status, body["error"].as_str()),
@@ -453,13 +457,7 @@ async fn d6_token_request_errors() {
     }
     // Another redirect URI (even one the client registered), then another client.
     let other_uri = "com.example.app:/oauth";
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", code),
-        ("redirect_uri", other_uri),
-        ("code_verifier", &verifier),
-        ("client_id", client),
-    ];
+    let form = exchange_form(code, other_uri, &verifier, client);
     let (_, body) = token(&app.base, &form, None).await;
     assert_eq!(body["error"], "invalid_grant", "{body}");
 
@@ -494,25 +492,13 @@ async fn d6_token_request_errors() {
     };
     app.state.put_code(&Sha256::digest(b"an-expired-code").into(), &expired).await.unwrap();
     for code in ["an-expired-code", "never-issued"] {
-        let form = [
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", &callback),
-            ("code_verifier", &verifier),
-            ("client_id", "first-party"),
-        ];
+        let form = exchange_form(code, &callback, &verifier, "first-party");
         let (_, body) = token(&app.base, &form, None).await;
         assert_eq!(body["error"], "invalid_grant", "{code}: {body}");
     }
 
     // A confidential client must authenticate: without its secret the client_id is not enough.
-    let form = [
-        ("grant_type", "authorization_code"),
-        ("code", "x"),
-        ("redirect_uri", &callback),
-        ("code_verifier", &verifier),
-        ("client_id", "web"),
-    ];
+    let form = exchange_form("x", &callback, &verifier, "web");
     let (status, body) = token(&app.base, &form, None).await;
     assert_eq!((status, body["error"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_client")), "{body}");
 }
