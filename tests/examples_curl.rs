@@ -411,3 +411,73 @@ fn ldap_store_example_with_curl() {
     assert!(!output.status.success());
     assert!(stderr.contains("ldap_store.toml:") && stderr.contains("invalidCredentials"), "{stderr}");
 }
+
+/// The hidden fields of a page's form, as `name=value` arguments for curl's
+/// `--data-urlencode` (values unescaped).
+fn hidden_fields(page: &str) -> Vec<String> {
+    let pattern = regex::Regex::new(r#"<input type="hidden" name="([^"]+)" value="([^"]*)">"#).unwrap();
+    let unescape = |v: &str| {
+        v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    };
+    pattern.captures_iter(page).map(|c| format!("{}={}", &c[1], unescape(&c[2]))).collect()
+}
+
+/// curl posting the authorization form with `fields` plus `extra`, keeping cookies in `jar`.
+fn post_form(base: &str, jar: &str, fields: &[String], extra: &[&str]) -> (u16, String) {
+    let mut args: Vec<String> = vec!["-b".into(), jar.into(), "-c".into(), jar.into()];
+    for field in fields.iter().map(String::as_str).chain(extra.iter().copied()) {
+        args.extend(["--data-urlencode".to_owned(), field.to_owned()]);
+    }
+    args.push(format!("{base}/oauth2/authorize"));
+    curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+// SPEC D6: the authorization code flow exactly as the quickstart prints it, with curl as
+// the browser (a cookie jar, the forms posted as a browser posts them): open the printed
+// URL, sign in as alex, allow, take the code from the redirect, run the printed token
+// command with it, and call the API with the token.
+#[test]
+fn quickstart_code_flow_as_printed() {
+    let (mut server, base) = start_quickstart();
+    let mut lines = Vec::new();
+    while !lines.last().is_some_and(|l: &String| l.contains("code_verifier=")) {
+        let line = server.read_line();
+        assert!(!line.is_empty() || lines.len() < 20, "the quickstart printed no token command: {lines:?}");
+        lines.push(line);
+    }
+    let url = lines.iter().find_map(|l| l.strip_prefix("browser: ")).expect("a browser: line").to_owned();
+    assert!(
+        url.starts_with(&format!("{base}/oauth2/authorize?")) && url.contains("code_challenge_method=S256"),
+        "{url}"
+    );
+    let at = lines.iter().position(|l| l.starts_with("then:")).unwrap();
+    let command = format!("{} {}", lines[at].trim_start_matches("then:"), lines[at + 1]).replace('\\', " ");
+
+    let jar_dir = tempfile::tempdir().unwrap();
+    let jar = jar_dir.path().join("cookies").to_string_lossy().into_owned();
+    let (status, page) = curl(&["-c", &jar, &url]);
+    assert_eq!(status, 200, "{page}");
+    let (status, consent) =
+        post_form(&base, &jar, &hidden_fields(&page), &["username=alex", "password=alex123", "action=login"]);
+    assert!(status == 200 && consent.contains("Allow access?"), "{consent}");
+    let (status, redirect) = post_form(&base, &jar, &hidden_fields(&consent), &["action=approve"]);
+    assert_eq!(status, 303, "{redirect}");
+    let location = redirect.lines().find_map(|l| l.strip_prefix("location: ")).unwrap().trim();
+    assert!(location.starts_with(&format!("{base}/callback?")), "{location}");
+    let (status, callback) = curl(&[location]);
+    assert_eq!(status, 200, "{callback}");
+    let body: serde_json::Value = serde_json::from_str(callback.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    let code = body["code"].as_str().unwrap();
+    assert_eq!(body["state"], "demo");
+
+    let command = command.replace("<code shown on /callback>", code);
+    let args: Vec<&str> = command.split_whitespace().skip(1).filter(|a| *a != "-s").collect();
+    assert!(command.trim_start().starts_with("curl "), "{command}");
+    let (status, token) = curl(&args);
+    assert_eq!(status, 200, "{token}");
+    let token: serde_json::Value = serde_json::from_str(token.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(token["scope"], "internal_identity_mgt_view");
+    let bearer = format!("Authorization: Bearer {}", token["access_token"].as_str().unwrap());
+    let (status, text) = curl(&["-H", &bearer, &format!("{base}/api/users/v1/42/challenges")]);
+    assert_eq!(status, 200, "{text}");
+}

@@ -48,7 +48,12 @@ fn app(addr: std::net::SocketAddr) -> Result<(Router, SecureLayer), Box<dyn std:
         Some(path) => (load_users_file(&path)?, load_clients_file(&path)?),
         None => {
             let file = "examples/quickstart/users.toml";
-            (load_users(file, USERS)?, load_clients(file, USERS)?)
+            let mut clients = load_clients(file, USERS)?;
+            // The embedded file's public client is sent back to where this process listens.
+            for client in clients.iter_mut().filter(|client| client.is_public()) {
+                client.redirect_uris = vec![format!("http://{addr}/callback")];
+            }
+            (load_users(file, USERS)?, clients)
         }
     };
     let mut tokens = TokenServer::builder().deployment(&deployment).user_store(users).clients(clients);

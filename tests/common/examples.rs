@@ -13,6 +13,15 @@ pub struct Server {
     _stdout: BufReader<ChildStdout>,
 }
 
+impl Server {
+    /// The next line the server prints (without its newline); empty at the end.
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        let _ = self._stdout.read_line(&mut line);
+        line.trim_end().to_owned()
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
