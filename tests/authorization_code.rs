@@ -217,15 +217,6 @@ impl Browser {
     }
 }
 
-/// The hidden fields of a page's form, unescaped.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let pattern = regex::Regex::new(r#"<input type="hidden" name="([^"]+)" value="([^"]*)">"#).unwrap();
-    let unescape = |v: &str| {
-        v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    };
-    pattern.captures_iter(html).map(|c| (c[1].to_owned(), unescape(&c[2]))).collect()
-}
-
 /// `form`'s hidden fields plus `extra`.
 fn with_fields<'a>(hidden: &'a [(String, String)], extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut form: Vec<(&str, &str)> = hidden.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -300,7 +291,7 @@ async fn sign_in_and_approve(
     let callback = format!("{}/callback", browser.base);
     let (mut status, mut headers, mut page) = browser.get(query).await;
     if page.contains("<h1>Sign in</h1>") {
-        let hidden = hidden_fields(&page);
+        let hidden = common::hidden_fields(&page);
         let login = with_fields(&hidden, &[("username", user), ("password", password), ("action", "login")]);
         (status, headers, page) = browser.post(&login).await;
     }
@@ -308,7 +299,8 @@ async fn sign_in_and_approve(
         return redirected_to(status, &headers, &callback);
     }
     assert!(page.contains("Allow access?"), "consent page expected: {page}");
-    let (status, headers, _) = browser.post(&with_fields(&hidden_fields(&page), &[("action", "approve")])).await;
+    let (status, headers, _) =
+        browser.post(&with_fields(&common::hidden_fields(&page), &[("action", "approve")])).await;
     redirected_to(status, &headers, &callback)
 }
 
@@ -337,7 +329,7 @@ async fn d6_code_flow_with_pkce_and_single_use_codes() {
     assert!(!page.contains("<script"), "no JavaScript");
     assert!(page.contains(r#"<label for="username">"#) && page.contains(r#"<label for="password">"#), "{page}");
     assert!(browser.cookies.contains_key("tower_secure_csrf"));
-    let hidden = hidden_fields(&page);
+    let hidden = common::hidden_fields(&page);
     assert!(hidden.iter().any(|(k, v)| k == "state" && v == state), "{hidden:?}");
 
     let login = with_fields(&hidden, &[("username", "alex"), ("password", "alex123"), ("action", "login")]);
@@ -345,7 +337,8 @@ async fn d6_code_flow_with_pkce_and_single_use_codes() {
     assert_eq!(status, StatusCode::OK, "{consent}");
     assert!(consent.contains(&format!("<code>{SCOPE}</code>")) && consent.contains("<code>openid</code>"), "{consent}");
     assert!(browser.cookies.contains_key("tower_secure_session"));
-    let (status, headers, _) = browser.post(&with_fields(&hidden_fields(&consent), &[("action", "approve")])).await;
+    let (status, headers, _) =
+        browser.post(&with_fields(&common::hidden_fields(&consent), &[("action", "approve")])).await;
     let params = redirected_to(status, &headers, &callback);
     assert_eq!(params["state"], state, "state comes back untouched");
     let code = params["code"].clone();
@@ -584,7 +577,7 @@ async fn d6_csrf_lockout_deny_and_logout() {
 
     let mut browser = Browser::new(&app.base);
     let (_, _, page) = browser.get(&query).await;
-    let hidden = hidden_fields(&page);
+    let hidden = common::hidden_fields(&page);
     let mut stranger = Browser::new(&app.base);
     stranger.get(&query).await; // its own CSRF cookie, not the one in `hidden`
     let login = with_fields(&hidden, &[("username", "alex"), ("password", "alex123"), ("action", "login")]);
@@ -614,7 +607,8 @@ async fn d6_csrf_lockout_deny_and_logout() {
     // alex signs in, then denies.
     let (status, _, consent) = browser.post(&login).await;
     assert_eq!(status, StatusCode::OK, "{consent}");
-    let (status, headers, _) = browser.post(&with_fields(&hidden_fields(&consent), &[("action", "deny")])).await;
+    let (status, headers, _) =
+        browser.post(&with_fields(&common::hidden_fields(&consent), &[("action", "deny")])).await;
     let params = redirected_to(status, &headers, &callback);
     assert_eq!((params["error"].as_str(), params["state"].as_str()), ("access_denied", "st"));
     assert!(!params.contains_key("code"));

@@ -412,14 +412,10 @@ fn ldap_store_example_with_curl() {
     assert!(stderr.contains("ldap_store.toml:") && stderr.contains("invalidCredentials"), "{stderr}");
 }
 
-/// The hidden fields of a page's form, as `name=value` arguments for curl's
-/// `--data-urlencode` (values unescaped).
+/// The hidden fields of a page's form as `name=value` arguments for curl's
+/// `--data-urlencode`.
 fn hidden_fields(page: &str) -> Vec<String> {
-    let pattern = regex::Regex::new(r#"<input type="hidden" name="([^"]+)" value="([^"]*)">"#).unwrap();
-    let unescape = |v: &str| {
-        v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-    };
-    pattern.captures_iter(page).map(|c| format!("{}={}", &c[1], unescape(&c[2]))).collect()
+    common::hidden_fields(page).into_iter().map(|(name, value)| format!("{name}={value}")).collect()
 }
 
 /// curl posting the authorization form with `fields` plus `extra`, keeping cookies in `jar`.

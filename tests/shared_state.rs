@@ -195,6 +195,85 @@ async fn h3_a_refresh_token_is_redeemed_once_across_instances_postgres() {
     refresh_token_redeemed_once(Backend::postgres().await).await;
 }
 
+/// The quickstart's public client signs alex in on `base`'s login page and approves, with
+/// reqwest as the browser (cookies carried by hand, the redirect read, not followed); the
+/// code.
+async fn authorization_code(base: &str, challenge: &str) -> String {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let query = format!(
+        "response_type=code&client_id=quickstart-spa&redirect_uri={REDIRECT}&scope=internal_identity_mgt_view\
+         &code_challenge={challenge}&code_challenge_method=S256"
+    );
+    let mut cookies: Vec<String> = Vec::new();
+    let mut page = http.get(format!("{base}/oauth2/authorize?{query}")).send().await.unwrap();
+    for extra in
+        [[("username", "alex"), ("password", "alex123"), ("action", "login")].as_slice(), &[("action", "approve")]]
+    {
+        cookies.extend(
+            page.headers()
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned()),
+        );
+        let mut form = common::hidden_fields(&page.text().await.unwrap());
+        form.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        page = http
+            .post(format!("{base}/oauth2/authorize"))
+            .header("cookie", cookies.join("; "))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(page.status(), StatusCode::SEE_OTHER);
+    let location = page.headers()["location"].to_str().unwrap();
+    let query = location.strip_prefix(&format!("{REDIRECT}?")).unwrap();
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "code").unwrap().1.into_owned()
+}
+
+/// The quickstart's public client's registered redirect URI.
+const REDIRECT: &str = "http://127.0.0.1:3000/callback";
+
+// SPEC D6, H3: an authorization code issued by instance A is redeemed on instance B (codes
+// live in the shared backend); a second exchange on A is refused and revokes B's token on
+// both instances.
+async fn code_redeemed_once(backend: Backend) {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let ((_a, a), (_b, b)) = (instance(&backend), instance(&backend));
+    let http = common::client();
+    let verifier = "a-verifier-of-forty-three-characters-or-more-0123456789";
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier));
+    let code = authorization_code(&a, &challenge).await;
+    let exchange = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+        ("client_id", "quickstart-spa"),
+    ];
+    let response = http.post(format!("{b}/oauth2/token")).form(&exchange).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let token: Value = response.json().await.unwrap();
+    let access = token["access_token"].as_str().unwrap();
+    assert_eq!(api(&http, &a, access).await, StatusCode::OK);
+    let response = http.post(format!("{a}/oauth2/token")).form(&exchange).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "the code was used on B");
+    for base in [&a, &b] {
+        until_status(&http, base, access, StatusCode::UNAUTHORIZED, Duration::from_secs(3)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d6_an_authorization_code_is_redeemed_once_across_instances_redis() {
+    code_redeemed_once(Backend::redis().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d6_an_authorization_code_is_redeemed_once_across_instances_postgres() {
+    code_redeemed_once(Backend::postgres().await).await;
+}
+
 async fn basic(http: &reqwest::Client, base: &str, password: &str) -> StatusCode {
     http.get(format!("{base}{API}")).basic_auth("alex", Some(password)).send().await.unwrap().status()
 }

@@ -104,6 +104,16 @@ pub async fn serve(app: Router) -> String {
     format!("http://{addr}")
 }
 
+/// The hidden fields of an authorization page's form (the login and consent pages of the
+/// token server), unescaped.
+pub fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let pattern = regex::Regex::new(r#"<input type="hidden" name="([^"]+)" value="([^"]*)">"#).unwrap();
+    let unescape = |v: &str| {
+        v.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    };
+    pattern.captures_iter(html).map(|c| (c[1].to_owned(), unescape(&c[2]))).collect()
+}
+
 /// A reqwest client with a short timeout (every network test is bounded in time).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().unwrap()
