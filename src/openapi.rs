@@ -1,4 +1,4 @@
-//! The effective policy as OpenAPI 3.1 (SPEC I3): security schemes for the layer's
+//! The effective policy as OpenAPI 3.1: security schemes for the layer's
 //! authentication handlers and, for each operation of a utoipa document, the security
 //! requirements the layer enforces there, computed with the policy listing's route lookup
 //! and `#[secure]` handler rules.
