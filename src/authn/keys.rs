@@ -2,9 +2,11 @@
 // document, each checked for strength and for the algorithms it may verify; shared by the
 // bearer handler, the remote key sets and the token server's own keys.
 
+use aws_lc_rs::encoding::AsDer as _;
+use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine as _;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use serde_json::Value;
 
 use crate::config::{ConfigError, IssuerConfig, KeyConfig, SourceMap, Spanned};
@@ -29,6 +31,54 @@ pub(super) struct VerificationKey {
     /// for a published key without `alg`, those its issuer allows that fit its type.
     pub(super) algorithms: Vec<Algorithm>,
     pub(super) key: DecodingKey,
+    /// The public key parsed by aws-lc once per asymmetric algorithm it verifies, so that
+    /// checking a signature does not parse (and copy) the key again; HMAC keys have none.
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl VerificationKey {
+    pub(super) fn new(kid: Option<String>, algorithms: Vec<Algorithm>, key: DecodingKey) -> Self {
+        let parsed = algorithms.iter().filter_map(|&a| parse_public_key(&key, a).map(|parsed| (a, parsed))).collect();
+        Self { kid, algorithms, key, parsed }
+    }
+
+    /// Whether `signature` (base64url) signs `message` under `algorithm`, which the caller
+    /// checked this key verifies: with the parsed key when there is one (the same aws-lc
+    /// verification jsonwebtoken runs, without parsing the key each time), otherwise
+    /// (HMAC) through jsonwebtoken.
+    pub(super) fn verifies(&self, message: &[u8], signature: &str, algorithm: Algorithm) -> bool {
+        match self.parsed.iter().find(|(a, _)| *a == algorithm) {
+            Some((_, parsed)) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(signature)
+                .is_ok_and(|signature| parsed.verify_sig(message, &signature).is_ok()),
+            None => jsonwebtoken::crypto::verify(signature, message, &self.key, algorithm).unwrap_or(false),
+        }
+    }
+}
+
+/// The aws-lc verification algorithm jsonwebtoken's aws-lc backend uses for `algorithm`,
+/// and the key parsed for it; `None` for HMAC or a key aws-lc does not take.
+fn parse_public_key(key: &DecodingKey, algorithm: Algorithm) -> Option<ParsedPublicKey> {
+    use aws_lc_rs::signature as sig;
+    let verification: &'static dyn sig::VerificationAlgorithm = match algorithm {
+        Algorithm::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        Algorithm::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+        Algorithm::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+        Algorithm::EdDSA => &sig::ED25519,
+        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => return None,
+    };
+    match key.kind() {
+        DecodingKeyKind::SecretOrDer(bytes) => ParsedPublicKey::new(verification, bytes).ok(),
+        DecodingKeyKind::RsaModulusExponent { n, e } => {
+            let der = aws_lc_rs::rsa::PublicKeyComponents { n: n.as_slice(), e: e.as_slice() }.as_der().ok()?;
+            ParsedPublicKey::new(verification, der.as_ref()).ok()
+        }
+    }
 }
 
 pub(super) fn load_issuer_keys(
@@ -92,7 +142,7 @@ fn load_key(table: &Spanned<KeyConfig>, source: &SourceMap) -> Result<Verificati
 }
 
 pub(super) fn verification_key(kid: Option<String>, algorithm: Algorithm, key: DecodingKey) -> VerificationKey {
-    VerificationKey { kid, algorithms: vec![algorithm], key }
+    VerificationKey::new(kid, vec![algorithm], key)
 }
 
 fn family(algorithm: Algorithm) -> &'static str {
@@ -275,7 +325,7 @@ fn jwks_key(jwk: &Value, allowed: Option<&[Algorithm]>) -> Result<VerificationKe
     };
     // Every algorithm of the list needs the same key type and size, so one check holds for all.
     let key = public_key_from_jwk(jwk, first).map_err(|m| format!("key {kid}: {m}"))?;
-    Ok(VerificationKey { kid: Some(kid.to_owned()), algorithms, key })
+    Ok(VerificationKey::new(Some(kid.to_owned()), algorithms, key))
 }
 
 /// The algorithms a key without `alg` serves: the issuer's `allowed` ones that fit
@@ -314,5 +364,77 @@ mod tests {
         assert!(public_key_from_jwk(&short_rsa, Algorithm::RS256).err().unwrap().contains("2048"));
         let wrong_kty = json!({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"});
         assert!(public_key_from_jwk(&wrong_kty, Algorithm::RS256).is_err());
+    }
+
+    /// A signature (base64url) over `message` with the key pair's private half.
+    fn b64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    // SPEC F8, F9, issue 17: asymmetric keys verify through their parsed form (the fast
+    // path), and it agrees with jsonwebtoken's own verification on good signatures,
+    // tampered messages, tampered signatures and undecodable signatures, for RSA keys given
+    // as DER and as JWK components, RSA-PSS, P-256 and Ed25519; HMAC keys keep
+    // jsonwebtoken's path.
+    #[test]
+    fn parsed_keys_verify_exactly_as_jsonwebtoken_does() {
+        use aws_lc_rs::rand::SystemRandom;
+        use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+        use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _};
+        let message = b"header.payload";
+        let rng = SystemRandom::new();
+        let rsa = KeyPair::generate(KeySize::Rsa2048).unwrap();
+        let rsa_sign = |padding: &'static dyn signature::RsaEncoding| {
+            let mut out = vec![0; rsa.public_modulus_len()];
+            rsa.sign(padding, &rng, message, &mut out).unwrap();
+            out
+        };
+        let components = PublicKeyComponents::<Vec<u8>>::from(rsa.public_key());
+        let rsa_der = DecodingKey::from_rsa_der(rsa.public_key().as_ref());
+        let rsa_jwk = DecodingKey::from_rsa_raw_components(&components.n, &components.e);
+        let ec = EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+        let ed = Ed25519KeyPair::generate().unwrap();
+        let cases = [
+            (Algorithm::RS256, rsa_der.clone(), rsa_sign(&signature::RSA_PKCS1_SHA256)),
+            (Algorithm::RS256, rsa_jwk.clone(), rsa_sign(&signature::RSA_PKCS1_SHA256)),
+            (Algorithm::PS256, rsa_jwk, rsa_sign(&signature::RSA_PSS_SHA256)),
+            (
+                Algorithm::ES256,
+                DecodingKey::from_ec_der(ec.public_key().as_ref()),
+                ec.sign(&rng, message).unwrap().as_ref().to_vec(),
+            ),
+            (Algorithm::EdDSA, DecodingKey::from_ed_der(ed.public_key().as_ref()), ed.sign(message).as_ref().to_vec()),
+        ];
+        for (algorithm, key, good) in cases {
+            let verification = VerificationKey::new(None, vec![algorithm], key.clone());
+            assert_eq!(verification.parsed.len(), 1, "{algorithm:?}: the key is parsed once");
+            let mut tampered = good.clone();
+            tampered[10] ^= 1;
+            let other_message = b"header.payloaD";
+            for (text, signature, expected) in [
+                (&message[..], b64(&good), true),
+                (&other_message[..], b64(&good), false),
+                (&message[..], b64(&tampered), false),
+                (&message[..], "not base64url!".to_owned(), false),
+            ] {
+                let reference = jsonwebtoken::crypto::verify(&signature, text, &key, algorithm).unwrap_or(false);
+                assert_eq!(reference, expected, "{algorithm:?}: jsonwebtoken's answer");
+                assert_eq!(
+                    verification.verifies(text, &signature, algorithm),
+                    expected,
+                    "{algorithm:?}: the parsed key's"
+                );
+            }
+        }
+        // An RSA key parsed for PKCS#1 v1.5 does not take a PSS signature.
+        let pkcs1_only = VerificationKey::new(None, vec![Algorithm::RS256], rsa_der);
+        assert!(!pkcs1_only.verifies(message, &b64(&rsa_sign(&signature::RSA_PSS_SHA256)), Algorithm::RS256));
+
+        let hmac = VerificationKey::new(None, vec![Algorithm::HS256], hmac_key(&[7; 32], Algorithm::HS256).unwrap());
+        assert!(hmac.parsed.is_empty(), "HMAC keys stay with jsonwebtoken");
+        let encoding = jsonwebtoken::EncodingKey::from_secret(&[7; 32]);
+        let mac = jsonwebtoken::crypto::sign(message, &encoding, Algorithm::HS256).unwrap();
+        assert!(hmac.verifies(message, &mac, Algorithm::HS256));
+        assert!(!hmac.verifies(b"other", &mac, Algorithm::HS256));
     }
 }
