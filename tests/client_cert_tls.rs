@@ -668,6 +668,15 @@ async fn a9_client_cert_settings_in_code() {
         .map(|d| SecureLayer::builder().deployment(d).user_store(users()).build().map(|_| ()));
     let error = error.and_then(|built| built).unwrap_err();
     assert_eq!((&*error.file, error.line, error.key.as_deref()), ("<code>", 2, Some("cert_fingerprints")), "{error}");
+
+    // Intermediates serve forwarded certificates only: without `forwarded` they are an
+    // error, not silently dropped.
+    let error = tower_secure::authn::ClientCertAuthenticator::new(
+        ClientCert::new().intermediates_file("intermediates.pem"),
+        tower_secure::identity::InMemoryUserStore::default(),
+    )
+    .unwrap_err();
+    assert_eq!((&*error.file, error.key.as_deref()), ("<code>", Some("intermediates_file")), "{error}");
 }
 
 /// A TLS server whose allow-list holds only this SHA-256 (hex).

@@ -1134,3 +1134,14 @@ fn every_error_is_reported_in_file_order() {
     assert_eq!(found, expected, "{errors:#?}");
     assert_eq!(compile(&text).unwrap_err(), errors[0]);
 }
+
+// SPEC A9, F2: `intermediates_file` without `forwarded_header` is refused at its key,
+// not ignored.
+#[test]
+fn intermediates_without_a_forwarded_header_are_refused() {
+    let text = "[client_cert]\nintermediates_file = \"intermediates.pem\"\n";
+    let deployment = Deployment::from_toml_str("deployment.toml", text).unwrap();
+    let users = load_users("users.toml", "").unwrap();
+    let error = SecureLayer::builder().deployment(deployment).user_store(users).build().unwrap_err();
+    check(&error, "deployment.toml", 2, "intermediates_file", &["without forwarded_header"]);
+}

@@ -347,7 +347,14 @@ impl ClientCertAuthenticator {
         let source = &deployment.source;
         let config = table.get_ref();
         let forwarded = match (&config.forwarded_header, &config.forwarded_format) {
-            (None, None) => None,
+            (None, None) => {
+                // Settings only a forwarded header uses are refused rather than ignored.
+                if let Some(file) = &config.intermediates_file {
+                    let message = "intermediates_file without forwarded_header: it serves forwarded certificates only";
+                    return Err(source.error(file.span(), "intermediates_file", message));
+                }
+                None
+            }
             (None, Some(format)) => {
                 let message = "forwarded_format without forwarded_header: name the header the proxy forwards in";
                 return Err(source.error(format.span(), "forwarded_format", message));

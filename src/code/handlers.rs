@@ -152,6 +152,8 @@ pub struct ClientCert {
     issuer_fingerprints: Vec<String>,
     exempt_contexts: Vec<String>,
     forwarded: Option<Forwarded>,
+    /// Kept whatever the order of the calls; refused at build without `forwarded`.
+    intermediates_file: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -160,7 +162,6 @@ struct Forwarded {
     format: ForwardedFormat,
     proxies: Vec<String>,
     ca_file: String,
-    intermediates_file: Option<String>,
 }
 
 impl ClientCert {
@@ -204,17 +205,15 @@ impl ClientCert {
             format,
             proxies: strings(proxies),
             ca_file: ca_file.as_ref().display().to_string(),
-            intermediates_file: None,
         });
         self
     }
 
     /// Intermediate CA certificates for building a forwarded certificate's path (the
-    /// header carries the client certificate alone). Needs [`forwarded`](Self::forwarded).
+    /// header carries the client certificate alone). Needs [`forwarded`](Self::forwarded)
+    /// (before or after this call); without it, building is an error.
     pub fn intermediates_file(mut self, file: impl AsRef<Path>) -> Self {
-        if let Some(forwarded) = &mut self.forwarded {
-            forwarded.intermediates_file = Some(file.as_ref().display().to_string());
-        }
+        self.intermediates_file = Some(file.as_ref().display().to_string());
         self
     }
 
@@ -234,8 +233,8 @@ impl ClientCert {
             table.forwarded_format = Some(spanned(&span, forwarded.format));
             table.trusted_proxies = forwarded.proxies.into_iter().map(|p| spanned(&span, p)).collect();
             table.ca_file = Some(spanned(&span, forwarded.ca_file));
-            table.intermediates_file = forwarded.intermediates_file.map(|f| spanned(&span, f));
         }
+        table.intermediates_file = self.intermediates_file.map(|f| spanned(&span, f));
         deployment.client_cert = Some(spanned(&span, table));
     }
 }
