@@ -713,22 +713,7 @@ async fn d6_requests_oauthlib_runs_the_code_flow() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oauth_client/code_flow.py");
     let config = json!({ "client_id": "spa", "redirect_uri": format!("{}/callback", app.base), "scope": format!("openid {SCOPE}"),
                          "user": "alex", "password": "alex123", "api": API });
-    let child = tokio::process::Command::new(common::python())
-        .arg(script)
-        .arg(&app.base)
-        .arg(config.to_string())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run the test environment's Python (run scripts/test): {e}"));
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output()).await.unwrap().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "code_flow.py failed: {stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let report = run_script(script, &[&app.base, &config.to_string()], Duration::from_secs(60)).await;
     assert_eq!(report["login_page_status"], 200, "{report}");
     assert!(report["authorization_url"].as_str().unwrap().contains("code_challenge_method=S256"), "{report}");
     assert_eq!(report["redirect_status"], 303, "{report}");
@@ -737,6 +722,27 @@ async fn d6_requests_oauthlib_runs_the_code_flow() {
     assert_eq!(report["token"]["scope"], json!(["openid", SCOPE]), "{report}");
     assert_eq!(report["api_status"], 200, "{report}");
     assert_eq!(report["api_body"]["requested_by"], "alex", "{report}");
+}
+
+/// Runs one of the Python scripts with the provisioned interpreter (offline: no proxy, no
+/// Selenium Manager downloads), within `limit`; the JSON report it prints.
+async fn run_script(script: &str, args: &[&str], limit: Duration) -> Value {
+    let child = tokio::process::Command::new(common::python())
+        .arg(script)
+        .args(args)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("SE_OFFLINE", "true")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run the test environment's Python (run scripts/test): {e}"));
+    let output = tokio::time::timeout(limit, child.wait_with_output()).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} failed: {stderr}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
 }
 
 /// A program the test script provisions (`TOWER_SECURE_<name>`), or its Debian path; the
@@ -779,22 +785,7 @@ async fn d6_login_in_a_real_browser() {
         "chromedriver": provisioned("TOWER_SECURE_CHROMEDRIVER", "/usr/bin/chromedriver"),
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/login.py");
-    let child = tokio::process::Command::new(common::python())
-        .arg(script)
-        .arg(config.to_string())
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("SE_OFFLINE", "true")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run the test environment's Python (run scripts/test): {e}"));
-    let output = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output()).await.unwrap().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "login.py failed: {stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let report = run_script(script, &[&config.to_string()], Duration::from_secs(120)).await;
 
     assert_eq!(report["login_title"], "Sign in", "{report}");
     assert_eq!(report["labels"], json!({ "username": "User name", "password": "Password" }), "{report}");
