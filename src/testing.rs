@@ -60,7 +60,7 @@ impl TestIssuer {
     pub fn new(issuer: impl Into<String>) -> Self {
         let mut secret = [0u8; 32];
         #[allow(clippy::expect_used)] // test support: no randomness means no meaningful test
-        getrandom::fill(&mut secret).expect("the OS random source");
+        getrandom::fill(&mut secret).expect("the OS random source"); // documented panic: test support only
         let kid = format!("test-{}", &URL_SAFE_NO_PAD.encode(&secret[..6]));
         Self { issuer: issuer.into(), kid, secret }
     }
@@ -224,14 +224,14 @@ pub fn cheap_password_hash(password: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let mut salt = [0u8; 16];
     #[allow(clippy::expect_used)] // test support: no randomness means no meaningful test
-    getrandom::fill(&mut salt).expect("the OS random source");
+    getrandom::fill(&mut salt).expect("the OS random source"); // documented panic: test support only
     #[allow(clippy::expect_used)] // fixed, valid parameters and a 16-byte salt: infallible
     let hash = {
-        let params = argon2::Params::new(8, 1, 1, None).expect("argon2's minimum parameters");
-        let salt = SaltString::encode_b64(&salt).expect("a 16-byte salt");
+        let params = argon2::Params::new(8, 1, 1, None).expect("argon2's minimum parameters"); // constant, valid
+        let salt = SaltString::encode_b64(&salt).expect("a 16-byte salt"); // 16 bytes: within SaltString's limits
         argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
             .hash_password(password.as_bytes(), &salt)
-            .expect("hashing with valid parameters")
+            .expect("hashing with valid parameters") // valid params and salt: argon2 cannot fail
             .to_string()
     };
     hash
