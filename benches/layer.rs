@@ -202,9 +202,11 @@ fn oneshot_batch(
 fn in_process(c: &mut Criterion) {
     let rt = current_thread();
     let users = users_toml(&cheap_hash("eve-password"));
-    let plain = router();
-    let secured = router().layer(layer(SECURED, &users));
-    let open = router().layer(layer(OPEN, &users));
+    // `with_state(())` as `axum::serve` does once per connection: handlers become routes
+    // (layers applied) once, not at each `oneshot`.
+    let plain = router().with_state(());
+    let secured = router().layer(layer(SECURED, &users)).with_state(());
+    let open = router().layer(layer(OPEN, &users)).with_state(());
     let uri: Uri = PATH.parse().expect("uri");
     let alex = basic("alex", "alex123");
 
@@ -803,9 +805,9 @@ fn bearer(c: &mut Criterion) {
     let kids = ["hs", "rs", "es", "ed"];
     let rt = current_thread();
     let uri: Uri = PATH.parse().expect("uri");
-    let plain = router();
-    let cached = router().layer(bearer_layer(&keys, 10_000));
-    let uncached = router().layer(bearer_layer(&keys, 1));
+    let plain = router().with_state(());
+    let cached = router().layer(bearer_layer(&keys, 10_000)).with_state(());
+    let uncached = router().layer(bearer_layer(&keys, 1)).with_state(());
     let mut group = c.benchmark_group("bearer");
     tune(&mut group, Duration::from_millis(500), Duration::from_secs(2), 20);
     group.bench_function("no_layer", |b| {

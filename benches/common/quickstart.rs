@@ -28,6 +28,8 @@ pub fn encoded(user: &str, password: &str) -> String {
 pub type WithState = Box<dyn FnOnce(TokenServerBuilder) -> TokenServerBuilder>;
 
 /// The quickstart's API secured by a token server on `state` (`None`: the default memory).
+/// Like every app here it ends with `with_state(())`, as `axum::serve` does once per
+/// connection: its handlers become routes once, not again at each `oneshot`.
 pub async fn app(state: Option<WithState>) -> Router {
     let deployment = Deployment::from_toml_str("deployment.toml", DEPLOYMENT).expect("rules");
     let mut builder = TokenServer::builder()
@@ -44,6 +46,7 @@ pub async fn app(state: Option<WithState>) -> Router {
         .route("/api/users/v1/{user_id}/challenges", get(|| async { "ok" }))
         .merge(tokens.router())
         .layer(layer)
+        .with_state(())
 }
 
 pub fn with(state: impl StateBackend) -> Option<WithState> {
@@ -82,7 +85,7 @@ pub async fn bearer(app: &Router) -> HeaderValue {
 
 /// Only a route, no layer: the baseline.
 pub fn plain() -> Router {
-    Router::new().route("/api/users/v1/{user_id}/challenges", get(|| async { "ok" }))
+    Router::new().route("/api/users/v1/{user_id}/challenges", get(|| async { "ok" })).with_state(())
 }
 
 /// A request to the benchmarked route without credentials.

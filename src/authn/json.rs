@@ -4,7 +4,9 @@
 // so a token could mean one thing to its issuer and another here; RFC 7515 section 4 and
 // RFC 7519 section 4 say to reject it. The check rides on the one parse into a `Value`:
 // inserting a member reports whether the name was already there, so it costs nothing.
+// `members` reads a few members of an object (a JOSE header) without building the rest.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -17,6 +19,76 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Value, serde_json::Error> {
     let StrictValue(value) = StrictValue::deserialize(&mut deserializer)?;
     deserializer.end()?;
     Ok(value)
+}
+
+/// The members `names` of one JSON object, each `None` when absent, read as strictly as
+/// [`parse`] reads: a member named twice refuses, at any depth, and the other members are
+/// checked the same way, then dropped. Only the named members become `Value`s, so a small
+/// object of which a few members matter (a JOSE header) costs little.
+pub(crate) fn members<const N: usize>(bytes: &[u8], names: [&str; N]) -> Result<[Option<Value>; N], serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let picked = (&mut deserializer).deserialize_map(Members { names })?;
+    deserializer.end()?;
+    Ok(picked)
+}
+
+struct Members<'n, const N: usize> {
+    names: [&'n str; N],
+}
+
+impl<'de, const N: usize> Visitor<'de> for Members<'_, N> {
+    type Value = [Option<Value>; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object without duplicate member names")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut picked = std::array::from_fn(|_| None);
+        let mut seen = Vec::new();
+        while let Some(MemberName(name)) = map.next_key()? {
+            if seen.contains(&name) {
+                return Err(de::Error::custom("a member name appears twice in one object"));
+            }
+            let StrictValue(value) = map.next_value()?;
+            if let Some(slot) = self.names.iter().position(|wanted| *wanted == name) {
+                picked[slot] = Some(value);
+            }
+            seen.push(name);
+        }
+        Ok(picked)
+    }
+}
+
+/// A member name, borrowed from the input unless it holds escapes.
+struct MemberName<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(MemberNameVisitor)
+    }
+}
+
+struct MemberNameVisitor;
+
+impl<'de> Visitor<'de> for MemberNameVisitor {
+    type Value = MemberName<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<MemberName<'de>, E> {
+        Ok(MemberName(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<MemberName<'de>, E> {
+        Ok(MemberName(Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<MemberName<'de>, E> {
+        Ok(MemberName(Cow::Owned(v)))
+    }
 }
 
 struct StrictValue(Value);
@@ -111,6 +183,19 @@ mod tests {
             assert_eq!(parse(good.as_bytes()).unwrap(), expected, "{good}");
         }
         assert!(parse(br#"{"a":1} x"#).is_err(), "trailing data");
+        for bad in [
+            r#"{"alg":"a","alg":"b"}"#,
+            r#"{"alg":"a","\u0061lg":"b"}"#,
+            r#"{"x":1,"x":2}"#,
+            r#"{"jwk":{"k":1,"k":2}}"#,
+            r#"{"alg":"a"} x"#,
+            r#"["alg"]"#,
+        ] {
+            assert!(members(bad.as_bytes(), ["alg"]).is_err(), "{bad}");
+        }
+        let [alg, kid] = members(br#"{"kid":null,"x":{"y":[1]},"alg":"RS256"}"#, ["alg", "kid"]).unwrap();
+        assert_eq!((alg, kid), (Some(Value::from("RS256")), Some(Value::Null)));
+        assert_eq!(members(br#"{}"#, ["alg"]).unwrap(), [None]);
         let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
         assert!(parse(deep.as_bytes()).is_err(), "nesting beyond the recursion limit");
     }

@@ -84,9 +84,6 @@ impl JwtVerifier {
             return Err(invalid("not a JWS compact serialization"));
         };
         let header = decode_header(message)?;
-        if header.crit.is_some() {
-            return Err(invalid("crit header present"));
-        }
         // jku, x5u, jwk and x5c are never looked at: keys come only from configuration.
         let payload = message.split_once('.').map_or("", |(_, payload)| payload);
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -269,17 +266,77 @@ pub(super) fn invalid(reason: &'static str) -> AuthError {
     AuthError::invalid_credentials(reason)
 }
 
-/// The JOSE header, parsed strictly (a member named twice refuses).
-fn decode_header(message: &str) -> Result<jsonwebtoken::Header, AuthError> {
+/// What verification reads of a JOSE header: the algorithm, and `kid` and `typ` when named.
+struct JoseHeader {
+    alg: Algorithm,
+    kid: Option<String>,
+    typ: Option<String>,
+}
+
+/// The JOSE header, parsed strictly (a member named twice refuses). Any `crit` refuses:
+/// no extension is understood here (RFC 7515 section 4.1.11). `alg` must name an
+/// algorithm, `kid` and `typ` must be strings when present; the other members are never
+/// read.
+fn decode_header(message: &str) -> Result<JoseHeader, AuthError> {
     let encoded = message.split_once('.').map_or(message, |(header, _)| header);
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(encoded)
         .map_err(|_| invalid("header is not base64url"))?;
-    let value = super::json::parse(&bytes).map_err(|_| invalid("header is not JSON without duplicates"))?;
-    serde_json::from_value(value).map_err(|_| invalid("malformed JWT header"))
+    let [alg, kid, typ, crit] = super::json::members(&bytes, ["alg", "kid", "typ", "crit"])
+        .map_err(|_| invalid("header is not a JSON object without duplicates"))?;
+    if crit.is_some() {
+        return Err(invalid("crit header present"));
+    }
+    let alg = match alg {
+        Some(Value::String(alg)) => alg.parse::<Algorithm>().map_err(|_| invalid("malformed JWT header"))?,
+        _ => return Err(invalid("malformed JWT header")),
+    };
+    let text = |member: Option<Value>| match member {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(invalid("malformed JWT header")),
+    };
+    Ok(JoseHeader { alg, kid: text(kid)?, typ: text(typ)? })
 }
 
 /// A JWS compact serialization has exactly three dot-separated parts.
 pub(super) fn is_jws(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(json: &str) -> Result<JoseHeader, String> {
+        let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+        decode_header(&format!("{encoded}.e30")).map_err(|e| e.to_string())
+    }
+
+    // SPEC F9, F10: the header is read strictly: `alg` a known algorithm, `kid` and `typ`
+    // strings, any `crit` and any member named twice refuse; other members are not read.
+    #[test]
+    fn header_is_read_strictly() {
+        let ok = header(r#"{"alg":"ES256","kid":"k1","typ":"at+jwt","jwk":7,"x5c":"junk"}"#).unwrap();
+        assert_eq!((ok.alg, ok.kid.as_deref(), ok.typ.as_deref()), (Algorithm::ES256, Some("k1"), Some("at+jwt")));
+        let bare = header(r#"{"alg":"EdDSA","kid":null}"#).unwrap();
+        assert_eq!((bare.alg, bare.kid, bare.typ), (Algorithm::EdDSA, None, None));
+        for (json, reason) in [
+            (r#"{"alg":"none"}"#, "malformed JWT header"),
+            (r#"{"alg":"hs256"}"#, "malformed JWT header"),
+            (r#"{"kid":"k1"}"#, "malformed JWT header"),
+            (r#"{"alg":["RS256"]}"#, "malformed JWT header"),
+            (r#"{"alg":"RS256","kid":1}"#, "malformed JWT header"),
+            (r#"{"alg":"RS256","typ":{}}"#, "malformed JWT header"),
+            (r#"["RS256"]"#, "not a JSON object"),
+            (r#"{"alg":"RS256","crit":["exp"]}"#, "crit header present"),
+            (r#"{"alg":"RS256","crit":null}"#, "crit header present"),
+            (r#"{"alg":"RS256","alg":"HS256"}"#, "without duplicates"),
+            (r#"{"alg":"RS256","kid":"a","k\u0069d":"b"}"#, "without duplicates"),
+            (r#"{"alg":"RS256","jwk":{"kty":"oct","kty":"RSA"}}"#, "without duplicates"),
+        ] {
+            let error = header(json).err().unwrap_or_else(|| panic!("{json} was accepted"));
+            assert!(error.contains(reason), "{json}: {error}");
+        }
+    }
 }

@@ -74,31 +74,7 @@ impl CanonicalPath {
         }
         // A single trailing slash names the same resource (`/x/` is `/x`).
         let body = body.strip_suffix('/').unwrap_or(body);
-        let mut decoded = Vec::with_capacity(raw.len());
-        if !body.is_empty() {
-            for (count, segment) in body.split('/').enumerate() {
-                if count >= MAX_SEGMENTS {
-                    return Err(PathError::TooLong);
-                }
-                decoded.push(b'/');
-                let start = decoded.len();
-                decode_segment(segment.as_bytes(), &mut decoded)?;
-                match &decoded[start..] {
-                    b"" => return Err(PathError::EmptySegment),
-                    b"." | b".." => return Err(PathError::DotSegment),
-                    _ => {}
-                }
-            }
-        }
-        if decoded.is_empty() {
-            decoded.push(b'/');
-        }
-        let path = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
-        // C1 controls (U+0080..U+009F, e.g. NEL) are controls too; ASCII ones were refused
-        // byte by byte.
-        if !path.is_ascii() && path.chars().any(char::is_control) {
-            return Err(PathError::ForbiddenCharacter);
-        }
+        let path = if body.bytes().all(is_plain) { plain_path(raw, body)? } else { decoded_path(raw, body)? };
         Ok(split_tenant(path))
     }
 
@@ -127,7 +103,30 @@ impl CanonicalPath {
 
     /// The decoded segments of [`CanonicalPath::as_str`].
     pub fn segments(&self) -> impl Iterator<Item = &str> + Clone {
-        self.path[1..].split('/').filter(|s| !s.is_empty())
+        Segments { rest: &self.path[1..] }
+    }
+}
+
+/// The segments of a canonical path after its leading `/`. Paths are short: a plain byte
+/// loop finds each `/` sooner than a `str::split` searcher would.
+#[derive(Clone)]
+struct Segments<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for Segments<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        while !self.rest.is_empty() {
+            let end = self.rest.bytes().position(|b| b == b'/').unwrap_or(self.rest.len());
+            let segment = &self.rest[..end];
+            self.rest = self.rest.get(end + 1..).unwrap_or_default();
+            if !segment.is_empty() {
+                return Some(segment);
+            }
+        }
+        None
     }
 }
 
@@ -149,6 +148,63 @@ fn split_tenant(path: String) -> CanonicalPath {
         return CanonicalPath { path, tenant };
     }
     CanonicalPath { path, tenant: None }
+}
+
+/// A byte that stands for itself in a path and needs no check beyond the segment rules:
+/// visible ASCII or space, not `%`, `\` or `;`.
+fn is_plain(byte: u8) -> bool {
+    (b' '..=b'~').contains(&byte) && !matches!(byte, b'%' | b'\\' | b';')
+}
+
+/// A path of plain bytes only (most requests): nothing to decode, so it is `raw` up to
+/// the end of `body` once its segments pass the same checks as a decoded path's.
+fn plain_path(raw: &str, body: &str) -> Result<String, PathError> {
+    if !body.is_empty() {
+        for (count, segment) in body.as_bytes().split(|&b| b == b'/').enumerate() {
+            check_segment(count, segment)?;
+        }
+    }
+    // `body` is `raw` after its leading `/`, so this is `/` and `body`.
+    Ok(raw[..=body.len()].to_owned())
+}
+
+/// The general case: every segment percent-decoded, then the same checks.
+fn decoded_path(raw: &str, body: &str) -> Result<String, PathError> {
+    let mut decoded = Vec::with_capacity(raw.len());
+    if !body.is_empty() {
+        for (count, segment) in body.as_bytes().split(|&b| b == b'/').enumerate() {
+            if count >= MAX_SEGMENTS {
+                return Err(PathError::TooLong);
+            }
+            decoded.push(b'/');
+            let start = decoded.len();
+            decode_segment(segment, &mut decoded)?;
+            check_segment(count, &decoded[start..])?;
+        }
+    }
+    if decoded.is_empty() {
+        decoded.push(b'/');
+    }
+    let path = String::from_utf8(decoded).map_err(|_| PathError::NotUtf8)?;
+    // C1 controls (U+0080..U+009F, e.g. NEL) are controls too; ASCII ones were refused
+    // byte by byte.
+    if !path.is_ascii() && path.chars().any(char::is_control) {
+        return Err(PathError::ForbiddenCharacter);
+    }
+    Ok(path)
+}
+
+/// The `count`-th segment (from 0), decoded: not past the segment limit, not empty, not a
+/// dot segment.
+fn check_segment(count: usize, segment: &[u8]) -> Result<(), PathError> {
+    if count >= MAX_SEGMENTS {
+        return Err(PathError::TooLong);
+    }
+    match segment {
+        b"" => Err(PathError::EmptySegment),
+        b"." | b".." => Err(PathError::DotSegment),
+        _ => Ok(()),
+    }
 }
 
 fn decode_segment(raw: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
@@ -254,6 +310,8 @@ mod tests {
         let p = CanonicalPath::parse("/t/example.com").unwrap();
         assert_eq!((p.as_str(), p.tenant()), ("/", Some("example.com")));
         assert_eq!(p.segments().count(), 0);
+        let p = CanonicalPath::parse("/api/users/v1/42/challenges").unwrap();
+        assert_eq!(p.segments().collect::<Vec<_>>(), ["api", "users", "v1", "42", "challenges"]);
     }
 
     // SPEC E1: the router's reading keeps percent-encodings; none without one.
@@ -262,5 +320,33 @@ mod tests {
         let p = CanonicalPath::as_routed("/t/ex%61mple.com/api/%61dmin/").unwrap();
         assert_eq!((p.as_str(), p.tenant()), ("/api/%61dmin", Some("ex%61mple.com")));
         assert_eq!(CanonicalPath::as_routed("/api/admin"), None);
+    }
+
+    // SPEC E1: a path of plain bytes takes the short way (no decoding); it must answer
+    // exactly as decoding would, on every mix of plain segments, dots, empties and bytes.
+    #[test]
+    fn plain_paths_parse_as_decoded_ones() {
+        let pieces = ["a", "", ".", "..", "t", "X.y", "~-_ +!", "...", "a.b", "q=1&r"];
+        let mut checked = 0;
+        for first in pieces {
+            for second in pieces {
+                for third in pieces {
+                    for tail in ["", "/"] {
+                        let raw = format!("/{first}/{second}/{third}{tail}");
+                        let body = raw[1..].strip_suffix('/').unwrap_or(&raw[1..]);
+                        assert!(body.bytes().all(is_plain), "{raw}");
+                        assert_eq!(plain_path(&raw, body), decoded_path(&raw, body), "{raw}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 2000);
+        let long = "/a".repeat(MAX_SEGMENTS + 1);
+        assert_eq!(plain_path(&long, &long[1..]), decoded_path(&long, &long[1..]));
+        for byte in 0..=255u8 {
+            let plain = byte.is_ascii() && !byte.is_ascii_control() && !b"%\\;".contains(&byte);
+            assert_eq!(is_plain(byte), plain, "byte {byte:#04x}");
+        }
     }
 }
