@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use super::header::{basic_credentials, has_scheme};
+use super::header::{basic_credentials, has_scheme, read_basic_credentials};
 use super::AuthenticationHandler;
 use crate::config::BasicConfig;
 use crate::error::{AuthError, AuthErrorKind};
@@ -26,8 +26,6 @@ use crate::policy::BASIC_HANDLER;
 use crate::state::{RevokedTokens, StateBackend, StateError};
 use crate::telemetry::{CacheCounters, CacheKind};
 
-/// Base64 of a 255-byte user and a 512-byte password, rounded up.
-pub(crate) const MAX_BASIC_TOKEN: usize = 1024;
 /// How long an uncached verification may wait for the throttle, and then for the hashing
 /// pool, before it gets 429: the queue in front of argon2 stays bounded.
 const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(1);
@@ -543,7 +541,7 @@ impl AuthenticationHandler for BasicAuthenticator {
             .headers
             .get(AUTHORIZATION)
             .ok_or_else(|| AuthError::internal("basic handler called without a credential"))?;
-        let (text, colon) = basic_credentials(value, MAX_BASIC_TOKEN)?;
+        let (text, colon) = basic_credentials(value)?;
         let (user, password) = (&text[..colon], &text[colon + 1..]);
         let proof = self.inner.proof(user, password);
         self.inner.authenticate(user, password, proof, Instant::now()).await
@@ -553,13 +551,12 @@ impl AuthenticationHandler for BasicAuthenticator {
         let Some(value) = request.headers.get(AUTHORIZATION) else {
             return Some(Err(AuthError::internal("basic handler called without a credential")));
         };
-        let (text, colon) = match basic_credentials(value, MAX_BASIC_TOKEN) {
-            Ok(parsed) => parsed,
-            Err(error) => return Some(Err(error)),
-        };
-        let (user, password) = (&text[..colon], &text[colon + 1..]);
-        let proof = self.inner.proof(user, password);
-        self.inner.cached(user, &proof, Instant::now())
+        let now = Instant::now();
+        let cached = read_basic_credentials(value, |user, password| {
+            let proof = self.inner.proof(user, password);
+            self.inner.cached(user, &proof, now)
+        });
+        cached.unwrap_or_else(|error| Some(Err(error)))
     }
 
     fn challenge(&self, realm: &str, error: Option<&AuthError>) -> Option<HeaderValue> {

@@ -94,19 +94,35 @@ pub fn token68(value: &HeaderValue, max_len: usize) -> Result<&str, AuthError> {
     std::str::from_utf8(token).map_err(|_| AuthError::invalid_request("credential is not a token68"))
 }
 
-/// A Basic credential (RFC 7617): the decoded `user:password` text and the position of its
-/// first `:`. Not canonical base64, not UTF-8, no `:` or an empty user is 400.
-pub(crate) fn basic_credentials(value: &HeaderValue, max_len: usize) -> Result<(String, usize), AuthError> {
-    let token = token68(value, max_len)?;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(token)
+/// The longest Basic credential accepted: base64 of a 255-byte user and a 512-byte
+/// password, rounded up.
+pub(crate) const MAX_BASIC_TOKEN: usize = 1024;
+
+/// A Basic credential (RFC 7617), decoded on the stack and handed to `read` as user and
+/// password. Not canonical base64, not UTF-8, no `:` or an empty user is 400; longer than
+/// [`MAX_BASIC_TOKEN`] is 431.
+pub(crate) fn read_basic_credentials<R>(
+    value: &HeaderValue,
+    read: impl FnOnce(&str, &str) -> R,
+) -> Result<R, AuthError> {
+    let token = token68(value, MAX_BASIC_TOKEN)?;
+    let mut decoded = [0u8; MAX_BASIC_TOKEN / 4 * 3];
+    let len = base64::engine::general_purpose::STANDARD
+        .decode_slice(token, &mut decoded)
         .map_err(|_| AuthError::invalid_request("Basic credential is not canonical base64"))?;
-    let text = String::from_utf8(decoded).map_err(|_| AuthError::invalid_request("Basic credential is not UTF-8"))?;
-    match text.find(':') {
+    let text = std::str::from_utf8(&decoded[..len])
+        .map_err(|_| AuthError::invalid_request("Basic credential is not UTF-8"))?;
+    match text.bytes().position(|b| b == b':') {
         None => Err(AuthError::invalid_request("Basic credential has no ':'")),
         Some(0) => Err(AuthError::invalid_request("Basic credential has an empty user")),
-        Some(colon) => Ok((text, colon)),
+        Some(colon) => Ok(read(&text[..colon], &text[colon + 1..])),
     }
+}
+
+/// [`read_basic_credentials`] for callers that keep the credential: the decoded
+/// `user:password` text and the position of its first `:`.
+pub(crate) fn basic_credentials(value: &HeaderValue) -> Result<(String, usize), AuthError> {
+    read_basic_credentials(value, |user, password| (format!("{user}:{password}"), user.len()))
 }
 
 #[cfg(test)]

@@ -39,9 +39,9 @@ pub use client_cert::{CaInfo, CertificateError, ClientCertAuthenticator, ClientC
 pub use lookup::UserLookup;
 // The token server's way in (feature `oauth2-server`).
 #[cfg(feature = "oauth2-server")]
-pub(crate) use basic::{WeakBasicAuthenticator, MAX_BASIC_TOKEN};
+pub(crate) use basic::WeakBasicAuthenticator;
 #[cfg(feature = "oauth2-server")]
-pub(crate) use header::basic_credentials;
+pub(crate) use header::read_basic_credentials;
 #[cfg(feature = "oauth2-server")]
 pub(crate) use jwt::install_crypto_provider;
 #[cfg(feature = "oauth2-server")]

@@ -798,9 +798,9 @@ impl TokenServer {
         if !authn::header::has_scheme(value, "Basic") {
             return Err(refused("client authentication is not Basic"));
         }
-        let (text, colon) = authn::basic_credentials(value, authn::MAX_BASIC_TOKEN)
+        let decoded = authn::read_basic_credentials(value, |id, secret| (form_decode(id), form_decode(secret)))
             .map_err(|_| refused("malformed Basic credential"))?;
-        match (form_decode(&text[..colon]), form_decode(&text[colon + 1..])) {
+        match decoded {
             (Some(id), Some(secret)) => Ok((id, secret)),
             _ => Err(refused("client id or secret is not form-urlencoded UTF-8")),
         }
