@@ -32,6 +32,12 @@ pub struct RunResult {
     pub server_cpu_s: f64,
     /// Server CPU time (user + system, all threads) per successful request.
     pub cpu_us_per_request: Option<f64>,
+    /// Heap allocations of the server process (all threads) during the measured load, from
+    /// its counting global allocator; `None` when the counter could not be read, and for the
+    /// flood, whose own requests would be counted too.
+    pub allocations: Option<u64>,
+    /// `allocations` over the successful (2xx) requests; `None` without any.
+    pub allocations_per_request: Option<f64>,
     /// Server CPU time over the load's duration: 1.0 is one core fully busy.
     pub server_busy: Option<f64>,
     /// The load generator's CPU time over the load's duration (includes loading its script).
@@ -85,6 +91,7 @@ struct Measured {
     flood: Option<Summary>,
     server_ticks: u64,
     connections_opened: Option<u64>,
+    allocations: Option<u64>,
 }
 
 /// The measured load; for the flood, the flood starts first and runs past its end.
@@ -99,17 +106,24 @@ fn measure(run: &Run, settings: &Settings, scripts: &Scripts, server: &Server, t
         }
         _ => None,
     };
+    // The allocation counter is read over a connection of its own, outside the window in which
+    // the server's CPU time and the accepted connections are counted, so that asking adds to
+    // neither. Not under the flood: its requests are served by the same process.
+    let counted = !matches!(run.load, Load::Flood { .. });
+    let allocations_before = if counted { server.allocations() } else { None };
     let opened_before = passive_opens();
     let before = cpu_ticks(server.pid()).ok_or("cannot read the server's CPU time")?;
     let generator = loadgen::start(&run.load, settings, scripts, &server.url, seconds)?;
     let load = loadgen::finish(&run.load, generator, seconds, ticks);
     let after = cpu_ticks(server.pid()).ok_or("cannot read the server's CPU time")?;
     let connections_opened = opened_before.zip(passive_opens()).map(|(before, after)| after.saturating_sub(before));
+    let allocations_after = allocations_before.and_then(|_| server.allocations());
+    let allocations = allocations_before.zip(allocations_after).map(|(before, after)| after.saturating_sub(before));
     let flood = match flood {
         Some((generator, flood_seconds)) => Some(loadgen::finish(&run.load, generator, flood_seconds, ticks)?),
         None => None,
     };
-    Ok(Measured { load: load?, flood, server_ticks: after.saturating_sub(before), connections_opened })
+    Ok(Measured { load: load?, flood, server_ticks: after.saturating_sub(before), connections_opened, allocations })
 }
 
 /// TCP connections accepted by this machine so far (`Tcp: ... PassiveOpens` in
@@ -144,6 +158,8 @@ impl RunResult {
             warmup_errors: 0,
             server_cpu_s: 0.0,
             cpu_us_per_request: None,
+            allocations: None,
+            allocations_per_request: None,
             server_busy: None,
             client_busy: None,
             vm_hwm_kib: None,
@@ -181,6 +197,9 @@ pub fn execute(seq: usize, run: &Run, settings: &Settings, scripts: &Scripts, lo
     result.warmup_errors = warmup_errors;
     result.server_cpu_s = server_cpu_s;
     result.cpu_us_per_request = (load.ok > 0).then(|| server_cpu_s * 1e6 / load.ok as f64);
+    result.allocations = measured.allocations;
+    result.allocations_per_request =
+        measured.allocations.filter(|_| load.ok > 0).map(|allocations| allocations as f64 / load.ok as f64);
     result.server_busy = per_second(server_cpu_s);
     result.client_busy = per_second(load.client_cpu_s);
     result.vm_hwm_kib = vm_hwm_kib;

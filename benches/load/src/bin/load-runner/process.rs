@@ -3,6 +3,7 @@
 //! they are zombies, just before they are reaped).
 
 use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,33 +48,54 @@ pub fn pinned(cpus: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     command
 }
 
+/// How long reading the server's allocation counter may take (connect, then the line).
+const COUNTER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A running bench server; killed (by its pid, through `Child`) when dropped.
 pub struct Server {
     child: Child,
     pub url: String,
+    /// Where the server answers its allocation count (its second stdout line).
+    counter: SocketAddr,
 }
 
 impl Server {
-    /// Starts `load-server MODE` pinned to `cpus` and waits for the URL on its first line.
+    /// Starts `load-server MODE` pinned to `cpus` and waits for its first two stdout lines:
+    /// the URL, then the allocation counter's address.
     pub fn start(mut command: Command, log: &Path) -> Result<Server, String> {
         let log_file = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         command.stdout(Stdio::piped()).stderr(Stdio::from(log_file)).stdin(Stdio::null());
         let mut child = command.spawn().map_err(|e| format!("cannot start the server: {e}"))?;
         let stdout = child.stdout.take().ok_or("the server has no stdout")?;
-        let mut first = String::new();
-        let read = BufReader::new(stdout).read_line(&mut first);
-        let mut server = Server { child, url: first.trim().to_owned() };
-        match read {
-            Ok(n) if n > 0 && server.url.contains("://127.0.0.1:") => Ok(server),
+        // One reader for both lines: the second may already sit in its buffer.
+        let mut stdout = BufReader::new(stdout);
+        let (mut first, mut second) = (String::new(), String::new());
+        let read = stdout.read_line(&mut first).and_then(|n| Ok((n, stdout.read_line(&mut second)?)));
+        let url = first.trim().to_owned();
+        let counter = second.trim().parse::<SocketAddr>().ok().filter(|addr| addr.ip().is_loopback());
+        match (read, counter) {
+            (Ok((n, _)), Some(counter)) if n > 0 && url.contains("://127.0.0.1:") => Ok(Server { child, url, counter }),
             _ => {
-                let _ = server.child.wait();
-                Err(format!("the server did not announce its address; see {}", log.display()))
+                // It may still be running (it printed something else): stop it, then reap it.
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(format!("the server did not announce its addresses; see {}", log.display()))
             }
         }
     }
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The server process's heap allocations so far (all threads), from its allocation
+    /// counter; `None` when it cannot be read within a short timeout.
+    pub fn allocations(&self) -> Option<u64> {
+        let stream = TcpStream::connect_timeout(&self.counter, COUNTER_TIMEOUT).ok()?;
+        stream.set_read_timeout(Some(COUNTER_TIMEOUT)).ok()?;
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).ok()?;
+        line.trim().parse().ok()
     }
 }
 

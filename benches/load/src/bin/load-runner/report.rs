@@ -141,6 +141,11 @@ pub struct Compared {
     /// The baseline's CPU per request over the mode's: the requests/s ratio a server whose
     /// core is the bottleneck would show (read this one when the client core was full).
     pub cpu_ratio: Option<f64>,
+    /// Heap allocations of the server per successful request, the mode's and its baseline's.
+    pub allocations_per_request: Option<f64>,
+    pub baseline_allocations_per_request: Option<f64>,
+    /// Allocations per request above the baseline's.
+    pub added_allocations_per_request: Option<f64>,
 }
 
 /// Each mode's run compared with the baseline of its pair.
@@ -151,6 +156,7 @@ pub fn compare(results: &[RunResult]) -> Vec<Compared> {
         let base = results.iter().find(|r| r.role == Role::Baseline && r.pair == run.pair && r.load.is_some());
         let baseline_rps = base.and_then(RunResult::requests_per_second);
         let baseline_cpu = base.and_then(|b| b.cpu_us_per_request);
+        let baseline_allocations = base.and_then(|b| b.allocations_per_request);
         compared.push(Compared {
             name: run.name,
             role: run.role,
@@ -162,6 +168,12 @@ pub fn compare(results: &[RunResult]) -> Vec<Compared> {
             baseline_cpu_us_per_request: baseline_cpu,
             added_cpu_us_per_request: run.cpu_us_per_request.zip(baseline_cpu).map(|(cpu, base)| cpu - base),
             cpu_ratio: run.cpu_us_per_request.zip(baseline_cpu).map(|(cpu, base)| base / cpu),
+            allocations_per_request: run.allocations_per_request,
+            baseline_allocations_per_request: baseline_allocations,
+            added_allocations_per_request: run
+                .allocations_per_request
+                .zip(baseline_allocations)
+                .map(|(allocations, base)| allocations - base),
         });
     }
     compared
@@ -235,6 +247,10 @@ pub struct ModeSummary {
     pub cpu_ratio: Option<Spread>,
     pub cpu_us_per_request: Option<f64>,
     pub added_cpu_us_per_request: Option<Spread>,
+    /// Heap allocations of the server per successful request, median over the rounds, and
+    /// the same minus the pair's baseline's.
+    pub allocations_per_request: Option<f64>,
+    pub added_allocations_per_request: Option<Spread>,
     /// The busiest the load generator's core was in any round (near 100%: it limited the run),
     /// for the mode's runs and for its baselines'.
     pub client_busy_max: Option<f64>,
@@ -265,6 +281,8 @@ pub fn summarize(modes: &[&'static str], compared: &[Compared], results: &[RunRe
             cpu_ratio: Spread::of(values(|c| c.cpu_ratio)),
             cpu_us_per_request: median_of(&values(|c| c.cpu_us_per_request)),
             added_cpu_us_per_request: Spread::of(values(|c| c.added_cpu_us_per_request)),
+            allocations_per_request: median_of(&of_runs(|r| r.allocations_per_request)),
+            added_allocations_per_request: Spread::of(values(|c| c.added_allocations_per_request)),
             client_busy_max: runs.iter().filter_map(|r| r.client_busy).reduce(f64::max),
             baseline_client_busy_max: results
                 .iter()
@@ -489,9 +507,9 @@ fn mode_table(out: &mut String, summaries: &[ModeSummary], results: &[RunResult]
     let _ = writeln!(out, "## Modes\n");
     let _ = writeln!(
         out,
-        "| mode | rounds | req/s | no-layer req/s | ratio [IQR] | ratio by CPU [IQR] | server CPU µs/req | added µs/req [IQR] | server core | client core (max) | baselines' client core (max) | connections/run | peak RSS MiB |"
+        "| mode | rounds | req/s | no-layer req/s | ratio [IQR] | ratio by CPU [IQR] | server CPU µs/req | added µs/req [IQR] | allocations/req | added allocations/req | server core | client core (max) | baselines' client core (max) | connections/run | peak RSS MiB |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for s in summaries {
         let client = |busy: Option<f64>| {
             busy.map_or("–".to_owned(), |c| {
@@ -501,7 +519,7 @@ fn mode_table(out: &mut String, summaries: &[ModeSummary], results: &[RunResult]
         };
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | **{}** | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| `{}` | {} | {} | {} | **{}** | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             s.name,
             s.rounds,
             opt(s.requests_per_second, 0),
@@ -510,6 +528,8 @@ fn mode_table(out: &mut String, summaries: &[ModeSummary], results: &[RunResult]
             s.cpu_ratio.as_ref().map_or("–".to_owned(), |r| r.text(2, "x")),
             opt(s.cpu_us_per_request, 1),
             s.added_cpu_us_per_request.as_ref().map_or("–".to_owned(), |a| a.text(1, "")),
+            opt(s.allocations_per_request, 1),
+            s.added_allocations_per_request.as_ref().map_or("–".to_owned(), |a| format!("{:.1}", a.median)),
             percent(s.server_busy_median),
             client(s.client_busy_max),
             client(s.baseline_client_busy_max),
@@ -531,6 +551,30 @@ fn mode_table(out: &mut String, summaries: &[ModeSummary], results: &[RunResult]
          connections the machine accepted during a measured run (64 keep-alive connections \
          expected; over TLS each one is a handshake).\n"
     );
+    let _ = writeln!(
+        out,
+        "*allocations/req* counts heap allocations (and reallocations) of the whole bench server, \
+         every thread, by a counting global allocator in the server, over the measured load, divided \
+         by the 2xx answers; *added allocations/req* is the same minus its pair's baseline's, median \
+         over the rounds. Not given under the flood, whose own requests the same process serves. \
+         The baselines: {}.\n",
+        baseline_allocations(results),
+    );
+}
+
+/// Each baseline's allocations per request, median over its runs: "`no_layer` 28.9, ...".
+fn baseline_allocations(results: &[RunResult]) -> String {
+    let mut by_name: BTreeMap<&str, Vec<(usize, f64)>> = BTreeMap::new();
+    for run in results.iter().filter(|r| r.role == Role::Baseline) {
+        if let Some(allocations) = run.allocations_per_request {
+            by_name.entry(run.name).or_default().push((run.round, allocations));
+        }
+    }
+    if by_name.is_empty() {
+        return "not measured".to_owned();
+    }
+    let medians = by_name.iter().filter_map(|(name, values)| Some(format!("`{name}` {:.1}", median_of(values)?)));
+    medians.collect::<Vec<_>>().join(", ")
 }
 
 fn targets_table(out: &mut String, verdicts: &[Verdict]) {
@@ -684,9 +728,9 @@ fn sequence_table(out: &mut String, results: &[RunResult], token_cache: u64) {
     let _ = writeln!(out, "## Every run, in order\n");
     let _ = writeln!(
         out,
-        "| # | round | pair | run | req/s | p50 ms | p99 ms | server CPU µs/req | server core | client core | connections | server threads | notes |"
+        "| # | round | pair | run | req/s | p50 ms | p99 ms | server CPU µs/req | allocations/req | server core | client core | connections | server threads | notes |"
     );
-    let _ = writeln!(out, "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for run in results {
         let load = run.load.as_ref();
         let mut notes = run.error.clone().unwrap_or_default();
@@ -698,7 +742,7 @@ fn sequence_table(out: &mut String, results: &[RunResult], token_cache: u64) {
         }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             run.seq,
             run.round,
             run.pair,
@@ -707,6 +751,7 @@ fn sequence_table(out: &mut String, results: &[RunResult], token_cache: u64) {
             ms(load.map(|l| l.p50_us)),
             ms(load.map(|l| l.p99_us)),
             opt(run.cpu_us_per_request, 1),
+            opt(run.allocations_per_request, 1),
             percent(run.server_busy),
             percent(run.client_busy),
             run.connections_opened.map_or("–".to_owned(), |c| c.to_string()),
